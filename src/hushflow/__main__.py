@@ -1,0 +1,3 @@
+from hushflow.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""FQDN-deny compiler, resolver, CIDR group state, DNS block artifacts."""

@@ -1,0 +1,1 @@
+"""DNS knowledge, rule index, attribution."""

@@ -1,0 +1,1 @@
+"""Hubble FlowFilter semantics, CEL, and `hubble observe` flag translation."""

@@ -1,0 +1,1 @@
+"""Reading Hubble flows: every JSON form Hubble writes, files, stdin, gzip, follow."""

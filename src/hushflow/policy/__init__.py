@@ -1,0 +1,1 @@
+"""The policy model: loading, Cilium implicit rules, schema validation, lint."""

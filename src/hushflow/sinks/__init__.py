@@ -1,0 +1,1 @@
+"""Output: Hubble output formats, metrics, events."""
