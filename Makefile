@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint-code typecheck unit bench clean
+.PHONY: demo test lint-code typecheck unit bench clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+## proto: regenerate src/hushflow/proto/*_pb2.py(i) from the .proto files (needs grpcio-tools, in the test extra)
+PROTOS := src/hushflow/proto/flow.proto src/hushflow/proto/relay.proto src/hushflow/proto/observer.proto
+PROTOC := $(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src
+proto: $(STAMP)
+	$(PROTOC) $(PROTOS)
+	for f in src/hushflow/proto/*_pb2.py src/hushflow/proto/*_pb2.pyi; do \
+	  { echo "# Generated from the .proto next to it by \`make proto\`: $(PROTOC) $(PROTOS)"; cat $$f; } > $$f.tmp && mv $$f.tmp $$f; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lint.py
