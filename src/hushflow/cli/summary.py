@@ -1,0 +1,35 @@
+"""`hushflow summary PATH...`: what a set of policies does, at a glance."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hushflow.cli.options import cilium_version_option
+from hushflow.policy.loading import load_policies
+from hushflow.policy.model import BuildOptions
+from hushflow.policy.summary import summarize
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@cilium_version_option
+def summary(paths: tuple[str, ...], cilium_version: tuple[int, int]) -> None:
+    """One line per policy: kind, name, rules per direction, FQDN denies, log tags.
+
+    Policies that fail schema validation are left out; run `hushflow lint` to see why.
+    """
+    loaded = load_policies(paths, BuildOptions(cilium_version=cilium_version), stdin=sys.stdin)
+    rows = summarize(loaded.policy_set)
+    table = Table(title=f"{len(rows)} policies, {len(loaded.policy_set.cidr_groups)} CIDR groups")
+    for column in ("policy", "selects", "allow in/out", "deny in/out", "default-deny", "FQDN denies", "log"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.policy, row.selects, row.allows, row.denies, row.default_deny, row.fqdn_denies, row.log
+        )
+    Console(file=sys.stdout, soft_wrap=False, width=160).print(table)
+    sys.exit(2 if any(d.code == "HF004" for d in loaded.diagnostics) else 0)

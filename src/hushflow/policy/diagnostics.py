@@ -1,0 +1,80 @@
+"""Diagnostics: stable codes, severities, and where each finding points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from hushflow.policy.source import Location
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"error": 0, "warning": 1, "info": 2}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+
+
+# The catalogue. Codes are stable: never renumber, only add.
+CHECKS: dict[str, Check] = {
+    check.code: check
+    for check in (
+        Check("HF001", "invalid-yaml", Severity.ERROR, "The file is not valid YAML."),
+        Check("HF002", "not-an-object", Severity.ERROR, "A document is not a Kubernetes object."),
+        Check("HF003", "other-kind", Severity.INFO, "An object that is not a Cilium policy was skipped."),
+        Check("HF004", "unreadable", Severity.ERROR, "A file or directory could not be read."),
+        Check("HF005", "duplicate-object", Severity.WARNING, "The same object is defined twice."),
+        Check("HF010", "schema", Severity.ERROR, "The object does not match the Cilium 1.18 CRD schema."),
+        Check("HF011", "empty-policy", Severity.ERROR, "A policy has neither spec nor specs."),
+        Check("HF012", "node-selector-in-cnp", Severity.ERROR, "nodeSelector is only valid in a CCNP."),
+        Check("HF013", "namespace-overridden", Severity.WARNING, "A CNP endpointSelector names another namespace."),
+        Check("HF020", "fqdn-deny", Severity.ERROR, "toFQDNs in egressDeny: Cilium cannot run it."),
+        Check("HF021", "l7-in-deny", Severity.ERROR, "L7 rules, serverNames, TLS or listener in a deny rule."),
+        Check("HF022", "auth-in-deny", Severity.ERROR, "authentication in a deny rule."),
+        Check("HF030", "fqdn-without-dns-proxy", Severity.WARNING, "toFQDNs on endpoints no DNS proxy rule covers."),
+        Check("HF031", "several-peer-kinds", Severity.ERROR, "More than one L3 peer kind in one rule."),
+        Check("HF032", "icmps-with-toports", Severity.ERROR, "icmps and toPorts in the same rule."),
+        Check("HF033", "icmp-in-toports", Severity.ERROR, "ICMP given as a toPorts protocol."),
+        Check("HF034", "dns-rule-on-ingress", Severity.ERROR, "L7 DNS rules on ingress."),
+        Check("HF035", "dns-rule-port", Severity.ERROR, "L7 DNS rules without an explicit port 53."),
+        Check("HF036", "endport-below-port", Severity.ERROR, "endPort is below port."),
+        Check("HF037", "except-outside-cidr", Severity.ERROR, "An except entry is not inside its cidr."),
+        Check("HF038", "l7-protocol", Severity.ERROR, "L7 rules on a protocol or port that cannot carry them."),
+        Check("HF040", "log-value", Severity.ERROR, "log.value is too long or has non-printable characters."),
+        Check("HF050", "deny-shadows-allow", Severity.WARNING, "A deny rule makes allow rules unreachable."),
+        Check("HF051", "double-star-before-1.19", Severity.WARNING, "`**.` matches one label before Cilium 1.19."),
+        Check("HF052", "empty-rule-default-deny", Severity.WARNING, "An empty rule silently turns on default-deny."),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    message: str
+    location: Location
+    hint: str = ""
+    severity: Severity | None = None  # None: the check's default
+
+    @property
+    def level(self) -> Severity:
+        return self.severity or CHECKS[self.code].severity
+
+    @property
+    def name(self) -> str:
+        return CHECKS[self.code].name
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        loc = self.location
+        return (loc.file, loc.line, loc.column, self.code, self.message)

@@ -1,0 +1,357 @@
+"""`hushflow lint`: what Cilium will do with your policy YAML, before you apply it.
+
+Schema and shape checks come from `loading`; this module adds the semantic checks that need
+the model: rules Cilium cannot run or silently changes, traps of deny precedence and
+default-deny, and FQDN rules whose IPs will never be learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from hushflow.policy.diagnostics import Diagnostic, Severity
+from hushflow.policy.fqdn import FQDNSelector
+from hushflow.policy.labels import NAMESPACE_KEY, Requirement, Selector
+from hushflow.policy.loading import load_policies
+from hushflow.policy.model import (
+    CNP,
+    BuildOptions,
+    PeerRule,
+    Policy,
+    PolicySet,
+    PortProtocol,
+    Rule,
+)
+from hushflow.policy.source import Location
+
+_EXTERNAL_ENTITIES = frozenset({"world", "world-ipv4", "world-ipv6", "all"})
+
+
+@dataclass(slots=True)
+class LintReport:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    objects: int = 0
+    policies: int = 0
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for d in self.diagnostics if d.level == severity)
+
+    @property
+    def io_failed(self) -> bool:
+        return any(d.code == "HF004" for d in self.diagnostics)
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 clean, 1 an error (or, with strict, a warning), 2 a file could not be read."""
+        if self.io_failed:
+            return 2
+        if self.count(Severity.ERROR) or (strict and self.count(Severity.WARNING)):
+            return 1
+        return 0
+
+
+def lint_paths(
+    paths: Sequence[str], options: BuildOptions | None = None, stdin: IO[str] | None = None
+) -> LintReport:
+    loaded = load_policies(paths, options, stdin)
+    diagnostics = list(loaded.diagnostics)
+    diagnostics.extend(lint_policy_set(loaded.policy_set))
+    diagnostics.sort(key=Diagnostic.sort_key)
+    return LintReport(diagnostics, loaded.files, loaded.objects, len(loaded.policy_set.policies))
+
+
+def lint_policy_set(policy_set: PolicySet) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for policy in policy_set.policies:
+        out.extend(_lint_policy(policy))
+    out.extend(_fqdn_without_dns_proxy(policy_set))
+    out.extend(_deny_shadows_allow(policy_set))
+    return out
+
+
+# -- checks of one rule ---------------------------------------------------------------------
+
+
+def _lint_policy(policy: Policy) -> Iterator[Diagnostic]:
+    for rule in policy.rules:
+        yield from _namespace_overridden(rule)
+        for peer in rule.peer_rules:
+            yield from _lint_peer_rule(peer)
+
+
+def _namespace_overridden(rule: Rule) -> Iterator[Diagnostic]:
+    if rule.policy.kind != CNP or rule.subject is None:
+        return
+    for requirement in rule.subject.written:
+        bare = requirement.key.split(":", 1)[1]
+        if bare == NAMESPACE_KEY and requirement.values != frozenset({rule.policy.namespace}):
+            yield Diagnostic(
+                "HF013",
+                f"endpointSelector selects namespace {_values(requirement)}, but a CiliumNetworkPolicy only "
+                f"applies in its own namespace ({rule.policy.namespace}): Cilium replaces this requirement",
+                rule.subject.where,
+                "move the policy to that namespace, or use a CiliumClusterwideNetworkPolicy",
+            )
+
+
+def _values(requirement: Requirement) -> str:
+    return ", ".join(sorted(requirement.values)) or "(none)"
+
+
+def _lint_peer_rule(peer: PeerRule) -> Iterator[Diagnostic]:
+    where = peer.where
+    if peer.is_empty:
+        yield Diagnostic(
+            "HF052",
+            f"`{peer.section}: [{{}}]` selects nothing, but it switches the selected endpoints to "
+            f"{peer.direction} default-deny: everything not allowed elsewhere is now dropped",
+            where,
+            "if default-deny is what you want, say so with a comment; otherwise remove the empty rule",
+        )
+    if len(peer.l3_fields) > 1:
+        yield Diagnostic(
+            "HF031",
+            f"combining {' and '.join(peer.l3_fields)} in one rule is not supported: Cilium rejects the rule",
+            where,
+            "split it into one rule per peer kind",
+        )
+    if peer.icmps is not None and peer.ports is not None:
+        yield Diagnostic(
+            "HF032",
+            "icmps and toPorts in the same rule: Cilium rejects it",
+            where,
+            "put the ICMP part in a rule of its own",
+        )
+    for port_rule in peer.ports or ():
+        for port in port_rule.ports:
+            yield from _lint_port(port)
+        if port_rule.dns is not None:
+            if peer.direction == "ingress":
+                yield Diagnostic(
+                    "HF034",
+                    "L7 DNS rules are not allowed on ingress: Cilium rejects the rule",
+                    port_rule.where,
+                    "DNS rules belong in egress rules of the pods that resolve names",
+                )
+            yield from _dns_ports(port_rule.ports, port_rule.where)
+        if peer.deny:
+            continue
+        l7_other = [kind for kind in port_rule.l7_kinds if kind != "dns"]
+        if l7_other:
+            for port in port_rule.ports:
+                if port.protocol not in ("TCP", "ANY") or port.port == "0":
+                    yield Diagnostic(
+                        "HF038",
+                        f"L7 {'/'.join(l7_other)} rules need a TCP port, not {port}",
+                        port.where,
+                        "give the rule an explicit TCP port",
+                    )
+    for fqdn in peer.fqdns or ():
+        yield from _double_star(fqdn)
+    for port_rule in peer.ports or ():
+        for fqdn in port_rule.dns or ():
+            yield from _double_star(fqdn)
+    for cidr in peer.cidrs or ():
+        if cidr.cidr is None:
+            continue
+        for excluded in cidr.excepts:
+            if excluded.version != cidr.cidr.version or not excluded.subnet_of(cidr.cidr):  # type: ignore[arg-type]
+                yield Diagnostic(
+                    "HF037",
+                    f"except {excluded} is not inside cidr {cidr.cidr}: Cilium rejects the rule",
+                    cidr.where,
+                    "every except entry must be a sub-prefix of the cidr it belongs to",
+                )
+
+
+def _lint_port(port: PortProtocol) -> Iterator[Diagnostic]:
+    first = port.number
+    if port.end_port is not None and first is not None and 0 < port.end_port < first:
+        yield Diagnostic(
+            "HF036",
+            f"endPort {port.end_port} is below port {first}: Cilium rejects the range",
+            port.where,
+            f"write port: \"{port.end_port}\", endPort: {first}",
+        )
+
+
+def _dns_ports(ports: Sequence[PortProtocol], where_rule: Location) -> Iterator[Diagnostic]:
+    if not ports:
+        yield Diagnostic(
+            "HF035",
+            "L7 DNS rules need an explicit port (\"port 53 must be specified for DNS rules\")",
+            where_rule,
+            'add ports: [{port: "53", protocol: ANY}]',
+        )
+        return
+    for port in ports:
+        if port.number == 0 or port.end_port:
+            yield Diagnostic(
+                "HF035",
+                f"L7 DNS rules need an explicit single port, not {port}: Cilium rejects the rule",
+                port.where,
+                'use port: "53"',
+            )
+        elif port.number != 53:
+            yield Diagnostic(
+                "HF035",
+                f"L7 DNS rule on port {port.port}: DNS is port 53; other traffic on this port is parsed as DNS",
+                port.where,
+                'use port: "53" unless your resolver really listens elsewhere',
+                severity=Severity.WARNING,
+            )
+
+
+def _double_star(fqdn: FQDNSelector) -> Iterator[Diagnostic]:
+    pattern = fqdn.match_pattern or ""
+    if pattern.startswith("**.") and fqdn.cilium_version < (1, 19):
+        major, minor = fqdn.cilium_version
+        yield Diagnostic(
+            "HF051",
+            f"matchPattern {pattern!r}: before Cilium 1.19 a leading `**.` matches exactly one label, like "
+            f"`*.` (checked for Cilium {major}.{minor}); deeper subdomains are not matched",
+            fqdn.where,
+            "add a pattern per depth you need, or lint with --cilium-version 1.19 if you run 1.19+",
+        )
+
+
+# -- checks across policies -----------------------------------------------------------------
+
+
+def covers(general: Selector | None, specific: Selector | None) -> bool:
+    """True when `general` selects at least every endpoint `specific` selects (sufficient test)."""
+    if general is None or specific is None:
+        return general is specific
+    return set(general.requirements) <= set(specific.requirements)
+
+
+def _is_dns_proxy_rule(peer: PeerRule) -> bool:
+    return not peer.deny and any(
+        port_rule.dns is not None and any(p.number == 53 for p in port_rule.ports) for port_rule in peer.ports or ()
+    )
+
+
+def _fqdn_without_dns_proxy(policy_set: PolicySet) -> Iterator[Diagnostic]:
+    dns_subjects = [
+        rule.subject for rule in policy_set.rules if any(_is_dns_proxy_rule(peer) for peer in rule.egress)
+    ]
+    for rule in policy_set.rules:
+        for peer in rule.egress + rule.egress_deny:
+            if not peer.fqdns:
+                continue
+            if any(covers(subject, rule.subject) for subject in dns_subjects):
+                continue
+            what = "deny" if peer.deny else "allow"
+            yield Diagnostic(
+                "HF030",
+                f"toFQDNs {what} for endpoints ({rule.subject}) that no L7 DNS rule covers: their DNS traffic "
+                "never reaches Cilium's DNS proxy, so the IPs behind these names are never learned"
+                + (" and the deny only holds for pre-resolved names" if peer.deny else " and the traffic is dropped"),
+                peer.where,
+                'add an egress rule for the same endpoints: toPorts: [{ports: [{port: "53", protocol: ANY}], '
+                'rules: {dns: [{matchPattern: "*"}]}}] (with toEndpoints selecting kube-dns)',
+            )
+
+
+def _ports_cover(deny: PeerRule, allow: PeerRule) -> bool:
+    if deny.ports is None:
+        return True  # an L3-only deny covers every port
+    deny_ports = [p for rule in deny.ports for p in rule.ports]
+    if not deny_ports:
+        return True
+    allow_ports = [p for rule in allow.ports or () for p in rule.ports]
+    if not allow_ports:
+        return False  # the allow covers every port; the deny covers only some
+    return all(any(_port_covers(d, a) for d in deny_ports) for a in allow_ports)
+
+
+def _port_covers(deny: PortProtocol, allow: PortProtocol) -> bool:
+    if deny.protocol != "ANY" and deny.protocol != allow.protocol:
+        return False
+    if deny.number == 0:
+        return True
+    if allow.number is None or deny.number is None:
+        return deny.port == allow.port
+    last = allow.end_port or allow.number
+    return all(deny.covers(port) for port in (allow.number, last)) and allow.number != 0
+
+
+def _peers_cover(deny: PeerRule, allow: PeerRule) -> bool:
+    if deny.any_peer:
+        return True
+    entities = set(deny.entities or ())
+    if "all" in entities:
+        return True
+    allow_external = allow.fqdns is not None or allow.cidrs is not None or bool(
+        set(allow.entities or ()) & _EXTERNAL_ENTITIES - {"all"}
+    )
+    if "world" in entities and allow_external:
+        return True
+    if deny.fqdns and allow.fqdns:
+        return all(
+            a.match_name is not None and any(d.matches(a.match_name) for d in deny.fqdns) for a in allow.fqdns
+        )
+    if deny.cidrs and allow.cidrs:
+        deny_nets = [c.cidr for c in deny.cidrs if c.cidr is not None and not c.excepts]
+        return all(
+            a.cidr is not None
+            and any(d.version == a.cidr.version and a.cidr.subnet_of(d) for d in deny_nets)  # type: ignore[arg-type]
+            for a in allow.cidrs
+        )
+    if deny.cidrs and allow.fqdns:
+        return any(
+            c.cidr is not None and c.cidr.prefixlen == 0 and not c.excepts for c in deny.cidrs
+        )
+    if deny.endpoints and allow.endpoints:
+        return all(any(covers(d, a) for d in deny.endpoints) for a in allow.endpoints)
+    return False
+
+
+def _describe_peer(peer: PeerRule) -> str:
+    if peer.any_peer:
+        what = "every peer"
+    elif peer.fqdns:
+        what = "toFQDNs " + ", ".join(f.match_name or f.match_pattern or "" for f in peer.fqdns)
+    elif peer.entities:
+        what = "entities " + ", ".join(peer.entities)
+    elif peer.cidrs:
+        what = "CIDRs " + ", ".join(str(c.cidr or c.group_ref or "group selector") for c in peer.cidrs)
+    else:
+        what = " and ".join(peer.l3_fields)
+    ports = [str(p) for rule in peer.ports or () for p in rule.ports]
+    return f"{what} on {', '.join(ports)}" if ports else f"{what} on every port"
+
+
+def _deny_shadows_allow(policy_set: PolicySet) -> Iterator[Diagnostic]:
+    rules = policy_set.rules
+    allows = [(rule, peer) for rule in rules for peer in rule.egress + rule.ingress if not peer.is_empty]
+    for deny_rule in rules:
+        for deny in deny_rule.egress_deny + deny_rule.ingress_deny:
+            if deny.is_empty:
+                continue
+            shadowed = [
+                (rule, peer)
+                for rule, peer in allows
+                if peer.direction == deny.direction
+                and covers(deny_rule.subject, rule.subject)
+                and covers(deny_rule.node_subject, rule.node_subject)
+                and _peers_cover(deny, peer)
+                and _ports_cover(deny, peer)
+            ]
+            if not shadowed:
+                continue
+            listed = "; ".join(
+                f"{peer.where.file}:{peer.where.line} {peer.where.field} ({_describe_peer(peer)})"
+                for _rule, peer in shadowed[:5]
+            )
+            more = f" and {len(shadowed) - 5} more" if len(shadowed) > 5 else ""
+            yield Diagnostic(
+                "HF050",
+                f"this {deny.section} ({_describe_peer(deny)}) takes precedence over every allow: "
+                f"{len(shadowed)} allow rule(s) for the same endpoints can never match: {listed}{more}",
+                deny.where,
+                "narrow the deny to the peers you mean (hushflow's toFQDNs deny, compiled by "
+                "`hushflow compile`, denies only the named destinations)",
+            )

@@ -1,0 +1,236 @@
+"""From paths to a validated policy model: read YAML, check the schema, build the model.
+
+This is the entry point later stages use (`load_policies`); `hushflow lint` adds its
+semantic checks on top of what this returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from hushflow.policy.diagnostics import Diagnostic
+from hushflow.policy.model import (
+    CCNP,
+    CIDR_GROUP,
+    CNP,
+    BuildOptions,
+    PolicySet,
+    build_cidr_group,
+    build_policy,
+)
+from hushflow.policy.schema import SchemaProblem, validate_fqdn_selector, validate_object
+from hushflow.policy.source import FieldPath
+from hushflow.policy.yamlsource import Manifest, load_manifests
+
+_DENY_SECTIONS = ("egressDeny", "ingressDeny")
+_DENY_L7_FIELDS = ("rules", "serverNames", "terminatingTLS", "originatingTLS", "listener")
+KNOWN_KINDS = {CNP: ("cilium.io/v2",), CCNP: ("cilium.io/v2",), CIDR_GROUP: ("cilium.io/v2", "cilium.io/v2alpha1")}
+
+
+@dataclass(slots=True)
+class LoadedPolicies:
+    policy_set: PolicySet = field(default_factory=PolicySet)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    objects: int = 0  # Kubernetes objects read, of any kind
+    raw: dict[int, Manifest] = field(default_factory=dict)  # id(policy) -> its manifest
+
+
+def _rule_paths(data: dict[str, Any]) -> list[FieldPath]:
+    paths: list[FieldPath] = []
+    if isinstance(data.get("spec"), dict):
+        paths.append(("spec",))
+    specs = data.get("specs")
+    if isinstance(specs, list):
+        paths.extend(("specs", index) for index, spec in enumerate(specs) if isinstance(spec, dict))
+    return paths
+
+
+def _get(data: Any, path: FieldPath) -> Any:
+    for part in path:
+        if isinstance(data, dict) and isinstance(part, str):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _fqdn_deny_message(deny_entry: dict[str, Any]) -> str:
+    ports = [
+        f"{p.get('port', '0')}/{p.get('protocol') or 'ANY'}"
+        for port_rule in deny_entry.get("toPorts") or []
+        if isinstance(port_rule, dict)
+        for p in port_rule.get("ports") or []
+        if isinstance(p, dict)
+    ]
+    if ports:
+        pruned = f"deny {', '.join(ports)} to EVERY peer, which also blocks every allowed destination on those ports"
+    else:
+        pruned = "`egressDeny: [{}]`, which denies nothing but switches the endpoints to egress default-deny"
+    return (
+        "toFQDNs in egressDeny: Cilium cannot enforce it (the CRD has no such field). "
+        '`kubectl apply` rejects the policy (unknown field "toFQDNs"); clients that do not '
+        f"validate strictly get the field silently pruned, turning this rule into {pruned}"
+    )
+
+
+def _classify(problem: SchemaProblem, data: dict[str, Any]) -> tuple[str, str, str]:
+    """Map a schema problem to (code, message, hint): the specific lint codes where they apply."""
+    path = problem.path
+    message, hint = problem.message, problem.hint
+    in_deny = any(part in _DENY_SECTIONS for part in path if isinstance(part, str))
+    if problem.keyword == "additionalProperties":
+        if path[-1] == "toFQDNs" and len(path) >= 3 and path[-3] == "egressDeny":
+            return (
+                "HF020",
+                _fqdn_deny_message(_get(data, path[:-1]) or {}),
+                "keep it in your source of truth and run `hushflow compile` to turn it into "
+                "toCIDRSet + CiliumCIDRGroup rules Cilium runs (plus DNS-level blocking)",
+            )
+        if in_deny and path[-1] in _DENY_L7_FIELDS and "toPorts" in path:
+            return (
+                "HF021",
+                f"{path[-1]} in a deny rule: deny rules work at L3/L4 only (their toPorts take only `ports`). "
+                "Strict clients reject the policy; others prune the field and deny the whole port at L4",
+                "to deny by HTTP path or DNS name, allow only what is wanted with an L7 allow rule "
+                "(HTTP 403 / DNS REFUSED for the rest)",
+            )
+        if in_deny and path[-1] == "authentication":
+            return (
+                "HF022",
+                "authentication in a deny rule: it exists on allow rules only; strict clients reject the "
+                "policy, others prune it",
+                "move `authentication` to the allow rule that admits this traffic",
+            )
+        return "HF010", message, hint
+    if problem.keyword == "enum" and path[-1] == "protocol" and str(problem.value).upper().startswith("ICMP"):
+        return (
+            "HF033",
+            f"{problem.value} is not a toPorts protocol: ICMP is matched with `icmps`, not `toPorts`",
+            "write `icmps: [{fields: [{family: IPv4, type: EchoRequest}]}]` in a rule without toPorts",
+        )
+    if path[-2:] == ("log", "value") and problem.keyword in ("maxLength", "pattern"):
+        return (
+            "HF040",
+            f"log.value {message}",
+            "Hubble copies log.value into policy_log: keep it to 32 printable characters",
+        )
+    return "HF010", message, hint
+
+
+def check_manifest(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
+    """Schema-check one CNP/CCNP/CIDR group; True when its model can be built safely."""
+    data = manifest.data
+    problems = validate_object(data, manifest.api_version, manifest.kind)
+    buildable = True
+    for problem in problems:
+        code, message, hint = _classify(problem, data)
+        if code == "HF010":
+            buildable = False
+        diagnostics.append(Diagnostic(code, message, manifest.locate(problem.path), hint))
+        if code == "HF020":
+            fqdns = _get(data, problem.path)
+            if not isinstance(fqdns, list):
+                diagnostics.append(
+                    Diagnostic("HF010", "must be an array", manifest.locate(problem.path)),
+                )
+                buildable = False
+                continue
+            for index, item in enumerate(fqdns):
+                for sub in validate_fqdn_selector(item, (*problem.path, index)):
+                    diagnostics.append(Diagnostic("HF010", sub.message, manifest.locate(sub.path), sub.hint))
+                    buildable = False
+    if manifest.kind in (CNP, CCNP) and buildable:
+        buildable = _check_shape(manifest, diagnostics)
+    return buildable
+
+
+def _check_shape(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
+    """What Cilium's own parser rejects beyond the schema."""
+    data = manifest.data
+    if data.get("spec") is None and not data.get("specs"):
+        diagnostics.append(
+            Diagnostic(
+                "HF011",
+                f"{manifest.kind} has neither spec nor specs: Cilium rejects it as an empty policy",
+                manifest.locate(),
+                "add a `spec` with an endpointSelector and at least one rule section",
+            )
+        )
+        return False
+    if manifest.kind == CNP:
+        for path in _rule_paths(data):
+            if _get(data, (*path, "nodeSelector")) is not None:
+                diagnostics.append(
+                    Diagnostic(
+                        "HF012",
+                        "nodeSelector in a CiliumNetworkPolicy: Cilium rejects the rule "
+                        "(\"rule cannot have NodeSelector\")",
+                        manifest.locate((*path, "nodeSelector")),
+                        "host policies must be CiliumClusterwideNetworkPolicy objects",
+                    )
+                )
+                return False
+    return True
+
+
+def load_policies(
+    paths: Sequence[str], options: BuildOptions | None = None, stdin: IO[str] | None = None
+) -> LoadedPolicies:
+    """Read, validate and model every policy and CIDR group under `paths`."""
+    options = options or BuildOptions()
+    loaded = LoadedPolicies()
+    read = load_manifests(paths, stdin)
+    loaded.files = read.files
+    loaded.diagnostics.extend(Diagnostic(p.code, p.message, p.location, p.hint) for p in read.problems)
+    seen: dict[tuple[str, str, str], Manifest] = {}
+    for manifest in read.manifests:
+        loaded.objects += 1
+        kind, api_version = manifest.kind, manifest.api_version
+        if not kind or not api_version:
+            missing = " and ".join(n for n, v in (("apiVersion", api_version), ("kind", kind)) if not v)
+            loaded.diagnostics.append(
+                Diagnostic("HF002", f"object without {missing}", manifest.locate(), "every object needs both")
+            )
+            continue
+        if kind not in KNOWN_KINDS:
+            loaded.diagnostics.append(
+                Diagnostic("HF003", f"skipped {kind} ({api_version}): not a Cilium policy", manifest.locate())
+            )
+            continue
+        if api_version not in KNOWN_KINDS[kind]:
+            loaded.diagnostics.append(
+                Diagnostic(
+                    "HF010",
+                    f"{kind} is not served as {api_version}",
+                    manifest.locate(("apiVersion",)),
+                    f"use apiVersion: {KNOWN_KINDS[kind][0]}",
+                )
+            )
+            continue
+        metadata = manifest.data.get("metadata") if isinstance(manifest.data.get("metadata"), dict) else {}
+        identity = (kind, str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        if identity in seen and identity[2]:
+            first = seen[identity].locate()
+            loaded.diagnostics.append(
+                Diagnostic(
+                    "HF005",
+                    f"{kind} {'/'.join(p for p in identity[1:] if p)} is also defined at {first.file}:{first.line}",
+                    manifest.locate(("metadata", "name")),
+                    "the API server keeps only the last one applied",
+                )
+            )
+        seen[identity] = manifest
+        if not check_manifest(manifest, loaded.diagnostics):
+            continue
+        if kind == CIDR_GROUP:
+            loaded.policy_set.cidr_groups.append(build_cidr_group(manifest))
+        else:
+            policy = build_policy(manifest, options)
+            loaded.policy_set.policies.append(policy)
+            loaded.raw[id(policy)] = manifest
+    return loaded

@@ -1,0 +1,495 @@
+"""The policy model: Cilium rules as Cilium enforces them, each with where it was written.
+
+Building the model applies Cilium's implicit rules (reference §A.2), so that later stages
+match what Cilium enforces rather than what the YAML says:
+- a CNP's `endpointSelector` always selects the policy's namespace;
+- a CNP's `from/toEndpoints` get the policy namespace unless they name a namespace, use a
+  namespace-labels key or select reserved labels; a CCNP's get `namespace Exists`;
+- keys without a source mean `any:`, `$key` means `reserved:key`;
+- `enableDefaultDeny` defaults per direction to "this rule has entries in that direction".
+
+hushflow's one extension of the language: `toFQDNs` inside `egressDeny`, modelled exactly
+like an allow rule's `toFQDNs` (`PeerRule.fqdns` on a deny rule).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION, FQDNSelector
+from hushflow.policy.labels import (
+    NAMESPACE_KEY,
+    NAMESPACE_LABELS_PREFIX,
+    Label,
+    Requirement,
+    Selector,
+    parse_label,
+    written_requirements,
+)
+from hushflow.policy.source import FieldPath, Location
+from hushflow.policy.yamlsource import Manifest
+
+CNP = "CiliumNetworkPolicy"
+CCNP = "CiliumClusterwideNetworkPolicy"
+CIDR_GROUP = "CiliumCIDRGroup"
+POLICY_KINDS = (CNP, CCNP)
+
+Direction = Literal["ingress", "egress"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The L3 peer fields of each rule section, in the order Cilium's docs list them.
+L3_FIELDS: dict[Direction, tuple[str, ...]] = {
+    "ingress": ("fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "fromGroups", "fromNodes"),
+    "egress": (
+        "toEndpoints",
+        "toCIDR",
+        "toCIDRSet",
+        "toEntities",
+        "toServices",
+        "toGroups",
+        "toNodes",
+        "toFQDNs",
+    ),
+}
+SECTIONS: tuple[tuple[str, Direction, bool], ...] = (
+    ("ingress", "ingress", False),
+    ("ingressDeny", "ingress", True),
+    ("egress", "egress", False),
+    ("egressDeny", "egress", True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRef:
+    """The policy object a rule comes from, as Hubble names it in `*_allowed_by`/`*_denied_by`."""
+
+    kind: str
+    name: str
+    namespace: str  # "" for a clusterwide policy
+    uid: str = ""
+
+    def cilium_labels(self, user_labels: Iterable[Label] = ()) -> tuple[str, ...]:
+        """The sorted label set Cilium attaches to every rule of this policy (reference §A.1)."""
+        prefix = "k8s:io.cilium.k8s.policy."
+        labels = [f"{prefix}derived-from={self.kind}", f"{prefix}name={self.name}"]
+        if self.kind == CNP:
+            labels.append(f"{prefix}namespace={self.namespace}")
+        labels.append(f"{prefix}uid={self.uid}")
+        labels.extend(str(label) if label.value else f"{label}=" for label in user_labels)
+        return tuple(sorted(labels))
+
+    def __str__(self) -> str:
+        if self.namespace:
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PortProtocol:
+    port: str  # a number ("0" = all ports) or an IANA/named port, lowercased
+    end_port: int | None
+    protocol: str  # TCP, UDP, SCTP, VRRP, IGMP or ANY
+    where: Location
+
+    @property
+    def number(self) -> int | None:
+        return int(self.port) if self.port.isdigit() else None
+
+    def covers(self, port: int) -> bool:
+        first = self.number
+        if first is None:
+            return False  # named ports need the pod spec to resolve
+        if first == 0:
+            return True
+        last = self.end_port if self.end_port and self.end_port >= first else first
+        return first <= port <= last
+
+    def __str__(self) -> str:
+        port = f"{self.port}-{self.end_port}" if self.end_port else self.port
+        return f"{port}/{self.protocol}"
+
+
+@dataclass(frozen=True, slots=True)
+class PortRule:
+    ports: tuple[PortProtocol, ...]
+    where: Location
+    dns: tuple[FQDNSelector, ...] | None = None  # L7 `rules.dns`
+    l7_kinds: tuple[str, ...] = ()  # every L7 rule type present: http, dns, kafka, l7proto
+    server_names: tuple[str, ...] = ()
+    tls: tuple[str, ...] = ()  # terminatingTLS / originatingTLS when present
+    listener: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CIDRPeer:
+    cidr: IPNetwork | None
+    group_ref: str | None
+    group_selector: Selector | None
+    excepts: tuple[IPNetwork, ...]
+    where: Location
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePeer:
+    name: str | None
+    namespace: str | None
+    selector: Selector | None
+    where: Location
+
+
+@dataclass(frozen=True, slots=True)
+class ICMPField:
+    family: str  # IPv4 or IPv6
+    type: str  # a number or a CamelCase name
+    where: Location
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRule:
+    """One entry of `ingress`, `ingressDeny`, `egress` or `egressDeny`.
+
+    An L3 field that is None was not written; an empty tuple was written empty (selects nothing).
+    """
+
+    direction: Direction
+    deny: bool
+    where: Location
+    endpoints: tuple[Selector, ...] | None = None
+    cidrs: tuple[CIDRPeer, ...] | None = None
+    entities: tuple[str, ...] | None = None
+    services: tuple[ServicePeer, ...] | None = None
+    fqdns: tuple[FQDNSelector, ...] | None = None
+    nodes: tuple[Selector, ...] | None = None
+    groups: tuple[Mapping[str, Any], ...] | None = None
+    ports: tuple[PortRule, ...] | None = None
+    icmps: tuple[ICMPField, ...] | None = None
+    authentication: str | None = None
+    l3_fields: tuple[str, ...] = ()  # the L3 fields written, e.g. ("toFQDNs",)
+    is_empty: bool = False  # written as `{}`
+
+    @property
+    def section(self) -> str:
+        return self.direction + ("Deny" if self.deny else "")
+
+    @property
+    def any_peer(self) -> bool:
+        """No L3 field: the rule applies to every peer (an L4-only rule)."""
+        return not self.l3_fields
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One Cilium rule: the `spec` of a policy, or one entry of its `specs`."""
+
+    policy: PolicyRef
+    where: Location
+    subject: Selector | None  # endpointSelector, implicit namespace included
+    node_subject: Selector | None  # nodeSelector (host policies, CCNP only)
+    ingress: tuple[PeerRule, ...] = ()
+    ingress_deny: tuple[PeerRule, ...] = ()
+    egress: tuple[PeerRule, ...] = ()
+    egress_deny: tuple[PeerRule, ...] = ()
+    labels: tuple[Label, ...] = ()
+    description: str = ""
+    default_deny_ingress: bool = False
+    default_deny_egress: bool = False
+    log_value: str | None = None
+
+    @property
+    def peer_rules(self) -> tuple[PeerRule, ...]:
+        return self.ingress + self.ingress_deny + self.egress + self.egress_deny
+
+    def cilium_labels(self) -> tuple[str, ...]:
+        return self.policy.cilium_labels(self.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    ref: PolicyRef
+    rules: tuple[Rule, ...]
+    where: Location
+
+
+@dataclass(frozen=True, slots=True)
+class CIDRGroup:
+    name: str
+    labels: Mapping[str, str]
+    cidrs: tuple[IPNetwork, ...]
+    where: Location
+
+
+@dataclass(slots=True)
+class PolicySet:
+    """Everything read from a set of manifests."""
+
+    policies: list[Policy] = field(default_factory=list)
+    cidr_groups: list[CIDRGroup] = field(default_factory=list)
+
+    @property
+    def rules(self) -> list[Rule]:
+        return [rule for policy in self.policies for rule in policy.rules]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION
+    # Cilium >= 1.19 adds `k8s:io.cilium.k8s.policy.cluster=<local>` to peer selectors when
+    # policy-default-local-cluster is on. None leaves selectors cluster-agnostic.
+    local_cluster: str | None = None
+
+
+class _Builder:
+    """Builds the model of one schema-valid manifest."""
+
+    def __init__(self, manifest: Manifest, options: BuildOptions) -> None:
+        self.manifest = manifest
+        self.options = options
+        data = manifest.data
+        metadata = data.get("metadata") or {}
+        self.kind: str = data.get("kind", "")
+        self.namespace: str = str(metadata.get("namespace") or "default") if self.kind == CNP else ""
+        self.ref = PolicyRef(
+            self.kind, str(metadata.get("name", "")), self.namespace, str(metadata.get("uid", ""))
+        )
+
+    def at(self, path: FieldPath = ()) -> Location:
+        return self.manifest.locate(path)
+
+    # -- selectors ---------------------------------------------------------------------------
+
+    def subject_selector(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
+        written = written_requirements(raw)
+        requirements = list(written)
+        if self.kind == CNP:
+            # Cilium: a CNP only ever selects endpoints of its own namespace; a namespace the
+            # user wrote for that key is overwritten.
+            requirements = [r for r in requirements if r.key.split(":", 1)[1] != NAMESPACE_KEY]
+            requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "In", frozenset({self.namespace})))
+        return Selector(tuple(requirements), written, self.at(path))
+
+    def peer_selector(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
+        written = written_requirements(raw)
+        requirements = list(written)
+        reserved = any(r.key.startswith("reserved:") for r in written)
+        names_namespace = any(
+            r.key in (f"k8s:{NAMESPACE_KEY}", f"any:{NAMESPACE_KEY}")
+            or r.key.split(":", 1)[1].startswith(NAMESPACE_LABELS_PREFIX)
+            for r in written
+        )
+        if not reserved and not names_namespace:
+            if self.kind == CNP:
+                # Cilium: `toEndpoints: [{}]` in a CNP means "every pod of this namespace".
+                requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "In", frozenset({self.namespace})))
+            else:
+                requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "Exists"))
+        if self.options.local_cluster and not reserved:
+            cluster_key = "k8s:io.cilium.k8s.policy.cluster"
+            if not any(r.key.split(":", 1)[1] == "io.cilium.k8s.policy.cluster" for r in written):
+                requirements.append(Requirement(cluster_key, "In", frozenset({self.options.local_cluster})))
+        return Selector(tuple(requirements), written, self.at(path))
+
+    def plain_selector(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
+        written = written_requirements(raw)
+        return Selector(written, written, self.at(path))
+
+    # -- rule pieces -------------------------------------------------------------------------
+
+    def fqdn_selectors(self, raw: list[Any], path: FieldPath) -> tuple[FQDNSelector, ...]:
+        out = []
+        for index, item in enumerate(raw or []):
+            out.append(
+                FQDNSelector(
+                    item.get("matchName"),
+                    item.get("matchPattern"),
+                    self.at((*path, index)),
+                    self.options.cilium_version,
+                )
+            )
+        return tuple(out)
+
+    def port_rules(self, raw: list[Any], path: FieldPath) -> tuple[PortRule, ...]:
+        out = []
+        for index, item in enumerate(raw):
+            item_path = (*path, index)
+            ports = tuple(
+                PortProtocol(
+                    str(port.get("port", "0") or "0").lower(),
+                    port.get("endPort"),
+                    str(port.get("protocol") or "ANY"),
+                    self.at((*item_path, "ports", p_index)),
+                )
+                for p_index, port in enumerate(item.get("ports") or [])
+            )
+            rules = item.get("rules") or {}
+            l7_kinds = tuple(kind for kind in ("http", "dns", "kafka", "l7proto") if rules.get(kind))
+            dns = (
+                self.fqdn_selectors(rules["dns"], (*item_path, "rules", "dns"))
+                if rules.get("dns") is not None
+                else None
+            )
+            tls = tuple(key for key in ("terminatingTLS", "originatingTLS") if item.get(key))
+            out.append(
+                PortRule(
+                    ports,
+                    self.at(item_path),
+                    dns,
+                    l7_kinds,
+                    tuple(item.get("serverNames") or ()),
+                    tls,
+                    bool(item.get("listener")),
+                )
+            )
+        return tuple(out)
+
+    def cidr_peers(self, raw: Mapping[str, Any], direction: Direction, path: FieldPath) -> tuple[CIDRPeer, ...]:
+        plain_field, set_field = ("toCIDR", "toCIDRSet") if direction == "egress" else ("fromCIDR", "fromCIDRSet")
+        out: list[CIDRPeer] = []
+        for index, text in enumerate(raw.get(plain_field) or []):
+            out.append(CIDRPeer(_network(text), None, None, (), self.at((*path, plain_field, index))))
+        for index, item in enumerate(raw.get(set_field) or []):
+            item_path = (*path, set_field, index)
+            selector = item.get("cidrGroupSelector")
+            out.append(
+                CIDRPeer(
+                    _network(item["cidr"]) if item.get("cidr") else None,
+                    item.get("cidrGroupRef"),
+                    self.plain_selector(selector, (*item_path, "cidrGroupSelector"))
+                    if selector is not None
+                    else None,
+                    tuple(n for n in (_network(e) for e in item.get("except") or []) if n is not None),
+                    self.at(item_path),
+                )
+            )
+        return tuple(out)
+
+    def peer_rule(self, raw: Mapping[str, Any], direction: Direction, deny: bool, path: FieldPath) -> PeerRule:
+        prefix = "to" if direction == "egress" else "from"
+        written = tuple(name for name in L3_FIELDS[direction] if raw.get(name) is not None)
+        endpoints = raw.get(f"{prefix}Endpoints")
+        nodes = raw.get(f"{prefix}Nodes")
+        has_cidrs = raw.get(f"{prefix}CIDR") is not None or raw.get(f"{prefix}CIDRSet") is not None
+        services = raw.get("toServices") if direction == "egress" else None
+        fqdns = raw.get("toFQDNs") if direction == "egress" else None
+        ports = raw.get("toPorts")
+        icmps = raw.get("icmps")
+        auth = raw.get("authentication")
+        return PeerRule(
+            direction=direction,
+            deny=deny,
+            where=self.at(path),
+            endpoints=tuple(
+                self.peer_selector(sel or {}, (*path, f"{prefix}Endpoints", i)) for i, sel in enumerate(endpoints)
+            )
+            if endpoints is not None
+            else None,
+            cidrs=self.cidr_peers(raw, direction, path) if has_cidrs else None,
+            entities=tuple(raw[f"{prefix}Entities"]) if raw.get(f"{prefix}Entities") is not None else None,
+            services=tuple(self.service_peer(s, (*path, "toServices", i)) for i, s in enumerate(services))
+            if services is not None
+            else None,
+            fqdns=self.fqdn_selectors(fqdns, (*path, "toFQDNs")) if fqdns is not None else None,
+            nodes=tuple(self.plain_selector(sel or {}, (*path, f"{prefix}Nodes", i)) for i, sel in enumerate(nodes))
+            if nodes is not None
+            else None,
+            groups=tuple(raw[f"{prefix}Groups"]) if raw.get(f"{prefix}Groups") is not None else None,
+            ports=self.port_rules(ports, (*path, "toPorts")) if ports is not None else None,
+            icmps=tuple(
+                ICMPField(str(f.get("family") or "IPv4"), str(f.get("type")), self.at((*path, "icmps", i, "fields", j)))
+                for i, entry in enumerate(icmps)
+                for j, f in enumerate(entry.get("fields") or [])
+            )
+            if icmps is not None
+            else None,
+            authentication=(auth or {}).get("mode") if auth is not None else None,
+            l3_fields=written,
+            is_empty=not raw,
+        )
+
+    def service_peer(self, raw: Mapping[str, Any], path: FieldPath) -> ServicePeer:
+        if raw.get("k8sService"):
+            service = raw["k8sService"]
+            return ServicePeer(service.get("serviceName"), service.get("namespace"), None, self.at(path))
+        selector = raw.get("k8sServiceSelector") or {}
+        return ServicePeer(
+            None,
+            selector.get("namespace"),
+            self.plain_selector(selector.get("selector") or {}, (*path, "k8sServiceSelector", "selector")),
+            self.at(path),
+        )
+
+    def rule(self, raw: Mapping[str, Any], path: FieldPath) -> Rule:
+        sections: dict[str, tuple[PeerRule, ...]] = {}
+        for name, direction, deny in SECTIONS:
+            entries = raw.get(name) or []
+            sections[name] = tuple(
+                self.peer_rule(entry or {}, direction, deny, (*path, name, i)) for i, entry in enumerate(entries)
+            )
+        default_deny = raw.get("enableDefaultDeny") or {}
+
+        def defaults(direction: Direction) -> bool:
+            explicit = default_deny.get(direction)
+            if explicit is not None:
+                return bool(explicit)
+            # Cilium: unset means "on if this rule has any entry in that direction".
+            return bool(sections[direction] or sections[direction + "Deny"])
+
+        endpoint = raw.get("endpointSelector")
+        node = raw.get("nodeSelector")
+        log = raw.get("log") or {}
+        return Rule(
+            policy=self.ref,
+            where=self.at(path),
+            subject=self.subject_selector(endpoint, (*path, "endpointSelector")) if endpoint is not None else None,
+            node_subject=self.plain_selector(node, (*path, "nodeSelector")) if node is not None else None,
+            ingress=sections["ingress"],
+            ingress_deny=sections["ingressDeny"],
+            egress=sections["egress"],
+            egress_deny=sections["egressDeny"],
+            labels=tuple(_user_label(label) for label in raw.get("labels") or []),
+            description=str(raw.get("description") or ""),
+            default_deny_ingress=defaults("ingress"),
+            default_deny_egress=defaults("egress"),
+            log_value=log.get("value"),
+        )
+
+    def policy(self) -> Policy:
+        data = self.manifest.data
+        rules: list[Rule] = []
+        if data.get("spec") is not None:
+            rules.append(self.rule(data["spec"], ("spec",)))
+        for index, spec in enumerate(data.get("specs") or []):
+            rules.append(self.rule(spec, ("specs", index)))
+        return Policy(self.ref, tuple(rules), self.at())
+
+
+def _user_label(raw: Mapping[str, Any]) -> Label:
+    source = str(raw.get("source") or "unspec")
+    return Label(source, str(raw.get("key", "")), str(raw.get("value") or ""))
+
+
+def _network(text: str) -> IPNetwork | None:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def build_policy(manifest: Manifest, options: BuildOptions | None = None) -> Policy:
+    """The model of one schema-valid CNP or CCNP."""
+    return _Builder(manifest, options or BuildOptions()).policy()
+
+
+def build_cidr_group(manifest: Manifest) -> CIDRGroup:
+    data = manifest.data
+    metadata = data.get("metadata") or {}
+    spec = data.get("spec") or {}
+    cidrs = tuple(n for n in (_network(c) for c in spec.get("externalCIDRs") or []) if n is not None)
+    labels = {str(k): str(v) for k, v in (metadata.get("labels") or {}).items()}
+    return CIDRGroup(str(metadata.get("name", "")), labels, cidrs, manifest.locate())
+
+
+def label_strings(labels: Iterable[str]) -> tuple[Label, ...]:
+    return tuple(parse_label(text) for text in labels)
