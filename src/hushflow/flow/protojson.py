@@ -1,0 +1,538 @@
+"""The canonical JSON form of Hubble events, and the conversion of every other spelling into it.
+
+Canonical = what ``hubble observe -o jsonpb`` prints: Go protojson with ``UseProtoNames``
+(proto field names, enum names, 64-bit integers as strings, default values omitted, fields in
+.proto declaration order), one ``GetFlowsResponse``/``ExportEvent`` wrapper per line, written by
+Go's ``json.Encoder`` (``<``, ``>``, ``&``, U+2028, U+2029 escaped).
+
+Other spellings accepted (and converted): lowerCamel JSON names, enums by number, 64-bit
+integers as numbers, 32-bit integers as strings, ``null`` for defaults, non-canonical timestamps,
+and the legacy ``-o json`` bare Flow (wrapped as ``{"flow": f, "node_name": f.node_name, "time":
+f.time}``). The conversion is driven by the descriptors in :mod:`hushflow.proto`, built once.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import orjson
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
+from hushflow.proto import EXPORT_EVENT_DESCRIPTOR, FLOW_DESCRIPTOR
+
+#: The oneof members of the event wrapper, in declaration order.
+EVENT_KINDS = ("flow", "node_status", "lost_events", "agent_event", "debug_event")
+
+
+class ProtoJSONError(ValueError):
+    """A value that is not valid protojson for its field. The message starts with the field path."""
+
+
+@dataclass(slots=True)
+class Normalized:
+    event: dict[str, Any]
+    changed: bool
+    """True when the input was not already canonical (so its bytes must be re-encoded)."""
+    unknown_fields: list[str] = field(default_factory=list)
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+_INT32_TYPES = frozenset(
+    {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
+)
+_UINT32_TYPES = frozenset({FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32})
+_INT64_TYPES = frozenset(
+    {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64}
+)
+_UINT64_TYPES = frozenset({FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64})
+_FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE})
+_RANGES = {"int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1),
+           "int64": (-(2**63), 2**63 - 1), "uint64": (0, 2**64 - 1)}
+_WRAPPERS = {
+    "google.protobuf.BoolValue": "bool",
+    "google.protobuf.Int32Value": "int32",
+    "google.protobuf.UInt32Value": "uint32",
+    "google.protobuf.Int64Value": "int64",
+    "google.protobuf.UInt64Value": "uint64",
+    "google.protobuf.FloatValue": "float",
+    "google.protobuf.DoubleValue": "float",
+    "google.protobuf.StringValue": "string",
+    "google.protobuf.BytesValue": "string",
+}
+_OPAQUE = frozenset(
+    {"google.protobuf.Any", "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
+_STRINGLIKE = frozenset(
+    {"google.protobuf.Duration", "google.protobuf.FieldMask"}
+)
+
+
+@dataclass(slots=True)
+class _Field:
+    name: str
+    index: int
+    kind: str  # bool int32 uint32 int64 uint64 float string enum message timestamp opaque stringlike
+    repeated: bool
+    presence: bool  # explicit presence: zero values are printed
+    oneof: str | None
+    enum_names: frozenset[str] = frozenset()
+    enum_zero: str = ""
+    enum_by_number: Mapping[int, str] = field(default_factory=dict)
+    enum_full_name: str = ""
+    message: _Message | None = None
+
+
+@dataclass(slots=True)
+class _Message:
+    full_name: str
+    by_key: dict[str, _Field] = field(default_factory=dict)
+
+
+def _enum_info(e: EnumDescriptor) -> tuple[frozenset[str], str, dict[int, str]]:
+    by_number: dict[int, str] = {}
+    for v in e.values:
+        by_number.setdefault(v.number, v.name)
+    return frozenset(v.name for v in e.values), by_number.get(0, ""), by_number
+
+
+def _build(desc: Descriptor, memo: dict[str, _Message]) -> _Message:
+    if desc.full_name in memo:
+        return memo[desc.full_name]
+    msg = _Message(desc.full_name)
+    memo[desc.full_name] = msg
+    for i, f in enumerate(desc.fields):
+        repeated = bool(f.is_repeated)
+        oneof = f.containing_oneof.name if f.containing_oneof is not None else None
+        presence = bool(f.has_presence) and not repeated
+        fld = _Field(f.name, i, "string", repeated, presence, oneof)
+        t = f.type
+        if t == FieldDescriptor.TYPE_BOOL:
+            fld.kind = "bool"
+        elif t in _INT32_TYPES:
+            fld.kind = "int32"
+        elif t in _UINT32_TYPES:
+            fld.kind = "uint32"
+        elif t in _INT64_TYPES:
+            fld.kind = "int64"
+        elif t in _UINT64_TYPES:
+            fld.kind = "uint64"
+        elif t in _FLOAT_TYPES:
+            fld.kind = "float"
+        elif t == FieldDescriptor.TYPE_ENUM:
+            fld.kind = "enum"
+            fld.enum_names, fld.enum_zero, fld.enum_by_number = _enum_info(f.enum_type)
+            fld.enum_full_name = f.enum_type.full_name
+        elif t in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
+            name = f.message_type.full_name
+            if name == "google.protobuf.Timestamp":
+                fld.kind = "timestamp"
+            elif name in _WRAPPERS:
+                fld.kind = _WRAPPERS[name]
+                fld.presence = True
+            elif name in _OPAQUE or f.message_type.GetOptions().map_entry:
+                fld.kind = "opaque"
+            elif name in _STRINGLIKE:
+                fld.kind = "stringlike"
+            else:
+                fld.kind = "message"
+                fld.message = _build(f.message_type, memo)
+            fld.presence = fld.presence or not repeated
+        msg.by_key[f.name] = fld
+        if f.json_name != f.name:
+            msg.by_key.setdefault(f.json_name, fld)
+    return msg
+
+
+@cache
+def _event_schema() -> _Message:
+    """The ExportEvent schema (a superset of GetFlowsResponse). Immutable once built."""
+    return _build(EXPORT_EVENT_DESCRIPTOR, {})
+
+
+# -- timestamps --------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+)
+
+
+def parse_timestamp(s: str) -> tuple[int, int]:
+    """RFC 3339 string -> (unix seconds, nanos). Raises ValueError."""
+    m = _RFC3339.match(s)
+    if m is None:
+        raise ValueError(f"invalid timestamp {s!r}")
+    year, mon, day, hh, mm, ss = (int(m.group(i)) for i in range(1, 7))
+    if not (1 <= mon <= 12 and 1 <= day <= 31 and hh < 24 and mm < 60 and ss < 60):
+        raise ValueError(f"invalid timestamp {s!r}")
+    secs = calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0))
+    if m.group(9):
+        off = int(m.group(10)) * 3600 + int(m.group(11)) * 60
+        secs -= off if m.group(9) == "+" else -off
+    frac = m.group(7) or ""
+    nanos = int(frac.ljust(9, "0")) if frac else 0
+    return secs, nanos
+
+
+def format_timestamp(secs: int, nanos: int) -> str:
+    """protojson's Timestamp spelling: UTC, ``Z``, 0/3/6/9 fraction digits."""
+    import time as _time
+
+    base = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs))
+    if nanos == 0:
+        return base + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{base}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1_000 == 0:
+        return f"{base}.{nanos // 1_000:06d}Z"
+    return f"{base}.{nanos:09d}Z"
+
+
+# -- normalization -----------------------------------------------------------------------------
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+class _Walk:
+    __slots__ = ("changed", "unknown")
+
+    def __init__(self) -> None:
+        self.changed = False
+        self.unknown: list[str] = []
+
+    def message(self, obj: Any, msg: _Message, path: str) -> dict[str, Any]:
+        if type(obj) is not dict:
+            raise ProtoJSONError(f"{path or '.'}: expected an object, got {_type_name(obj)}")
+        out: list[tuple[int, str, Any]] = []
+        seen: dict[str, str] = {}
+        oneofs: dict[str, str] = {}
+        for key, value in obj.items():
+            fld = msg.by_key.get(key)
+            sub = f"{path}.{key}" if path else key
+            if fld is None:
+                self.changed = True
+                self.unknown.append(f"{msg.full_name}.{key}")
+                continue
+            if key != fld.name:
+                self.changed = True
+            if fld.name in seen:
+                raise ProtoJSONError(f"{sub}: field given twice ({seen[fld.name]} and {key})")
+            seen[fld.name] = key
+            if value is None:
+                self.changed = True  # protojson: null means the default value
+                continue
+            if fld.oneof is not None:
+                if fld.oneof in oneofs:
+                    raise ProtoJSONError(f"{sub}: oneof {fld.oneof} already set by {oneofs[fld.oneof]}")
+                oneofs[fld.oneof] = key
+            if fld.repeated:
+                if type(value) is not list:
+                    raise ProtoJSONError(f"{sub}: expected an array, got {_type_name(value)}")
+                conv = [self.value(v, fld, f"{sub}[{i}]") for i, v in enumerate(value)]
+                if not conv:
+                    self.changed = True
+                    continue
+                out.append((fld.index, fld.name, conv))
+                continue
+            conv_v = self.value(value, fld, sub)
+            if not fld.presence and fld.oneof is None and _is_default(conv_v, fld):
+                self.changed = True
+                continue
+            out.append((fld.index, fld.name, conv_v))
+        if any(out[i][0] > out[i + 1][0] for i in range(len(out) - 1)):
+            self.changed = True
+            out.sort(key=lambda t: t[0])
+        return {name: v for _, name, v in out}
+
+    def value(self, v: Any, fld: _Field, path: str) -> Any:
+        kind = fld.kind
+        if kind == "message":
+            assert fld.message is not None
+            return self.message(v, fld.message, path)
+        if kind == "string":
+            if type(v) is not str:
+                raise ProtoJSONError(f"{path}: expected a string, got {_type_name(v)}")
+            return v
+        if kind == "enum":
+            if type(v) is str:
+                if v not in fld.enum_names:
+                    raise ProtoJSONError(f"{path}: unknown {fld.enum_full_name} value {v!r}")
+                return v
+            if type(v) is int:
+                self.changed = True
+                # Unknown numbers stay numbers, as protojson prints them (proto3 enums are open).
+                return fld.enum_by_number.get(v, v)
+            raise ProtoJSONError(f"{path}: expected an enum name or number, got {_type_name(v)}")
+        if kind == "bool":
+            if type(v) is not bool:
+                raise ProtoJSONError(f"{path}: expected true or false, got {_type_name(v)}")
+            return v
+        if kind in _RANGES:
+            return self.integer(v, kind, path)
+        if kind == "float":
+            if type(v) in (int, float) or (type(v) is str and v in ("NaN", "Infinity", "-Infinity")):
+                return v
+            raise ProtoJSONError(f"{path}: expected a number, got {_type_name(v)}")
+        if kind == "timestamp":
+            if type(v) is not str:
+                raise ProtoJSONError(f"{path}: expected an RFC 3339 timestamp, got {_type_name(v)}")
+            try:
+                canonical = format_timestamp(*parse_timestamp(v))
+            except ValueError as e:
+                raise ProtoJSONError(f"{path}: {e}") from None
+            if canonical != v:
+                self.changed = True
+            return canonical
+        if kind == "stringlike":
+            if type(v) is not str:
+                raise ProtoJSONError(f"{path}: expected a string, got {_type_name(v)}")
+            return v
+        return v  # opaque (Any, Struct, maps): kept as given
+
+    def integer(self, v: Any, kind: str, path: str) -> Any:
+        if type(v) is int:
+            n = v
+        elif type(v) is float and v.is_integer():
+            n = int(v)
+            self.changed = True
+        elif type(v) is str:
+            try:
+                n = int(v, 10)
+            except ValueError:
+                raise ProtoJSONError(f"{path}: expected an integer, got {v!r}") from None
+        else:
+            raise ProtoJSONError(f"{path}: expected an integer, got {_type_name(v)}")
+        lo, hi = _RANGES[kind]
+        if not lo <= n <= hi:
+            raise ProtoJSONError(f"{path}: {n} out of range for {kind}")
+        if kind in ("int64", "uint64"):
+            s = str(n)
+            if v != s:
+                self.changed = True
+            return s
+        if type(v) is not int:
+            self.changed = True
+        return n
+
+
+def _is_default(v: Any, fld: _Field) -> bool:
+    if fld.kind == "enum":
+        return v == fld.enum_zero or v == 0
+    if fld.kind in ("int64", "uint64"):
+        return v == "0"
+    if fld.kind == "message":
+        return False
+    return v is False or v == 0 or v == ""
+
+
+_WRAPPER_KEYS = frozenset({"node_name", "nodeName", "time"})
+_KIND_KEYS = frozenset(
+    {"flow", "node_status", "nodeStatus", "lost_events", "lostEvents", "agent_event", "agentEvent",
+     "debug_event", "debugEvent"}
+)
+_LOST_EVENT_KEYS = frozenset({"num_events_lost", "numEventsLost"})
+
+
+class EventNormalizer:
+    """Validates one parsed line and returns its canonical event (compile once, use per line)."""
+
+    def __init__(self) -> None:
+        self._schema = _event_schema()
+        flow_field = self._schema.by_key["flow"]
+        lost_field = self._schema.by_key["lost_events"]
+        assert flow_field.message is not None and lost_field.message is not None
+        self._flow = flow_field.message
+        self._lost = lost_field.message
+
+    def normalize(self, data: Any) -> Normalized:
+        if type(data) is not dict:
+            raise ProtoJSONError(f"expected a JSON object, got {_type_name(data)}")
+        walk = _Walk()
+        if _KIND_KEYS.isdisjoint(data):
+            if not data.keys() - _WRAPPER_KEYS:
+                raise ProtoJSONError("no flow or event in line")
+            if _LOST_EVENT_KEYS & data.keys() and not data.keys() & self._flow.by_key.keys():
+                data = {"lost_events": data}
+            else:
+                # Legacy `-o json`: a bare Flow. Hubble's wrapper copies node_name and time.
+                data = {"flow": data, "node_name": data.get("node_name", data.get("nodeName")),
+                        "time": data.get("time")}
+            walk.changed = True
+        event = walk.message(data, self._schema, "")
+        kinds = [k for k in EVENT_KINDS if k in event]
+        if not kinds:
+            raise ProtoJSONError("no flow or event in line")
+        return Normalized(event, walk.changed, walk.unknown)
+
+
+# -- the fast path -----------------------------------------------------------------------------
+
+
+def _fast_flow_types() -> tuple[dict[str, type], dict[str, frozenset[str]]]:
+    schema = _event_schema().by_key["flow"].message
+    assert schema is not None
+    types: dict[str, type] = {}
+    enums: dict[str, frozenset[str]] = {}
+    for key, fld in schema.by_key.items():
+        if key != fld.name:
+            continue  # lowerCamel spellings take the slow path
+        if fld.repeated:
+            types[key] = list
+        elif fld.kind in ("message", "opaque"):
+            types[key] = dict
+        elif fld.kind == "bool":
+            types[key] = bool
+        elif fld.kind in ("int32", "uint32"):
+            types[key] = int
+        elif fld.kind == "float":
+            types[key] = float
+        else:  # string, enum, 64-bit, timestamp
+            types[key] = str
+        if fld.kind == "enum" and not fld.repeated:
+            enums[key] = fld.enum_names
+    return types, enums
+
+
+@cache
+def _fast_tables() -> tuple[dict[str, type], dict[str, frozenset[str]]]:
+    return _fast_flow_types()
+
+
+_POLICY_LISTS = ("egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by")
+
+
+def make_canonical_check() -> Callable[[Any], bool]:
+    """Build the fast-path predicate: is this parsed line a canonical ``{"flow": ...}`` event?
+
+    About 0.6 µs a line (orjson parses a 1.85 KB line in ~3 µs). It checks the wrapper, that every
+    Flow key is a proto name, the enums the filters read (verdict, Type, traffic_direction,
+    drop_reason_desc) by name, the endpoint/l4/IP/event_type objects, and the 64-bit fields
+    (strings). Anything else goes to the slow path, which validates fully. Deeper values in a line
+    that passes are trusted: Hubble's protojson wrote them.
+    """
+    types, enums = _fast_tables()
+    wrapper_keys = frozenset({"flow", "node_name", "time"})
+    flow_keys = frozenset(types)
+    # None stands for "absent", so that one `in` checks both.
+    verdicts = enums["verdict"] | {None}
+    flow_types = enums["Type"] | {None}
+    directions = enums["traffic_direction"] | {None}
+    drop_reasons = enums["drop_reason_desc"] | {None}
+    empty: dict[str, Any] = {}  # never mutated: the default for absent objects
+
+    def is_canonical_flow_event(d: Any) -> bool:
+        if d.__class__ is not dict:
+            return False
+        f = d.get("flow")
+        if f.__class__ is not dict or not wrapper_keys.issuperset(d) or not flow_keys.issuperset(f):
+            return False
+        if d.get("time", "").__class__ is not str or d.get("node_name", "").__class__ is not str:
+            return False
+        g = f.get
+        try:
+            if (
+                g("verdict") not in verdicts
+                or g("Type") not in flow_types
+                or g("traffic_direction") not in directions
+                or g("drop_reason_desc") not in drop_reasons
+            ):
+                return False
+        except TypeError:  # an unhashable value where an enum name belongs
+            return False
+        if (
+            g("source", empty).__class__ is not dict
+            or g("destination", empty).__class__ is not dict
+            or g("l4", empty).__class__ is not dict
+            or g("IP", empty).__class__ is not dict
+            or g("event_type", empty).__class__ is not dict
+        ):
+            return False
+        if (
+            "l7" in f
+            or "egress_allowed_by" in f
+            or "ingress_allowed_by" in f
+            or "egress_denied_by" in f
+            or "ingress_denied_by" in f
+            or "socket_cookie" in f
+            or "cgroup_id" in f
+            or "ip_trace_id" in f
+        ):
+            return _nested_ok(f)
+        return True
+
+    return is_canonical_flow_event
+
+
+def _nested_ok(f: dict[str, Any]) -> bool:
+    """The rarer parts of the fast check: l7, policies, 64-bit fields must be strings."""
+    l7 = f.get("l7", {})
+    if l7.__class__ is not dict or l7.get("latency_ns", "").__class__ is not str:
+        return False
+    for k in _POLICY_LISTS:
+        pols = f.get(k)
+        if pols is not None:
+            if pols.__class__ is not list:
+                return False
+            for p in pols:
+                if p.__class__ is not dict or p.get("revision", "").__class__ is not str:
+                    return False
+    tid = f.get("ip_trace_id", {})
+    return (
+        f.get("socket_cookie", "").__class__ is str
+        and f.get("cgroup_id", "").__class__ is str
+        and tid.__class__ is dict
+        and tid.get("trace_id", "").__class__ is str
+    )
+
+
+is_canonical_flow_event = make_canonical_check()
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+_HTML_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
+                 ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def go_json_escape(raw: bytes) -> bytes:
+    """Apply Go json.Encoder's HTML-safe escaping to compact JSON bytes (only strings hold them)."""
+    if b"<" in raw or b">" in raw or b"&" in raw or b"\xe2\x80" in raw:
+        for old, new in _HTML_ESCAPES:
+            raw = raw.replace(old, new)
+    return raw
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of a canonical event dict (keys already in declaration order)."""
+    return go_json_escape(orjson.dumps(event))
+
+
+__all__ = [
+    "EVENT_KINDS",
+    "FLOW_DESCRIPTOR",
+    "EventNormalizer",
+    "Normalized",
+    "ProtoJSONError",
+    "encode_event",
+    "format_timestamp",
+    "go_json_escape",
+    "is_canonical_flow_event",
+    "parse_timestamp",
+]
