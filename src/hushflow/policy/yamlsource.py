@@ -160,6 +160,7 @@ def load_text(text: str, file: str, result: LoadResult) -> None:
     try:
         while loader.check_node():
             node = loader.get_node()
+            assert node is not None  # check_node() said there is one
             builder = _Builder(loader, file)
             builder.positions[()] = (node.start_mark.line + 1, node.start_mark.column + 1)
             data = builder.build(node, ())
