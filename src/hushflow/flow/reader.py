@@ -347,7 +347,10 @@ class FlowReader:
                 try:
                     data = loads(raw)
                 except decode_error as e:
-                    self._bad(name, lineno, f"invalid JSON: {e}")
+                    if raw.strip():  # a line of blanks is no event, not a bad line
+                        self._bad(name, lineno, f"invalid JSON: {e}")
+                    else:
+                        stats.lines -= 1
                     continue
                 if is_canonical(data):
                     stats.events += 1
