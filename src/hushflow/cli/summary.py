@@ -24,12 +24,14 @@ def summary(paths: tuple[str, ...], cilium_version: tuple[int, int]) -> None:
     """
     loaded = load_policies(paths, BuildOptions(cilium_version=cilium_version), stdin=sys.stdin)
     rows = summarize(loaded.policy_set)
-    table = Table(title=f"{len(rows)} policies, {len(loaded.policy_set.cidr_groups)} CIDR groups")
-    for column in ("policy", "selects", "allow in/out", "deny in/out", "default-deny", "FQDN denies", "log"):
-        table.add_column(column)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("POLICY", "SELECTS", "ALLOW IN/OUT", "DENY IN/OUT", "DEFAULT-DENY", "FQDN DENIES", "LOG"):
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
             row.policy, row.selects, row.allows, row.denies, row.default_deny, row.fqdn_denies, row.log
         )
-    Console(file=sys.stdout, soft_wrap=False, width=160).print(table)
+    console = Console(file=sys.stdout, width=max(Console().width, 200), highlight=False)
+    console.print(table)
+    console.print(f"{len(rows)} policies, {len(loaded.policy_set.cidr_groups)} CIDR groups")
     sys.exit(2 if any(d.code == "HF004" for d in loaded.diagnostics) else 0)

@@ -9,7 +9,7 @@ Matching works as Cilium's does: an endpoint's labels are expanded into a map fr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from hushflow.policy.source import Location
@@ -106,6 +106,10 @@ class Selector:
     requirements: tuple[Requirement, ...]
     written: tuple[Requirement, ...]
     where: Location
+    requirement_set: frozenset[Requirement] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requirement_set", frozenset(self.requirements))
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(requirement.matches(labels) for requirement in self.requirements)

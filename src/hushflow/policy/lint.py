@@ -224,7 +224,7 @@ def covers(general: Selector | None, specific: Selector | None) -> bool:
     """True when `general` selects at least every endpoint `specific` selects (sufficient test)."""
     if general is None or specific is None:
         return general is specific
-    return set(general.requirements) <= set(specific.requirements)
+    return general.requirement_set <= specific.requirement_set
 
 
 def _is_dns_proxy_rule(peer: PeerRule) -> bool:
@@ -335,10 +335,10 @@ def _deny_shadows_allow(policy_set: PolicySet) -> Iterator[Diagnostic]:
                 (rule, peer)
                 for rule, peer in allows
                 if peer.direction == deny.direction
-                and covers(deny_rule.subject, rule.subject)
-                and covers(deny_rule.node_subject, rule.node_subject)
                 and _peers_cover(deny, peer)
                 and _ports_cover(deny, peer)
+                and covers(deny_rule.subject, rule.subject)
+                and covers(deny_rule.node_subject, rule.node_subject)
             ]
             if not shadowed:
                 continue

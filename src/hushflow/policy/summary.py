@@ -23,7 +23,8 @@ def summarize(policy_set: PolicySet) -> list[PolicySummary]:
     for policy in sorted(policy_set.policies, key=lambda p: (p.ref.namespace, p.ref.name)):
         rules = policy.rules
         selects = "; ".join(
-            str(rule.subject) if rule.subject else f"nodes: {rule.node_subject}" for rule in rules
+            ", ".join(str(r) for r in rule.subject.written) or "(all)" if rule.subject else f"nodes: {rule.node_subject}"
+            for rule in rules
         )
         directions = [
             d for d, on in (("in", any(r.default_deny_ingress for r in rules)),
@@ -37,7 +38,9 @@ def summarize(policy_set: PolicySet) -> list[PolicySummary]:
         )
         rows.append(
             PolicySummary(
-                policy=str(policy.ref),
+                # kubectl's short names: cnp/ccnp
+                policy=(f"cnp/{policy.ref.namespace}/{policy.ref.name}" if policy.ref.namespace
+                        else f"ccnp/{policy.ref.name}"),
                 selects=selects,
                 allows=f"{sum(len(r.ingress) for r in rules)}/{sum(len(r.egress) for r in rules)}",
                 denies=f"{sum(len(r.ingress_deny) for r in rules)}/{sum(len(r.egress_deny) for r in rules)}",
