@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast does `hushflow lint` go? Lints N generated policies and prints policies/s and memory.
 
-Usage: python benchmarks/bench_lint.py [--policies 2000] [--files 200]
+Usage: .venv/bin/python benchmarks/bench_lint.py [--policies 2000] [--files 200]
 
 The policies are realistic and varied: FQDN allows with a DNS proxy rule, L7 HTTP, CIDR sets
 with except, entities, deny rules, multi-rule `specs`, clusterwide policies, one hushflow FQDN
@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-
-from hushflow.policy.lint import lint_paths  # noqa: E402
+from hushflow.policy.lint import lint_paths
 
 TEMPLATES = [
     """apiVersion: cilium.io/v2

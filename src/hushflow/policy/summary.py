@@ -23,7 +23,9 @@ def summarize(policy_set: PolicySet) -> list[PolicySummary]:
     for policy in sorted(policy_set.policies, key=lambda p: (p.ref.namespace, p.ref.name)):
         rules = policy.rules
         selects = "; ".join(
-            ", ".join(str(r) for r in rule.subject.written) or "(all)" if rule.subject else f"nodes: {rule.node_subject}"
+            (", ".join(str(r) for r in rule.subject.written) or "(all)")
+            if rule.subject
+            else f"nodes: {rule.node_subject}"
             for rule in rules
         )
         directions = [
