@@ -86,7 +86,11 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
     _flag("time-format", "Formatting", "Time format of compact/dict/table output: StampMilli (default), "
           "YearMonthDay, YearMonthDayHour, YearMonthDayHourMinute, RFC3339, RFC3339Milli, RFC3339Micro, "
           "RFC3339Nano, RFC1123Z", "name"),
-    _flag("color", "Formatting", "Colour compact and dict output: auto (default), always, never", "when"),
+    _flag("ip-translation", "Formatting", "Show pod, service and DNS names instead of IP addresses (default "
+          "true; --ip-translation=false to turn off)", boolean=True),
+    _flag("numeric", "Formatting", "Show IP addresses and numbers only (no names)", boolean=True),
+    _flag("color", "Formatting", "Accepted for compatibility with hubble; hushflow never writes colour",
+          "when"),
     _flag("print-raw-filters", "Other", "Print the allowlist/denylist FlowFilters as YAML (exactly like "
           "hubble) and exit", boolean=True),
     _flag("silent-errors", "Other", "Do not print warnings about skipped lines", shorthand="s", boolean=True),
@@ -138,6 +142,7 @@ class ObserveOptions:
     print_policy_names: bool = False
     time_format: str = "StampMilli"
     color: str = "auto"
+    ip_translation: bool = True
     print_raw_filters: bool = False
     silent_errors: bool = False
     help: bool = False
@@ -219,6 +224,7 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
         print_policy_names=bool(values.get("print-policy-names", False)),
         time_format=str(values.get("time-format", "StampMilli")),
         color=str(values.get("color", "auto")),
+        ip_translation=bool(values.get("ip-translation", True)) and not values.get("numeric", False),
         print_raw_filters=bool(values.get("print-raw-filters", False)),
         silent_errors=bool(values.get("silent-errors", False)),
     )
@@ -354,43 +360,38 @@ class EventPrinter(Protocol):
     def close(self) -> None: ...
 
 
-class _JsonpbPrinter:
-    """`-o jsonpb`: the canonical line, byte for byte what Hubble prints for it."""
+class _BinaryToText:
+    """Lets a printer write bytes (node-status messages) to a text stream such as sys.stderr."""
 
-    def __init__(self, stdout: BinaryIO) -> None:
-        self._stdout = stdout
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
 
-    def write(self, event: Any) -> None:
-        self._stdout.write(event.raw + b"\n")
+    def write(self, data: bytes) -> int:
+        self._stream.write(data.decode("utf-8", "replace"))
+        return len(data)
 
-    def close(self) -> None:
-        self._stdout.flush()
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def _make_printer(options: ObserveOptions, stdout: BinaryIO, stderr: IO[str]) -> EventPrinter:
-    if options.output in ("json", "jsonpb"):
-        return _JsonpbPrinter(stdout)
-    try:
-        from hushflow import sinks
-    except ImportError:  # pragma: no cover - the package always exists
-        sinks = None  # type: ignore[assignment]
-    make = getattr(sinks, "make_printer", None)
-    if make is None:
-        raise ObserveError(f"-o {options.output} is not available yet in this build; use -o jsonpb")
-    printer: EventPrinter = make(
-        options.output,
-        stdout,
-        print_node_name=options.print_node_name,
-        print_policy_names=options.print_policy_names,
-        time_format=options.time_format,
-        color=options.color,
-        stderr=stderr,
+    from hushflow.sinks.hubble_format import PrintOptions, make_printer
+
+    if options.time_format.lower() != "stampmilli":
+        raise ObserveError(f"--time-format {options.time_format} is not supported yet: only StampMilli")
+    err = getattr(stderr, "buffer", None) or _BinaryToText(stderr)
+    print_options = PrintOptions(
+        node_name=options.print_node_name,
+        policy_names=options.print_policy_names,
+        ip_translation=options.ip_translation,
     )
-    return printer
+    return make_printer(options.output, stdout, err=err, options=print_options)
 
 
 def _compile_predicate(filters: FlowFilters) -> tuple[Callable[[dict[str, Any]], bool], Any]:
     """The allow/deny predicate over canonical events, and an optional bytes pre-check."""
+    if not filters.allowlist and not filters.denylist:
+        return (lambda _event: True), None
     from hushflow.filter import FilterError, compile_filters
 
     try:
