@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from hushflow.filter.flags import (
     FILTER_FLAGS,
@@ -379,7 +379,7 @@ def _make_printer(options: ObserveOptions, stdout: BinaryIO, stderr: IO[str]) ->
 
     if options.time_format.lower() != "stampmilli":
         raise ObserveError(f"--time-format {options.time_format} is not supported yet: only StampMilli")
-    err = getattr(stderr, "buffer", None) or _BinaryToText(stderr)
+    err: BinaryIO = getattr(stderr, "buffer", None) or cast(BinaryIO, _BinaryToText(stderr))
     print_options = PrintOptions(
         node_name=options.print_node_name,
         policy_names=options.print_policy_names,
