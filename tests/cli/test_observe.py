@@ -300,6 +300,12 @@ def test_cli_reads_stdin_and_keeps_grouped_short_flags() -> None:
     assert (piped.returncode, _uuids(piped.stdout)) == (0, ["a", "b", "c", "no-time", "d"])
 
 
+def test_cli_keeps_a_double_dash() -> None:
+    result = hushflow("--", "--verdict", "DROPPED")
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith('unexpected argument "--verdict"')
+
+
 def test_cli_help() -> None:
     result = hushflow("--help")
     assert result.returncode == 0 and b"Filters:" in result.stdout

@@ -266,6 +266,7 @@ ERROR_ROWS: list[tuple[str, list[str], str]] = [
     ("missing short value", ["-n"], "flag needs an argument: 'n' in -n"),
     ("bad syntax", ["---x"], "bad flag syntax: ---x"),
     ("positional argument", ["flows.json"], 'unexpected argument "flows.json"'),
+    ("everything after -- is positional", ["--", "--verdict", "DROPPED"], 'unexpected argument "--verdict"'),
     ("raw filter not JSON", ["--allowlist", "{"], "invalid --allowlist flag: failed to decode '{': "),
     ("raw filter unknown field", ["--denylist", '{"nope":1}'], "invalid --denylist flag: failed to decode "),
 ]

@@ -13,18 +13,31 @@ import click
 
 from hushflow.observe import EXIT_BROKEN_PIPE, run_observe
 
+_RAW_ARGS = "hushflow.observe.argv"
+
+
+class _RawArgumentsCommand(click.Command):
+    """Keeps the arguments exactly as typed: click's own parser would swallow a `--`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_RAW_ARGS] = list(args)
+        return super().parse_args(ctx, args)
+
 
 @click.command(
     "observe",
+    cls=_RawArgumentsCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     add_help_option=False,
     short_help="Read Hubble flows and filter them like `hubble observe`.",
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def observe(args: tuple[str, ...]) -> None:
+@click.pass_context
+def observe(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Read Hubble flows and select them with `hubble observe` flags (see --help)."""
+    argv = ctx.meta.get(_RAW_ARGS, list(args))
     try:
-        code = run_observe(list(args), stdout=sys.stdout.buffer, stderr=sys.stderr, stdin=sys.stdin.buffer)
+        code = run_observe(argv, stdout=sys.stdout.buffer, stderr=sys.stderr, stdin=sys.stdin.buffer)
     except BrokenPipeError:
         # `hushflow observe ... | head`: stop quietly, and keep Python from complaining at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
