@@ -368,7 +368,8 @@ class EventNormalizer:
         if _KIND_KEYS.isdisjoint(data):
             if not data.keys() - _WRAPPER_KEYS:
                 raise ProtoJSONError("no flow or event in line")
-            if _LOST_EVENT_KEYS & data.keys() and not data.keys() & self._flow.by_key.keys():
+            if _LOST_EVENT_KEYS & data.keys() and data.keys() <= self._lost.by_key.keys():
+                # Legacy `-o json` prints a lost event bare, too.
                 data = {"lost_events": data}
             else:
                 # Legacy `-o json`: a bare Flow. Hubble's wrapper copies node_name and time.

@@ -319,8 +319,7 @@ class FlowReader:
                     yield from self._one_line(pending, name, lineno, check)
                 pending = b""
                 overlong = False
-                if chunk is _TRUNCATED:
-                    lineno = 0
+                lineno = 0  # line numbers are those of the file now at that path
                 continue
             if overlong:
                 nl = chunk.find(b"\n")
