@@ -262,6 +262,7 @@ ERROR_ROWS: list[tuple[str, list[str], str]] = [
     ("unknown flag with value", ["--reply=true"], "unknown flag: --reply"),
     ("unknown shorthand", ["-x"], "unknown shorthand flag: 'x' in -x"),
     ("unknown shorthand after a known one", ["-4x"], "unknown shorthand flag: 'x' in -x"),
+    ("non-ASCII shorthand quoted like pflag", ["-é"], "unknown shorthand flag: 'Ã' in -é"),
     ("missing value", ["--verdict"], "flag needs an argument: --verdict"),
     ("missing short value", ["-n"], "flag needs an argument: 'n' in -n"),
     ("bad syntax", ["---x"], "bad flag syntax: ---x"),

@@ -103,8 +103,11 @@ def go_quote(text: str) -> str:
 
 
 def go_quote_rune(ch: str) -> str:
-    """Go's `%q` for a rune: `'n'`."""
-    return "'" + go_quote(ch)[1:-1].replace("\\\"", '"').replace("'", "\\'") + "'"
+    """pflag's `%q` of a shorthand letter: `'n'`. pflag quotes the first *byte* of the letter, so
+    any non-ASCII letter shows as its UTF-8 lead byte read as a rune (`'Ã'` for `é`)."""
+    if not ch.isascii():
+        ch = chr(ch.encode("utf-8", "surrogateescape")[0])
+    return "'" + go_quote(ch)[1:-1].replace('\\"', '"').replace("'", "\\'") + "'"
 
 
 _GO_SHORT_ESCAPES = {
