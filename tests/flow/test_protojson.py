@@ -20,7 +20,7 @@ from hushflow.flow.protojson import (
 )
 from hushflow.proto import observer_pb2
 
-RECORDED = Path(__file__).parents[1] / "sinks" / "golden" / "flows-4k.jsonl.gz"
+RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from hushflow.flow.reader import FlowEvent, FlowReader, FlowReadError, ReadStats, events_from_bytes
 
-RECORDED = Path(__file__).parents[1] / "sinks" / "golden" / "flows-4k.jsonl.gz"
+RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 
 
 def flow_line(n: int, verdict: str = "FORWARDED") -> bytes:

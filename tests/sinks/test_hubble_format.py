@@ -1,6 +1,6 @@
 """Hubble output formats: byte-for-byte against hubble 1.19.4 recordings, then one row per rule.
 
-golden/ holds flows-4k.jsonl.gz (gen_flows.py -n 4000 --seed 3) and formats/*.txt, the exact output
+tests/data/hubble-1.19.4-golden holds flows-4k.jsonl.gz (gen_flows.py -n 4000 --seed 3) and formats/*.txt, the exact output
 of the real `hubble observe --input-file flows-4k.jsonl -o <format> ...` run with TZ=UTC, no tty.
 """
 
@@ -25,7 +25,7 @@ from hushflow.sinks.hubble_format import (
     tabwriter_format,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden"
 
 
 @pytest.fixture(scope="module")
