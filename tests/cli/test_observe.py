@@ -300,6 +300,21 @@ def test_cli_reads_stdin_and_keeps_grouped_short_flags() -> None:
     assert (piped.returncode, _uuids(piped.stdout)) == (0, ["a", "b", "c", "no-time", "d"])
 
 
+FORMAT_ROWS = [
+    ("compact-first120.txt", ["--first", "120"]),
+    ("dict-first8.txt", ["--first", "8", "-o", "dict"]),
+    ("table-first40.txt", ["--first", "40", "-o", "table"]),
+    ("json-first20.txt", ["--first", "20", "-o", "json"]),
+]
+
+
+@pytest.mark.parametrize(("name", "argv"), FORMAT_ROWS, ids=[row[0] for row in FORMAT_ROWS])
+def test_cli_output_formats_match_hubble(name: str, argv: list[str]) -> None:
+    result = hushflow("--input-file", str(FLOWS), *argv)
+    assert result.returncode == 0
+    assert result.stdout == (GOLDEN / "formats" / name).read_bytes()
+
+
 def test_cli_keeps_a_double_dash() -> None:
     result = hushflow("--", "--verdict", "DROPPED")
     assert result.returncode == 1
