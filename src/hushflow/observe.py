@@ -485,11 +485,13 @@ def _observe(options: ObserveOptions, *, stdout: BinaryIO, stderr: IO[str], stdi
     try:
         for event in select_events(iter(reader), matches, options):
             printer.write(event)
-        printer.close()
     except FlowReadError as err:
         printer.close()
         stderr.write(f"{err}\n")
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        pass  # Hubble: Ctrl-C ends a --follow normally, the table is still printed
+    printer.close()
     if not options.silent_errors:
         stats.write_report(stderr)
     return EXIT_BAD_INPUT if stats.bad_lines else EXIT_OK
@@ -535,9 +537,9 @@ Examples:
       "'app-explicit-traffic-blocked' in _flow.policy_log"
   hushflow observe --pod kube-system/coredns --print-raw-filters
 
-Exit status: 0 done; 1 bad arguments or filters (message on stderr, as hubble prints it);
-2 some input lines were not Hubble events (skipped and summarised on stderr, or with
---strict, the first one stops the read).
+Exit status: 0 done (also when Ctrl-C ends --follow); 1 bad arguments or filters (the
+message on stderr is hubble's own); 2 an input file could not be read, or some lines were
+not Hubble events (skipped and summarised on stderr; with --strict the first one stops).
 """
 
 _HELP_GROUPS = ("Input", "Selectors", "Filters", "Raw filters", "Formatting", "Other")
