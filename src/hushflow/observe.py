@@ -388,8 +388,10 @@ def _make_printer(options: ObserveOptions, stdout: BinaryIO, stderr: IO[str]) ->
     return make_printer(options.output, stdout, err=err, options=print_options)
 
 
-def _compile_predicate(filters: FlowFilters) -> tuple[Callable[[dict[str, Any]], bool], Any]:
-    """The allow/deny predicate over canonical events, and an optional bytes pre-check."""
+def _compile_predicate(
+    filters: FlowFilters,
+) -> tuple[Callable[[dict[str, Any]], bool], Callable[[bytes], bool] | None]:
+    """The allow/deny predicate over canonical events, and its pre-check on raw line bytes."""
     if not filters.allowlist and not filters.denylist:
         return (lambda _event: True), None
     from hushflow.filter import FilterError, compile_filters
@@ -398,8 +400,7 @@ def _compile_predicate(filters: FlowFilters) -> tuple[Callable[[dict[str, Any]],
         compiled = compile_filters(list(filters.allowlist), list(filters.denylist))
     except FilterError as err:
         raise ObserveError(str(err)) from None
-    may_match = getattr(compiled, "may_match", None)
-    return compiled, may_match
+    return compiled.matches, compiled.line_may_match
 
 
 def select_events(
