@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -256,7 +257,7 @@ def test_compact_output_is_the_default() -> None:
 def hushflow(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "hushflow", "observe", *args],
-        input=stdin, capture_output=True, check=False, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+        input=stdin, capture_output=True, check=False, env={**os.environ, "TZ": "UTC"},
     )
 
 
