@@ -375,3 +375,54 @@ def test_values_below_the_top_of_a_canonical_line_are_trusted() -> None:
     events, stats = read(["-"], stdin=io.BytesIO(b'{"flow":{"source":{"labels":"x"}}}\n'))
     assert events[0].data == {"flow": {"source": {"labels": "x"}}}
     assert stats.bad_lines == 0
+
+
+class Pipe(io.RawIOBase):
+    """A pipe delivering one write at a time: read1 must not wait for a whole chunk."""
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.parts:
+            return 0
+        part = self.parts.pop(0)
+        buffer[: len(part)] = part
+        return len(part)
+
+
+def test_stdin_pipe_hands_on_lines_as_they_arrive() -> None:
+    parts = [flow_line(1) + b"\n", flow_line(2) + b"\n"]
+    pipe = io.BufferedReader(Pipe(parts))
+    reader = iter(FlowReader(["-"], stdin=pipe))  # type: ignore[list-item]
+    assert summaries([next(reader)]) == ["#1"]
+    assert parts == [flow_line(2) + b"\n"]  # the second write was not needed for the first flow
+
+
+def test_utf8_bom_at_the_start_is_ignored() -> None:
+    events, stats = read(["-"], stdin=io.BytesIO(b"\xef\xbb\xbf" + flow_line(1) + b"\n"))
+    assert summaries(events) == ["#1"]
+    assert stats.bad_lines == 0
+
+
+def test_follow_reads_a_compressed_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.log.gz"
+    path.write_bytes(gzip.compress(flow_line(1) + b"\n"))
+    script = Script([lambda: None])
+    assert summaries(follow(path, script)) == ["#1"]
+
+
+def test_with_data_re_encodes_in_declaration_order() -> None:
+    event = events_from_bytes(flow_line(1) + b"\n")[0]
+    data = orjson.loads(event.raw)
+    data["flow"]["policy_log"] = ["app-explicit-traffic-blocked"]
+    data["flow"]["uuid"] = "u-1"  # a field declared before verdict
+    changed = event.with_data(data)
+    assert changed.raw == (
+        b'{"flow":{"time":"2026-03-02T09:00:00Z","uuid":"u-1","verdict":"FORWARDED","Summary":"#1",'
+        b'"policy_log":["app-explicit-traffic-blocked"]},"node_name":"node","time":"2026-03-02T09:00:00Z"}'
+    )
+    assert changed.origin == event.origin

@@ -16,7 +16,6 @@ to ``max_line_bytes`` are parsed, longer ones are skipped and counted without be
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import sys
@@ -39,6 +38,7 @@ DEFAULT_MAX_REPORTED = 5
 
 STDIN_NAME = "-"
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 LinePredicate = Callable[[bytes], bool]
 
@@ -140,6 +140,15 @@ class FlowEvent:
                 return k
         return "empty"
 
+    def with_data(self, data: dict[str, Any]) -> FlowEvent:
+        """The same event with changed contents (e.g. attribution filled ``policy_log``).
+
+        ``data`` is validated and re-encoded canonically (keys in declaration order), so
+        ``-o jsonpb`` prints exactly what Hubble would print for it. Raises ProtoJSONError.
+        """
+        result = protojson.EventNormalizer().normalize(data)
+        return FlowEvent(protojson.encode_event(result.event), result.event, self.source, self.line)
+
     @property
     def origin(self) -> str:
         return f"{self.source}:{self.line}"
@@ -160,6 +169,10 @@ class FlowReader:
       is always parsed, and once a source shows another spelling the pre-check is no longer used
       for it.
     - ``strict``: raise :class:`FlowReadError` at the first bad line instead of skipping it.
+      Bad lines: invalid JSON or UTF-8, not an object, no event, a value of the wrong type or an
+      unknown enum name (see :mod:`hushflow.flow.protojson`), a line over ``max_line_bytes``.
+      For speed, a line already in the jsonpb spelling is checked one level into the Flow (the
+      enums filters read, the objects, the 64-bit fields); deeper values are trusted.
     - ``stdin``: a binary stream used for ``"-"`` (default ``sys.stdin.buffer``).
     """
 
@@ -268,6 +281,13 @@ class FlowReader:
             if stream is not None:
                 data = _read(stream, self._chunk_size, name)
                 if data:
+                    if pos == 0 and data[:2] == _GZIP_MAGIC:
+                        # A compressed (finished, rotated) file cannot grow: read it once.
+                        try:
+                            yield from self._gzip_chunks(data, stream, name)
+                        finally:
+                            stream.close()
+                        return
                     pos += len(data)
                     yield data
                     continue
@@ -328,6 +348,8 @@ class FlowReader:
                 overlong = False
                 chunk = chunk[nl + 1 :]
             buf = pending + chunk if pending else chunk
+            if lineno == 0 and buf[:3] == _UTF8_BOM:
+                buf = buf[3:]
             lines = buf.split(b"\n")
             pending = lines.pop()
             if b"\r" in buf:
@@ -431,8 +453,14 @@ _ROTATED = bytes(bytearray(b"<rotated>"))
 
 def _read(stream: BinaryIO, size: int, name: str) -> bytes:
     try:
+        if name == STDIN_NAME:
+            # A pipe (`hubble observe -f -o jsonpb | hushflow ...`): hand on what has arrived now
+            # instead of waiting for a full chunk.
+            read1 = getattr(stream, "read1", None)
+            if read1 is not None:
+                return read1(size) or b""
         return stream.read(size) or b""
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError) as e:
         raise FlowReadError(f"{name}: read error: {e}") from None
 
 
