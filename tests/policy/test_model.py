@@ -154,6 +154,7 @@ def test_policy_labels_as_hubble_prints_them():
         "k8s:io.cilium.k8s.policy.namespace=payments",
         "k8s:io.cilium.k8s.policy.uid=79008596",
     )
+    assert "k8s:io.cilium.k8s.policy.uid=" not in " ".join(PolicyRef("CiliumNetworkPolicy", "a", "b").cilium_labels())
 
 
 def test_local_cluster_option(tmp_path):

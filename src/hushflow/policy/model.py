@@ -77,7 +77,8 @@ class PolicyRef:
         labels = [f"{prefix}derived-from={self.kind}", f"{prefix}name={self.name}"]
         if self.kind == CNP:
             labels.append(f"{prefix}namespace={self.namespace}")
-        labels.append(f"{prefix}uid={self.uid}")
+        if self.uid:  # assigned by the API server: unknown for policies read from files
+            labels.append(f"{prefix}uid={self.uid}")
         labels.extend(str(label) if label.value else f"{label}=" for label in user_labels)
         return tuple(sorted(labels))
 

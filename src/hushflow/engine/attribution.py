@@ -1,0 +1,241 @@
+"""Attribute each policy outcome to its rules, and fill in what Cilium left empty.
+
+Which flows: policy-verdict events (type 5: FORWARDED, REDIRECTED, DROPPED, AUDIT) and drop
+notifications (type 1) with a policy drop reason (POLICY_DENY 181, POLICY_DENIED 133). Up to
+Cilium 1.19 Hubble names rules only on allowed verdicts (cilium#42044); the drops, one per
+retransmitted SYN, are what fills a drop dashboard, so they get the tag too.
+
+What is filled (never overwriting a field Cilium already set):
+- FORWARDED/REDIRECTED: `<dir>_allowed_by` from the most specific matching allows;
+- DROPPED with POLICY_DENY, or AUDIT with a matching deny: `<dir>_denied_by` from the deny rules;
+- `policy_log`: the sorted, de-duplicated `log.value`s of those rules.
+Default-deny drops (POLICY_DENIED, or AUDIT with no deny) have no single responsible rule:
+by default nothing is filled (the maintainers dispute attributing them, cilium PR #47589); with
+`attribute_default_deny=True`, `<dir>_denied_by` names the policies that put the endpoint in
+default-deny, still without `policy_log`.
+
+When Cilium's own fields and hushflow's decision disagree, Cilium's are kept and the
+disagreement is counted and reported in the findings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hushflow.engine.connection import (
+    Connection,
+    connection_of,
+    endpoint_labels,
+    flow_time,
+    is_policy_outcome,
+    policy_drop_reason,
+)
+from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
+from hushflow.engine.dns import DnsKnowledge
+from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
+
+ExpectedPredicate = Callable[[Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """hushflow's findings for one flow (kept apart from the Hubble flow itself)."""
+
+    decision: Decision
+    observed: str  # allowed, denied, default-deny, audit
+    agrees: bool
+    responsible: tuple[Rule, ...]
+    policy_log: tuple[str, ...]
+    expected: bool | None  # for DROPPED/AUDIT flows: planned (a known tag) or not
+    filled: tuple[str, ...]  # the flow fields hushflow filled
+    note: str = ""
+
+    def findings(self) -> dict[str, Any]:
+        """The documented `hushflow` object written next to `flow` in hushflow's own outputs."""
+        out: dict[str, Any] = {
+            "decision": self.decision.outcome,
+            "observed": self.observed,
+            "agrees": self.agrees,
+        }
+        if self.expected is not None:
+            out["expected"] = self.expected
+        if self.responsible:
+            out["rules"] = [rule_reference(rule) for rule in self.responsible]
+        if self.decision.outcome == "default-deny":
+            out["default_deny_by"] = sorted({str(r.policy) for r in self.decision.default_deny_rules})
+        if self.policy_log:
+            out["policy_log"] = list(self.policy_log)
+        if self.filled:
+            out["filled"] = list(self.filled)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def rule_reference(rule: Rule) -> dict[str, Any]:
+    ref = {
+        "policy": f"{rule.policy.namespace}/{rule.policy.name}" if rule.policy.namespace else rule.policy.name,
+        "kind": rule.policy.kind,
+        "rule": rule.where.field,
+        "file": rule.where.file,
+        "line": rule.where.line,
+    }
+    if rule.log_value:
+        ref["log"] = rule.log_value
+    return ref
+
+
+def policy_entry(ref: PolicyRef, rules: Iterable[Rule]) -> dict[str, Any]:
+    """A Hubble `Policy` message (proto field order: name, namespace, labels, revision, kind)."""
+    labels: set[str] = set()
+    for rule in rules:
+        labels.update(rule.cilium_labels())
+    entry: dict[str, Any] = {"name": ref.name}
+    if ref.namespace and ref.kind != CCNP:
+        entry["namespace"] = ref.namespace
+    entry["labels"] = sorted(labels)
+    entry["kind"] = ref.kind
+    return entry
+
+
+def _policies(rules: Iterable[Rule]) -> list[dict[str, Any]]:
+    by_policy: dict[PolicyRef, list[Rule]] = {}
+    for rule in rules:
+        by_policy.setdefault(rule.policy, []).append(rule)
+    return [policy_entry(ref, by_policy[ref]) for ref in sorted(by_policy, key=lambda r: (r.namespace, r.name))]
+
+
+def _names(entries: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    return {(e.get("namespace", ""), e.get("name", "")) for e in entries}
+
+
+@dataclass(slots=True)
+class AttributionStats:
+    flows: int = 0
+    attributed: int = 0
+    filled: Counter[str] = field(default_factory=Counter)
+    disagreements: Counter[str] = field(default_factory=Counter)
+    dns_answers: int = 0
+    unknown_direction: int = 0
+
+
+class Attributor:
+    """Learns DNS answers and attributes policy outcomes, flow after flow, in one direction."""
+
+    def __init__(
+        self,
+        policy_set: PolicySet,
+        *,
+        dns: DnsKnowledge | None = None,
+        expected_logs: Iterable[str] | None = None,
+        expected_predicate: ExpectedPredicate | None = None,
+        attribute_default_deny: bool = False,
+    ) -> None:
+        self.engine = PolicyEngine(policy_set, dns)
+        self.dns = self.engine.dns
+        if expected_logs is None:
+            expected_logs = {
+                rule.log_value for rule in policy_set.rules if rule.log_value and (rule.egress_deny or rule.ingress_deny)
+            }
+        self.expected_logs = frozenset(expected_logs)
+        self.expected_predicate = expected_predicate
+        self.attribute_default_deny = attribute_default_deny
+        self.stats = AttributionStats()
+
+    def observe(self, event: dict[str, Any], explain: bool = False) -> Attribution | None:
+        """Learn from and attribute one canonical event; fills its flow in place.
+
+        Returns the findings for policy outcomes, None for every other event.
+        """
+        flow = event.get("flow")
+        if not isinstance(flow, dict):
+            return None
+        self.stats.flows += 1
+        l7 = flow.get("l7")
+        if l7 is not None and "dns" in l7:
+            if self.dns.learn_from_flow(flow, flow_time(flow, event)):
+                self.stats.dns_answers += 1
+            return None
+        if not is_policy_outcome(flow):
+            return None
+        conn = connection_of(flow, flow_time(flow, event))
+        if conn is None:
+            self.stats.unknown_direction += 1
+            return None
+        return self.attribute(flow, conn, explain)
+
+    def attribute(self, flow: dict[str, Any], conn: Connection, explain: bool = False) -> Attribution:
+        decision = self.engine.decide(conn, endpoint_labels(conn.local), explain)
+        verdict = flow.get("verdict", "")
+        drop_reason = policy_drop_reason(flow)
+        direction = conn.direction
+        filled: list[str] = []
+        note = ""
+
+        if verdict in ("FORWARDED", "REDIRECTED"):
+            observed = "allowed"
+            agrees = decision.outcome in ("allowed", "not-enforced")
+            responsible = decision.responsible if decision.outcome == "allowed" else ()
+            field_name = f"{direction}_allowed_by"
+        elif verdict == "AUDIT":
+            observed = "audit"
+            agrees = decision.outcome in ("denied", "default-deny")
+            responsible = decision.denies
+            field_name = f"{direction}_denied_by"
+        elif drop_reason == "POLICY_DENY":
+            observed = "denied"
+            agrees = decision.outcome == "denied"
+            responsible = decision.denies
+            field_name = f"{direction}_denied_by"
+        else:
+            observed = "default-deny" if drop_reason == "POLICY_DENIED" else "dropped"
+            agrees = decision.outcome == "default-deny"
+            responsible = ()
+            field_name = f"{direction}_denied_by"
+
+        rules = tuple(dict.fromkeys(match.rule for match in responsible))
+        if not agrees:
+            note = f"Cilium {observed}, policies say {decision.outcome}"
+            self.stats.disagreements[f"{observed}/{decision.outcome}"] += 1
+
+        existing = flow.get(field_name)
+        if rules:
+            if existing:
+                if _names(existing) != _names(_policies(rules)):
+                    note = (note + "; " if note else "") + f"Cilium's {field_name} names other policies"
+                    self.stats.disagreements[f"{field_name} differs"] += 1
+            else:
+                flow[field_name] = _policies(rules)
+                filled.append(field_name)
+        elif (
+            self.attribute_default_deny
+            and observed in ("default-deny", "audit")
+            and decision.outcome == "default-deny"
+            and not existing
+            and decision.default_deny_rules
+        ):
+            flow[field_name] = _policies(decision.default_deny_rules)
+            filled.append(field_name)
+
+        logs = tuple(sorted({rule.log_value for rule in rules if rule.log_value}))
+        if logs and not flow.get("policy_log"):
+            flow["policy_log"] = list(logs)
+            filled.append("policy_log")
+        final_logs = tuple(flow.get("policy_log") or ())
+
+        expected: bool | None = None
+        if verdict in ("DROPPED", "AUDIT"):
+            expected = bool(self.expected_logs.intersection(final_logs))
+            if not expected and self.expected_predicate is not None:
+                expected = bool(self.expected_predicate(flow))
+        for name in filled:
+            self.stats.filled[name] += 1
+        self.stats.attributed += 1
+        return Attribution(decision, observed, agrees, rules, final_logs, expected, tuple(filled), note)
+
+
+def matches_for_explain(decision: Decision) -> tuple[RuleMatch, ...]:
+    return decision.denies + decision.allows

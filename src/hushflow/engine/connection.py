@@ -1,0 +1,129 @@
+"""The connection a policy verdict is about, seen from the endpoint that enforces it.
+
+Cilium enforces egress at the source endpoint and ingress at the destination (reference §E.0):
+for an EGRESS verdict the *local* endpoint is the source and the *peer* the destination; for
+INGRESS it is the other way round. Policy verdicts and policy drops are emitted for the packet
+that opens a connection, so the destination port is the port the policy is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hushflow.flow.protojson import parse_timestamp
+
+Direction = Literal["ingress", "egress"]
+
+# Reserved numeric identities (pkg/identity/numericidentity.go) and the label each stands for.
+RESERVED_IDENTITIES = {
+    1: "reserved:host",
+    2: "reserved:world",
+    3: "reserved:unmanaged",
+    4: "reserved:health",
+    5: "reserved:init",
+    6: "reserved:remote-node",
+    7: "reserved:kube-apiserver",
+    8: "reserved:ingress",
+    9: "reserved:world-ipv4",
+    10: "reserved:world-ipv6",
+}
+POLICY_DROP_REASONS = {"POLICY_DENY": 181, "POLICY_DENIED": 133}
+_POLICY_DROP_CODES = {181: "POLICY_DENY", 133: "POLICY_DENIED"}
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    direction: Direction
+    local: Mapping[str, Any]  # the Hubble Endpoint that enforces the policy
+    peer: Mapping[str, Any]
+    local_ip: str
+    peer_ip: str
+    protocol: str  # TCP, UDP, SCTP, ICMPv4, ICMPv6, or "" when the flow has no L4
+    port: int  # destination port, or the ICMP type
+    peer_labels: tuple[str, ...]
+    peer_names: tuple[str, ...]  # names Hubble attached to the peer IP (destination_names on egress)
+    service: tuple[str, str] | None  # (namespace, name) of destination_service
+    node_name: str
+    node_labels: tuple[str, ...]
+    time: float
+
+
+def flow_time(flow: Mapping[str, Any], event: Mapping[str, Any] | None = None) -> float:
+    text = flow.get("time") or (event or {}).get("time")
+    if not text:
+        return 0.0
+    seconds, nanos = parse_timestamp(text)
+    return seconds + nanos / 1e9
+
+
+def policy_drop_reason(flow: Mapping[str, Any]) -> str | None:
+    """POLICY_DENY / POLICY_DENIED when the flow is a policy drop, else None."""
+    if flow.get("verdict") != "DROPPED":
+        return None
+    desc = flow.get("drop_reason_desc")
+    if desc in POLICY_DROP_REASONS:
+        return str(desc)
+    return _POLICY_DROP_CODES.get(flow.get("drop_reason", 0))
+
+
+def is_policy_outcome(flow: Mapping[str, Any]) -> bool:
+    """Policy-verdict events (type 5), and drop notifications (type 1) with a policy drop reason."""
+    event_type = (flow.get("event_type") or {}).get("type")
+    if event_type == 5:
+        return True
+    return event_type == 1 and policy_drop_reason(flow) is not None
+
+
+def _l4(flow: Mapping[str, Any]) -> tuple[str, int]:
+    l4 = flow.get("l4") or {}
+    for protocol in ("TCP", "UDP", "SCTP"):
+        if protocol in l4:
+            return protocol, int(l4[protocol].get("destination_port", 0))
+    for protocol in ("ICMPv4", "ICMPv6"):
+        if protocol in l4:
+            return protocol, int(l4[protocol].get("type", 0))
+    return "", 0
+
+
+def endpoint_labels(endpoint: Mapping[str, Any]) -> tuple[str, ...]:
+    labels = endpoint.get("labels")
+    if labels:
+        return tuple(labels)
+    reserved = RESERVED_IDENTITIES.get(endpoint.get("identity", 0))
+    return (reserved,) if reserved else ()
+
+
+def connection_of(flow: Mapping[str, Any], now: float | None = None) -> Connection | None:
+    """The enforced connection of a policy outcome flow, or None when direction is unknown."""
+    direction = flow.get("traffic_direction")
+    if direction == "EGRESS":
+        local_key, peer_key, local_ip_key, peer_ip_key, names_key = (
+            "source", "destination", "source", "destination", "destination_names"
+        )
+    elif direction == "INGRESS":
+        local_key, peer_key, local_ip_key, peer_ip_key, names_key = (
+            "destination", "source", "destination", "source", "source_names"
+        )
+    else:
+        return None
+    ip = flow.get("IP") or {}
+    protocol, port = _l4(flow)
+    peer = flow.get(peer_key) or {}
+    service = flow.get("destination_service") if direction == "EGRESS" else None
+    return Connection(
+        direction="egress" if direction == "EGRESS" else "ingress",
+        local=flow.get(local_key) or {},
+        peer=peer,
+        local_ip=ip.get(local_ip_key, ""),
+        peer_ip=ip.get(peer_ip_key, ""),
+        protocol=protocol,
+        port=port,
+        peer_labels=endpoint_labels(peer),
+        peer_names=tuple(flow.get(names_key) or ()),
+        service=(service.get("namespace", ""), service.get("name", "")) if service else None,
+        node_name=flow.get("node_name", ""),
+        node_labels=tuple(flow.get("node_labels") or ()),
+        time=flow_time(flow) if now is None else now,
+    )

@@ -1,0 +1,189 @@
+"""What names each endpoint resolved to which IPs, learned from Hubble's DNS flows.
+
+Cilium's DNS proxy records every answer per endpoint, then merges them into one cache that
+all toFQDNs selectors read (reference §B.2): an IP that any endpoint resolved for a name is
+selected by every selector matching that name. `DnsKnowledge` keeps the same two views: an
+entry per (endpoint, name) with its IPs and expiry, and a reverse index IP -> entries.
+
+Time always comes from the flows (`now` is the flow's own time), never from the wall clock, so
+replaying a recorded file gives the same answers as the live run did.
+
+Memory is bounded: at most `max_names` (endpoint, name) entries; the least recently refreshed
+entry is evicted first and counted in `evictions`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAX_NAMES = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    """One remembered answer, for explanations."""
+
+    endpoint: str
+    name: str  # lowercase, no trailing dot
+    ips: tuple[str, ...]
+    ttl: int
+    seen_at: float  # flow time of the answer, seconds since the epoch
+    expires_at: float
+
+
+def endpoint_key(endpoint: Mapping[str, Any] | None, ip: str, node_name: str) -> str:
+    """A stable name for the endpoint that asked: namespace/pod, else node/endpoint-ID, else its IP."""
+    if endpoint:
+        pod = endpoint.get("pod_name")
+        if pod:
+            return f"{endpoint.get('namespace', '')}/{pod}"
+        ep_id = endpoint.get("ID")
+        if ep_id:
+            return f"{node_name}#{ep_id}"
+    return ip
+
+
+def normalize_dns_name(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+class DnsKnowledge:
+    """name -> IPs per endpoint, and IP -> names, with TTL expiry and an LRU bound.
+
+    `min_ttl` raises short TTLs (like Cilium's tofqdns-min-ttl); `grace` keeps an answer that
+    long after its TTL ran out (connections opened just before expiry still show up later).
+    """
+
+    def __init__(self, max_names: int = DEFAULT_MAX_NAMES, min_ttl: float = 0.0, grace: float = 0.0) -> None:
+        if max_names < 1:
+            raise ValueError("max_names must be at least 1")
+        self.max_names = max_names
+        self.min_ttl = min_ttl
+        self.grace = grace
+        # key "endpoint\x00name" -> (expires_at, seen_at, ttl, ips)
+        self._entries: OrderedDict[str, tuple[float, float, int, tuple[str, ...]]] = OrderedDict()
+        # ip -> one key, or a list of keys when several names/endpoints resolved to it
+        self._by_ip: dict[str, str | list[str]] = {}
+        self.evictions = 0
+        self.answers_seen = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def learn(self, endpoint: str, name: str, ips: Iterable[str], ttl: int, now: float) -> None:
+        """Record an answer: `endpoint` resolved `name` to `ips` at flow time `now`."""
+        name = normalize_dns_name(name)
+        ips = tuple(sorted(set(ips)))
+        if not ips:
+            return
+        self.answers_seen += 1
+        key = f"{endpoint}\x00{name}"
+        old = self._entries.pop(key, None)
+        expires = now + max(ttl, self.min_ttl) + self.grace
+        if old is not None:
+            if old[0] >= now:
+                # Cilium keeps the IPs of earlier answers until they expire: merge them.
+                ips = tuple(sorted(set(ips) | set(old[3])))
+                expires = max(expires, old[0])
+            else:
+                for ip in old[3]:
+                    if ip not in ips:
+                        self._unindex(ip, key)
+        self._entries[key] = (expires, now, ttl, ips)
+        for ip in ips:
+            self._index(ip, key)
+        while len(self._entries) > self.max_names:
+            evicted_key, (_e, _s, _t, evicted_ips) = self._entries.popitem(last=False)
+            for ip in evicted_ips:
+                self._unindex(ip, evicted_key)
+            self.evictions += 1
+
+    def learn_from_flow(self, flow: Mapping[str, Any], now: float) -> bool:
+        """Learn from a DNS response flow (`l7.dns` with IPs). True when something was learned."""
+        l7 = flow.get("l7")
+        if not l7:
+            return False
+        dns = l7.get("dns")
+        if not dns or l7.get("type") != "RESPONSE" or dns.get("rcode", 0) != 0:
+            return False
+        ips = dns.get("ips")
+        query = dns.get("query")
+        if not ips or not query:
+            return False
+        # The response travels from the resolver back to the client: the client is the destination.
+        client = flow.get("destination")
+        client_ip = (flow.get("IP") or {}).get("destination", "")
+        key = endpoint_key(client, client_ip, flow.get("node_name", ""))
+        self.learn(key, query, ips, int(dns.get("ttl", 0)), now)
+        return True
+
+    def _index(self, ip: str, key: str) -> None:
+        current = self._by_ip.get(ip)
+        if current is None:
+            self._by_ip[ip] = key
+        elif isinstance(current, str):
+            if current != key:
+                self._by_ip[ip] = [current, key]
+        elif key not in current:
+            current.append(key)
+
+    def _unindex(self, ip: str, key: str) -> None:
+        current = self._by_ip.get(ip)
+        if current is None:
+            return
+        if isinstance(current, str):
+            if current == key:
+                del self._by_ip[ip]
+            return
+        if key in current:
+            current.remove(key)
+        if len(current) == 1:
+            self._by_ip[ip] = current[0]
+        elif not current:
+            del self._by_ip[ip]
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _keys_for(self, ip: str) -> list[str]:
+        current = self._by_ip.get(ip)
+        if current is None:
+            return []
+        return [current] if isinstance(current, str) else list(current)
+
+    def answers_for_ip(self, ip: str, now: float, endpoint: str | None = None) -> list[DnsAnswer]:
+        """Unexpired answers that contained `ip` (of one endpoint, or of any endpoint)."""
+        out = []
+        for key in self._keys_for(ip):
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < now:
+                continue
+            who, name = key.split("\x00", 1)
+            if endpoint is not None and who != endpoint:
+                continue
+            out.append(DnsAnswer(who, name, entry[3], entry[2], entry[1], entry[0]))
+        return sorted(out, key=lambda a: (a.name, a.endpoint))
+
+    def names_for_ip(self, ip: str, now: float) -> tuple[str, ...]:
+        """Every name any endpoint resolved to `ip` that has not expired (Cilium's global view)."""
+        current = self._by_ip.get(ip)
+        if current is None:
+            return ()
+        keys = [current] if isinstance(current, str) else current
+        names = {
+            key.split("\x00", 1)[1] for key in keys if (entry := self._entries.get(key)) and entry[0] >= now
+        }
+        return tuple(sorted(names))
+
+    def expire(self, now: float) -> int:
+        """Drop every expired entry; returns how many. Lookups ignore expired entries anyway."""
+        dead = [key for key, entry in self._entries.items() if entry[0] < now]
+        for key in dead:
+            _e, _s, _t, ips = self._entries.pop(key)
+            for ip in ips:
+                self._unindex(ip, key)
+        return len(dead)

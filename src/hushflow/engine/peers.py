@@ -1,0 +1,247 @@
+"""Does a rule's peer and port part select a connection? Compiled once per rule.
+
+Semantics (reference §A.3, §A.4, §B):
+- a rule with no L3 field selects every peer; a written but empty list selects none;
+- `to/fromEndpoints` match the peer's labels (implicit namespace already in the selector);
+- CIDR rules match only peers without a label identity (world, CIDR and FQDN identities);
+- `toEntities` map to reserved labels; `cluster` is everything that is not world;
+- `toFQDNs` match world peers whose IP the source resolved to a selected name: Hubble's
+  `destination_names`, plus every unexpired DNS answer the engine has seen (Cilium's merged
+  cache), plus the `fqdn:` selector labels Cilium itself put on the peer identity;
+- `toServices` match the flow's destination service by name and namespace;
+- ports: `port` "0" = all, `endPort` ranges, ANY = TCP/UDP/SCTP; named ports cannot be
+  resolved from a flow and never match; `icmps` match the ICMP type of the right family.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from hushflow.engine.connection import Connection
+from hushflow.policy.labels import Selector
+from hushflow.policy.model import IPNetwork, PeerRule, PolicySet
+
+NamesFn = Callable[[], tuple[str, ...]]
+
+_WORLD_LABELS = frozenset({"reserved:world", "reserved:world-ipv4", "reserved:world-ipv6"})
+_CLUSTER_RESERVED = frozenset(
+    {
+        "reserved:host",
+        "reserved:remote-node",
+        "reserved:init",
+        "reserved:ingress",
+        "reserved:health",
+        "reserved:unmanaged",
+        "reserved:kube-apiserver",
+    }
+)
+_ENTITY_LABELS = {
+    "world": _WORLD_LABELS,
+    "host": frozenset({"reserved:host"}),
+    "remote-node": frozenset({"reserved:remote-node"}),
+    "kube-apiserver": frozenset({"reserved:kube-apiserver"}),
+    "health": frozenset({"reserved:health"}),
+    "init": frozenset({"reserved:init"}),
+    "ingress": frozenset({"reserved:ingress"}),
+    "unmanaged": frozenset({"reserved:unmanaged"}),
+}
+# ICMP type names Cilium accepts, per family.
+ICMP_TYPES = {
+    "IPv4": {
+        "EchoReply": 0, "DestinationUnreachable": 3, "Redirect": 5, "Echo": 8, "EchoRequest": 8,
+        "RouterAdvertisement": 9, "RouterSelection": 10, "TimeExceeded": 11, "ParameterProblem": 12,
+        "Timestamp": 13, "TimestampReply": 14, "Photuris": 40, "ExtendedEchoRequest": 42, "ExtendedEchoReply": 43,
+    },
+    "IPv6": {
+        "DestinationUnreachable": 1, "PacketTooBig": 2, "TimeExceeded": 3, "ParameterProblem": 4,
+        "EchoRequest": 128, "EchoReply": 129, "MulticastListenerQuery": 130, "MulticastListenerReport": 131,
+        "MulticastListenerDone": 132, "RouterSolicitation": 133, "RouterAdvertisement": 134,
+        "NeighborSolicitation": 135, "NeighborAdvertisement": 136, "RedirectMessage": 137,
+        "RouterRenumbering": 138, "ICMPNodeInformationQuery": 139, "ICMPNodeInformationResponse": 140,
+        "InverseNeighborDiscoverySolicitation": 141, "InverseNeighborDiscoveryAdvertisement": 142,
+        "HomeAgentAddressDiscoveryRequest": 144, "HomeAgentAddressDiscoveryReply": 145,
+        "MobilePrefixSolicitation": 146, "MobilePrefixAdvertisement": 147,
+        "DuplicateAddressRequestCodeSuffix": 157, "DuplicateAddressConfirmationCodeSuffix": 158,
+    },
+}
+
+
+def is_world_peer(labels: tuple[str, ...], identity: int) -> bool:
+    """A peer without a label-based identity: only CIDR rules and toFQDNs can select it."""
+    if identity in (2, 9, 10) or identity >= 1 << 24:
+        return True
+    return any(label in _WORLD_LABELS for label in labels)
+
+
+def _resolve_groups(peer_cidrs: tuple, policy_set: PolicySet) -> list[tuple[IPNetwork, tuple[IPNetwork, ...]]]:
+    nets: list[tuple[IPNetwork, tuple[IPNetwork, ...]]] = []
+    for cidr in peer_cidrs:
+        if cidr.cidr is not None:
+            nets.append((cidr.cidr, cidr.excepts))
+            continue
+        for group in policy_set.cidr_groups:
+            selected = (cidr.group_ref is not None and group.name == cidr.group_ref) or (
+                cidr.group_selector is not None
+                and cidr.group_selector.matches({f"any:{k}": v for k, v in group.labels.items()}
+                                                | {f"k8s:{k}": v for k, v in group.labels.items()})
+            )
+            if selected:
+                nets.extend((net, cidr.excepts) for net in group.cidrs)
+    return nets
+
+
+@dataclass(slots=True)
+class CompiledPeer:
+    """A PeerRule turned into quick checks."""
+
+    rule: PeerRule
+    l3: bool  # the rule names peers (else it is L4-only / all)
+    has_ports: bool
+    endpoints: tuple[Selector, ...] | None
+    entities: frozenset[str] | None
+    cidrs: list[tuple[IPNetwork, tuple[IPNetwork, ...]]] | None
+    fqdn_labels: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def match_type(self) -> str:
+        """Hubble's policy_match_type words: L3-L4, L3-Only, L4-Only or all."""
+        if self.l3 and self.has_ports:
+            return "L3-L4"
+        if self.l3:
+            return "L3-Only"
+        if self.has_ports:
+            return "L4-Only"
+        return "all"
+
+    @property
+    def specificity(self) -> int:
+        return {"L3-L4": 0, "L3-Only": 1, "L4-Only": 1, "all": 2}[self.match_type]
+
+    # -- peers ---------------------------------------------------------------------------------
+
+    def peer_matches(
+        self, conn: Connection, peer_map: Mapping[str, str], names: NamesFn, why: list[str] | None = None
+    ) -> bool:
+        rule = self.rule
+        if rule.is_empty:
+            return False
+        if not self.l3:
+            if why is not None:
+                why.append("the rule names no peer, so it applies to every peer")
+            return True
+        identity = int(conn.peer.get("identity", 0))
+        if self.endpoints is not None:
+            for selector in self.endpoints:
+                if selector.matches(peer_map):
+                    if why is not None:
+                        why.append(f"peer labels match {selector.where.field} ({selector})")
+                    return True
+        if self.entities is not None:
+            hit = self._entity(conn, peer_map, identity)
+            if hit:
+                if why is not None:
+                    why.append(f"peer is entity {hit}")
+                return True
+        world = is_world_peer(conn.peer_labels, identity)
+        if self.cidrs is not None and world and conn.peer_ip:
+            try:
+                address = ipaddress.ip_address(conn.peer_ip)
+            except ValueError:
+                address = None
+            if address is not None:
+                for net, excepts in self.cidrs:
+                    if address.version == net.version and address in net and not any(
+                        address in e for e in excepts if e.version == address.version
+                    ):
+                        if why is not None:
+                            why.append(f"peer IP {conn.peer_ip} is in {net}")
+                        return True
+        if rule.fqdns and world:
+            if self.fqdn_labels and self.fqdn_labels.intersection(conn.peer_labels):
+                if why is not None:
+                    why.append("Cilium labelled the peer identity with this rule's FQDN selector")
+                return True
+            for name in names():
+                for selector in rule.fqdns:
+                    if selector.matches(name):
+                        if why is not None:
+                            why.append(f"peer IP {conn.peer_ip} is {name}, selected by {selector}")
+                        return True
+        if rule.services and conn.service:
+            namespace, name = conn.service
+            for service in rule.services:
+                if service.name == name and (service.namespace or "default") == (namespace or "default"):
+                    if why is not None:
+                        why.append(f"destination service {namespace}/{name}")
+                    return True
+        return False
+
+    def _entity(self, conn: Connection, peer_map: Mapping[str, str], identity: int) -> str | None:
+        assert self.entities is not None
+        labels = conn.peer_labels
+        for entity in self.entities:
+            if entity == "all":
+                return entity
+            if entity == "cluster":
+                if not is_world_peer(labels, identity) and (
+                    any(label in _CLUSTER_RESERVED for label in labels)
+                    or "k8s:io.kubernetes.pod.namespace" in peer_map
+                ):
+                    return entity
+                continue
+            wanted = _ENTITY_LABELS.get(entity)
+            if wanted and wanted.intersection(labels):
+                return entity
+        return None
+
+    # -- ports ---------------------------------------------------------------------------------
+
+    def port_matches(self, conn: Connection, why: list[str] | None = None) -> bool:
+        rule = self.rule
+        if rule.icmps is not None:
+            if not conn.protocol.startswith("ICMP"):
+                return False
+            family = "IPv6" if conn.protocol == "ICMPv6" else "IPv4"
+            for icmp in rule.icmps:
+                if icmp.family != family:
+                    continue
+                number = int(icmp.type) if icmp.type.isdigit() else ICMP_TYPES[family].get(icmp.type)
+                if number == conn.port:
+                    if why is not None:
+                        why.append(f"ICMP type {conn.port} ({icmp.type})")
+                    return True
+            return False
+        if rule.ports is None:
+            return True
+        if conn.protocol not in ("TCP", "UDP", "SCTP"):
+            return False
+        for port_rule in rule.ports:
+            if not port_rule.ports:
+                if why is not None:
+                    why.append("the port rule lists no ports: every port")
+                return True
+            for port in port_rule.ports:
+                if port.protocol not in ("ANY", conn.protocol):
+                    continue
+                if port.covers(conn.port):
+                    if why is not None:
+                        why.append(f"port {conn.port}/{conn.protocol} is covered by {port}")
+                    return True
+        return False
+
+
+def compile_peer(rule: PeerRule, policy_set: PolicySet) -> CompiledPeer:
+    fqdn_labels = frozenset(
+        f"fqdn:{(f.match_pattern or f.match_name or '').lower().rstrip('.')}" for f in rule.fqdns or ()
+    )
+    return CompiledPeer(
+        rule=rule,
+        l3=bool(rule.l3_fields) or rule.is_empty,
+        has_ports=rule.ports is not None or rule.icmps is not None,
+        endpoints=rule.endpoints,
+        entities=frozenset(rule.entities) if rule.entities is not None else None,
+        cidrs=_resolve_groups(rule.cidrs, policy_set) if rule.cidrs is not None else None,
+        fqdn_labels=fqdn_labels,
+    )
