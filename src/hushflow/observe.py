@@ -83,9 +83,8 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
           boolean=True),
     _flag("print-policy-names", "Formatting", "Append the policies that allowed or denied a flow to "
           "compact output", boolean=True),
-    _flag("time-format", "Formatting", "Time format of compact/dict/table output: StampMilli (default), "
-          "YearMonthDay, YearMonthDayHour, YearMonthDayHourMinute, RFC3339, RFC3339Milli, RFC3339Micro, "
-          "RFC3339Nano, RFC1123Z", "name"),
+    _flag("time-format", "Formatting", "Time format of compact/dict/table output; only StampMilli "
+          "(hubble's default, e.g. 'Mar  2 09:00:00.011') is supported so far", "name"),
     _flag("ip-translation", "Formatting", "Show pod, service and DNS names instead of IP addresses (default "
           "true; --ip-translation=false to turn off)", boolean=True),
     _flag("numeric", "Formatting", "Show IP addresses and numbers only (no names)", boolean=True),
