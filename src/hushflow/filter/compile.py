@@ -20,6 +20,7 @@ and default values omitted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,12 +59,21 @@ def parse_flow_filter(spec: Mapping[str, Any]) -> flow_pb2.FlowFilter:
         if not isinstance(spec, flow_pb2.FlowFilter):
             raise FilterError(f"not a FlowFilter: {type(spec).__name__}")
         return spec
+    known = _FLOW_FILTER_NAMES
+    for key in spec:
+        if key not in known:
+            raise FilterError(f"invalid FlowFilter: proto: unknown field {json.dumps(key)}")
     message = flow_pb2.FlowFilter()
     try:
         json_format.ParseDict(dict(spec), message)
     except (json_format.ParseError, TypeError, ValueError) as err:
         raise FilterError(f"invalid FlowFilter: {err}") from None
     return message
+
+
+_FLOW_FILTER_NAMES = frozenset(
+    name for fd in flow_pb2.FlowFilter.DESCRIPTOR.fields for name in (fd.name, fd.json_name)
+)
 
 
 def _as_dicts(messages: Sequence[Message]) -> list[dict[str, Any]]:
