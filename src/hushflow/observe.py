@@ -437,12 +437,22 @@ def select_events(
     yield from selected()
 
 
+@dataclass(frozen=True)
+class FollowControl:
+    """How `--follow` waits for new lines: injected so tests simulate time instead of sleeping."""
+
+    sleep: Callable[[float], None] = time.sleep
+    stop: Callable[[], bool] | None = None
+    """Called while waiting; True ends the follow (as Ctrl-C does)."""
+
+
 def observe(
     options: ObserveOptions,
     *,
     stdout: BinaryIO,
     stderr: IO[str],
     stdin: BinaryIO | None = None,
+    follow_control: FollowControl | None = None,
 ) -> int:
     """Run `hushflow observe` with parsed options. Returns the exit code; never raises for user errors."""
     if options.help:
@@ -452,13 +462,19 @@ def observe(
         stdout.write(format_raw_filters(options.filters).encode())
         return EXIT_OK
     try:
-        return _observe(options, stdout=stdout, stderr=stderr, stdin=stdin)
+        return _observe(options, stdout, stderr, stdin, follow_control or FollowControl())
     except ObserveError as err:
         stderr.write(f"{err}\n")
         return EXIT_USAGE
 
 
-def _observe(options: ObserveOptions, *, stdout: BinaryIO, stderr: IO[str], stdin: BinaryIO | None) -> int:
+def _observe(
+    options: ObserveOptions,
+    stdout: BinaryIO,
+    stderr: IO[str],
+    stdin: BinaryIO | None,
+    follow_control: FollowControl,
+) -> int:
     from hushflow.flow.reader import FlowReader, FlowReadError, ReadStats
 
     if not options.input_files:
@@ -480,6 +496,8 @@ def _observe(options: ObserveOptions, *, stdout: BinaryIO, stderr: IO[str], stdi
         may_match=may_match,
         stats=stats,
         stdin=stdin,
+        sleep=follow_control.sleep,
+        stop=follow_control.stop,
     )
     printer = _make_printer(options, stdout, stderr)
     try:
@@ -504,6 +522,7 @@ def run_observe(
     stderr: IO[str] | None = None,
     stdin: BinaryIO | None = None,
     now_ns: Callable[[], int] = time.time_ns,
+    follow_control: FollowControl | None = None,
 ) -> int:
     """The whole `hushflow observe` command: arguments in, exit code out."""
     out = stdout if stdout is not None else sys.stdout.buffer
@@ -513,7 +532,7 @@ def run_observe(
     except FlagError as error:
         err.write(f"{error}\n")
         return EXIT_USAGE
-    return observe(options, stdout=out, stderr=err, stdin=stdin)
+    return observe(options, stdout=out, stderr=err, stdin=stdin, follow_control=follow_control)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from hushflow.observe import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_USAGE,
+    FollowControl,
     observe_help,
     parse_go_duration_ns,
     parse_hubble_time,
@@ -200,6 +201,26 @@ def test_input_files_are_read_in_order(tmp_path: Path) -> None:
     second.write_bytes(_event("2026-03-02T09:00:01Z", "y") + b"\n")
     code, out, _err = run(["--input-file", str(second), "--input-file", str(first), "-o", "json"])
     assert (code, _uuids(out)) == (EXIT_OK, ["y", "x"])
+
+
+def test_follow_reads_lines_appended_later(tmp_path: Path) -> None:
+    path = tmp_path / "flows.json"
+    path.write_bytes(_event("2026-03-02T09:00:00Z", "old") + b"\n")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            with path.open("ab") as file:
+                file.write(_event("2026-03-02T09:00:01Z", "new") + b"\n")
+
+    out, err = io.BytesIO(), io.StringIO()
+    code = run_observe(
+        ["--input-file", str(path), "-f", "-o", "jsonpb", "--not", "--uuid", "nothing"],
+        stdout=out, stderr=err, follow_control=FollowControl(sleep=sleep, stop=lambda: len(waits) >= 3),
+    )
+    assert (code, err.getvalue()) == (EXIT_OK, "")
+    assert _uuids(out.getvalue()) == ["old", "new"]
 
 
 def test_bad_lines_are_skipped_summarised_and_fail_the_run() -> None:
