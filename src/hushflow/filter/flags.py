@@ -484,7 +484,7 @@ class _Tracker:
     destination_namespaces: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
 
-    def add(self, name: str, left_field: str, right_field: str, value: Any) -> None:
+    def add(self, left_field: str, right_field: str, value: Any) -> None:
         if self.left is None:
             self.left = {}
         if self.right is None:
@@ -613,7 +613,7 @@ class FlowFilterFlags:
             if spec is None:
                 raise KeyError(f"not a filter flag: {name}")
             left_field, right_field, convert = spec
-            tracker.add(name, left_field, right_field, convert(value))
+            tracker.add(left_field, right_field, convert(value))
 
         problem = tracker.namespace_conflicts()
         if problem:
