@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from hushflow.cli.lint import lint
-from hushflow.policy.diagnostics import Severity
+from hushflow.policy.diagnostics import CHECKS, Severity
 from hushflow.policy.lint import lint_paths
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import CCNP, CNP, BuildOptions, PolicySet
@@ -162,3 +162,14 @@ def test_corpus_covers_the_documented_patterns():
         "entity:all", "entity:health",
     }  # fmt: skip
     assert wanted - features == set()
+
+
+def test_every_check_has_a_section_in_docs_lint_md():
+    """SARIF results link to docs/lint.md#<code>: every code needs its anchor and heading."""
+    docs = (Path(__file__).parents[2] / "docs" / "lint.md").read_text(encoding="utf-8")
+    missing = [
+        code
+        for code, check in CHECKS.items()
+        if f'<a id="{code.lower()}"></a>' not in docs or f"## {code} {check.name}" not in docs
+    ]
+    assert missing == []
