@@ -138,7 +138,9 @@ class Attributor:
         self.dns = self.engine.dns
         if expected_logs is None:
             expected_logs = {
-                rule.log_value for rule in policy_set.rules if rule.log_value and (rule.egress_deny or rule.ingress_deny)
+                rule.log_value
+                for rule in policy_set.rules
+                if rule.log_value and (rule.egress_deny or rule.ingress_deny)
             }
         self.expected_logs = frozenset(expected_logs)
         self.expected_predicate = expected_predicate

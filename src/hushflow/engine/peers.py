@@ -164,10 +164,10 @@ class CompiledPeer:
                     why.append("Cilium labelled the peer identity with this rule's FQDN selector")
                 return True
             for name in names():
-                for selector in rule.fqdns:
-                    if selector.matches(name):
+                for fqdn in rule.fqdns:
+                    if fqdn.matches(name):
                         if why is not None:
-                            why.append(f"peer IP {conn.peer_ip} is {name}, selected by {selector}")
+                            why.append(f"peer IP {conn.peer_ip} is {name}, selected by {fqdn}")
                         return True
         if rule.services and conn.service:
             namespace, name = conn.service

@@ -1,0 +1,78 @@
+"""DNS knowledge: per-endpoint answers, the merged view, TTL with min and grace, the LRU bound."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hushflow.engine.dns import DnsKnowledge
+
+
+def test_answers_and_names():
+    dns = DnsKnowledge()
+    dns.learn("a/pod", "API.Example.com.", ["1.1.1.1", "1.1.1.2"], ttl=60, now=100)
+    dns.learn("b/pod", "cdn.example.net", ["1.1.1.1"], ttl=10, now=100)
+    assert dns.names_for_ip("1.1.1.1", 105) == ("api.example.com", "cdn.example.net")
+    assert dns.names_for_ip("1.1.1.1", 115) == ("api.example.com",)
+    (answer,) = dns.answers_for_ip("1.1.1.2", 105, endpoint="a/pod")
+    assert (answer.name, answer.ttl, answer.seen_at, answer.expires_at) == ("api.example.com", 60, 100, 160)
+    assert dns.answers_for_ip("1.1.1.2", 105, endpoint="b/pod") == []
+
+
+def test_min_ttl_and_grace():
+    dns = DnsKnowledge(min_ttl=30, grace=5)
+    dns.learn("a", "x.com", ["2.2.2.2"], ttl=1, now=0)
+    assert dns.names_for_ip("2.2.2.2", 34) == ("x.com",)
+    assert dns.names_for_ip("2.2.2.2", 36) == ()
+
+
+def test_refresh_keeps_unexpired_ips_and_drops_expired_ones():
+    dns = DnsKnowledge()
+    dns.learn("a", "x.com", ["1.0.0.1"], ttl=60, now=0)
+    dns.learn("a", "x.com", ["1.0.0.2"], ttl=60, now=30)  # 1.0.0.1 still valid: merged
+    assert dns.names_for_ip("1.0.0.1", 50) == ("x.com",)
+    dns.learn("a", "x.com", ["1.0.0.3"], ttl=60, now=200)  # both old IPs expired: replaced
+    assert dns.names_for_ip("1.0.0.1", 201) == ()
+    assert dns.names_for_ip("1.0.0.3", 201) == ("x.com",)
+
+
+def test_lru_bound_counts_evictions():
+    dns = DnsKnowledge(max_names=2)
+    dns.learn("a", "one.com", ["1.0.0.1"], 60, 0)
+    dns.learn("a", "two.com", ["1.0.0.2"], 60, 0)
+    dns.learn("a", "one.com", ["1.0.0.1"], 60, 1)  # refreshed: now the most recent
+    dns.learn("a", "three.com", ["1.0.0.3"], 60, 2)
+    assert len(dns) == 2 and dns.evictions == 1
+    assert dns.names_for_ip("1.0.0.2", 3) == ()  # the least recently refreshed went first
+    assert dns.names_for_ip("1.0.0.1", 3) == ("one.com",)
+
+
+def test_learn_from_flow_uses_the_client_and_ignores_failures():
+    dns = DnsKnowledge()
+    response = {
+        "IP": {"source": "10.96.0.10", "destination": "10.0.0.5"},
+        "destination": {"namespace": "shop", "pod_name": "web-0"},
+        "l7": {"type": "RESPONSE", "dns": {"query": "a.com.", "ips": ["3.3.3.3"], "ttl": 5}},
+    }
+    assert dns.learn_from_flow(response, 0)
+    assert dns.answers_for_ip("3.3.3.3", 1)[0].endpoint == "shop/web-0"
+    nxdomain = {**response, "l7": {"type": "RESPONSE", "dns": {"query": "b.com.", "ips": ["4.4.4.4"], "rcode": 3}}}
+    request = {**response, "l7": {"type": "REQUEST", "dns": {"query": "c.com."}}}
+    assert not dns.learn_from_flow(nxdomain, 0) and not dns.learn_from_flow(request, 0)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 20), st.integers(0, 3)), max_size=60))
+def test_reverse_index_matches_a_brute_force_model(steps):
+    dns = DnsKnowledge(max_names=5)
+    now = 0
+    for endpoint, name_id, ip_id in steps:
+        now += 1
+        dns.learn(endpoint, f"n{name_id}.com", [f"10.0.0.{ip_id}"], ttl=10, now=now)
+    # Every indexed answer is a live entry, and every live entry is indexed.
+    for ip_id in range(4):
+        ip = f"10.0.0.{ip_id}"
+        expected = sorted(
+            {key.split("\x00")[1] for key, entry in dns._entries.items() if ip in entry[3] and entry[0] >= now}
+        )
+        assert list(dns.names_for_ip(ip, now)) == expected
+    assert len(dns) <= 5
