@@ -161,22 +161,26 @@ class FlowMessageBuilder:
                 raise ValueError(f"not flow.Flow fields: {', '.join(sorted(unknown))}")
         self._fields: tuple[str, ...] | None = None if fields is None else tuple(fields)
         self._plan = dict(_message_plan(desc, _TimestampParser(), {}))
+        self._items: tuple[tuple[str, Convert | None], ...] | None = (
+            None if self._fields is None else tuple((k, self._plan.get(k)) for k in self._fields)
+        )
 
     def __call__(self, flow: Mapping[str, Any]) -> flow_pb2.Flow:
-        keys = self._fields
-        if keys is None:
-            src: Mapping[str, Any] = flow
-            kwargs = dict(flow)
-        else:
-            src = flow
-            kwargs = {k: flow[k] for k in keys if k in flow}
-        plan = self._plan
         try:
-            for key in kwargs.keys() & plan.keys():
-                kwargs[key] = plan[key](kwargs[key])
+            items = self._items
+            if items is None:
+                kwargs = dict(flow)
+                for key in kwargs.keys() & self._plan.keys():
+                    kwargs[key] = self._plan[key](kwargs[key])
+            else:
+                kwargs = {}
+                for key, conv in items:
+                    value = flow.get(key)
+                    if value is not None:
+                        kwargs[key] = value if conv is None else conv(value)
             return flow_pb2.Flow(**kwargs)
         except (_Unconvertible, ValueError, TypeError, KeyError, AttributeError):
-            return self._slow(src)
+            return self._slow(flow)
 
     def _slow(self, flow: Mapping[str, Any]) -> flow_pb2.Flow:
         keys = self._fields
