@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Throughput of compiled FlowFilters over canonical Hubble lines, against orjson parse-only.
+
+Usage: .venv/bin/python benchmarks/bench_filter.py [--flows 200000] [--corpus PATH]
+
+For each scenario (raw filters as `hubble observe --print-raw-filters` prints them), reports
+flows/s and the ratio to the orjson parse-only ceiling for:
+- "parse+match": orjson.loads every line, then the predicate;
+- "precheck": ``line_may_match(raw)`` first, orjson.loads + predicate only when it passes.
+Lines are held in memory (no I/O); the garbage collector is frozen as a long-running reader would
+tune it. The corpus comes from benchmarks/data (bench_observe.py generates it) or gen_flows.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hushflow.filter import compile_filters
+
+ROOT = Path(__file__).resolve().parent
+GEN_FLOWS = Path("/work/shared/tools/gen_flows.py")
+
+SCENARIOS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
+    ("--verdict DROPPED", [{"verdict": ["DROPPED"]}], []),
+    ("-n payments -l app=payments-api",
+     [{"source_pod": ["payments/"], "source_label": ["app=payments-api"]},
+      {"destination_pod": ["payments/"], "destination_label": ["app=payments-api"]}], []),
+    ("--to-fqdn *.amazonaws.com", [{"destination_fqdn": ["*.amazonaws.com"]}], []),
+    ("--from-ip 10.244.0.0/16 --to-identity world",
+     [{"source_ip": ["10.244.0.0/16"], "destination_identity": [2]}], []),
+    ("--verdict AUDIT --not --cel-expression policy_log",
+     [{"verdict": ["AUDIT"]}], [{"experimental": {"cel_expression": ["'pci-egress' in _flow.policy_log"]}}]),
+    ("--cel-expression _flow.verdict == Verdict.DROPPED",
+     [{"experimental": {"cel_expression": ["_flow.verdict == Verdict.DROPPED"]}}], []),
+    ("--not --verdict FORWARDED (denylist only)", [], [{"verdict": ["FORWARDED"]}]),
+]
+
+
+def corpus(path: Path | None, flows: int) -> list[bytes]:
+    if path is None:
+        candidate = ROOT / "data" / f"flows-{flows}-seed1.jsonl"
+        path = candidate if candidate.is_file() else Path(f"/tmp/hushflow-bench-flows-{flows}.jsonl")
+        if not path.is_file():
+            subprocess.run([sys.executable, str(GEN_FLOWS), "-n", str(flows), "--seed", "1", "-o", str(path)],
+                           check=True)
+    return path.read_bytes().splitlines()[:flows]
+
+
+def rate(lines: list[bytes], body: Any) -> float:
+    start = time.perf_counter()
+    body(lines)
+    return len(lines) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--flows", type=int, default=200000)
+    ap.add_argument("--corpus", type=Path)
+    args = ap.parse_args()
+    lines = corpus(args.corpus, args.flows)
+    gc.freeze()
+    loads = orjson.loads
+
+    def parse_only(ls: list[bytes]) -> None:
+        for line in ls:
+            loads(line)
+
+    base = rate(lines, parse_only)
+    print(f"{len(lines):,} lines; orjson parse-only: {base:,.0f} flows/s")
+    for name, allow, deny in SCENARIOS:
+        compiled = compile_filters(allow, deny)
+        full, kept = measure(lines, compiled.matches, None)
+        pre, kept_pre = measure(lines, compiled.matches, compiled.line_may_match)
+        assert kept == kept_pre, "the pre-check dropped a matching line"
+        print(f"{name:55s} kept {kept:7,}  parse+match {full:9,.0f}/s ({full / base:4.0%})"
+              f"  precheck {pre:9,.0f}/s ({pre / base:4.0%})")
+
+
+def measure(lines: list[bytes], match: Any, may: Any) -> tuple[float, int]:
+    loads = orjson.loads
+    kept = 0
+    start = time.perf_counter()
+    if may is None:
+        for line in lines:
+            if match(loads(line)):
+                kept += 1
+    else:
+        for line in lines:
+            if may(line) and match(loads(line)):
+                kept += 1
+    return len(lines) / (time.perf_counter() - start), kept
+
+
+if __name__ == "__main__":
+    main()
