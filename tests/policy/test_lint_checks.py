@@ -94,6 +94,18 @@ TRIGGERS = [
      "spec.egress[0].toPorts[0].ports[0].port"),
     ("unknown-field", cnp(SEL + "egres: [{}]\n"), "HF010", "spec.egres"),
     ("empty-policy", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\n", "HF011", ""),
+    ("empty-sections", cnp(SEL + "ingress: []\negress: []\n"), "HF014", "spec"),
+    ("deny-only-turns-on-default-deny", cnp(SEL + 'egressDeny:\n- toEntities: [world]\n'
+                                            '  toPorts: [{ports: [{port: "25", protocol: TCP}]}]\n', extra=""),
+     "HF053", "spec"),
+    ("http-on-port-without-protocol", cnp(SEL + 'ingress:\n- toPorts: [{ports: [{port: "8080"}], rules: {http: [{}]}}]\n'),
+     "HF038", "spec.ingress[0].toPorts[0].ports[0]"),
+    ("l7-in-host-policy-ingress",
+     cnp('nodeSelector: {}\ningress:\n- toPorts: [{ports: [{port: "80", protocol: TCP}], rules: {http: [{}]}}]\n',
+         kind="CiliumClusterwideNetworkPolicy", extra=""), "HF038", "spec.ingress[0].toPorts[0]"),
+    ("dns-rule-refuses-the-fqdn-name",
+     cnp(SEL + 'egress:\n- toFQDNs: [{matchName: api.partner.example}]\n', extra=DNS_PROXY.replace(
+         'matchPattern: "*"', "matchName: internal.example.com")), "HF030", "spec.egress[0].toFQDNs[0]"),
     ("bad-match-name-in-fqdn-deny", cnp(SEL + 'egressDeny:\n- toFQDNs: [{matchName: "bad name!"}]\n'), "HF010",
      "spec.egressDeny[0].toFQDNs[0].matchName"),
 ]
@@ -125,6 +137,23 @@ CLEAN = [
                                                                  extra="")), "HF050"),
     ("single-star", cnp(SEL + 'egress:\n- toFQDNs: [{matchPattern: "*.example.com"}]\n'), "HF051"),
     ("non-empty-deny", cnp(SEL + "egressDeny: [{toEntities: [world]}]\n"), "HF052"),
+    ("empty-list-is-not-a-peer-kind", cnp(SEL + "egress:\n- toEndpoints: []\n  toCIDR: [192.0.2.0/24]\n"),
+     "HF031"),
+    ("dns-endport-equal-is-absent", cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: "53", endPort: 53}], '
+                                        'rules: {dns: [{matchPattern: "*"}]}}]\n'), "HF035"),
+    ("deny-only-with-default-deny-off", cnp(SEL + "enableDefaultDeny: {egress: false}\n"
+                                            "egressDeny: [{toEntities: [world]}]\n", extra=""), "HF053"),
+    ("deny-with-allows-elsewhere", cnp(SEL + "egressDeny: [{toEntities: [world]}]\n", extra=DNS_PROXY), "HF053"),
+    ("dns-rule-covers-by-in-values",
+     cnp(SEL + 'egress:\n- toFQDNs: [{matchName: a.example.com}]\n', extra=DNS_PROXY.replace(
+         "endpointSelector: {}", "endpointSelector: {matchExpressions: [{key: app, operator: In, values: [web, api]}]}")),
+     "HF030"),
+    ("dns-rule-any-source-covers-k8s",
+     cnp('endpointSelector: {matchLabels: {"k8s:app": web}}\negress:\n- toFQDNs: [{matchName: a.example.com}]\n',
+         extra=DNS_PROXY.replace("endpointSelector: {}", "endpointSelector: {matchLabels: {app: web}}")), "HF030"),
+    ("dns-rule-lists-the-name",
+     cnp(SEL + 'egress:\n- toFQDNs: [{matchPattern: "*.partner.example"}]\n', extra=DNS_PROXY.replace(
+         'matchPattern: "*"', 'matchPattern: "*.partner.example"')), "HF030"),
     ("own-namespace", cnp('endpointSelector: {matchLabels: {"k8s:io.kubernetes.pod.namespace": team}}\n'
                           "egress: [{toEntities: [world]}]\n"), "HF013"),
 ]
@@ -171,3 +200,15 @@ def test_fqdn_deny_line_points_at_the_field(tmp_path):
     hit = next(d for d in report.diagnostics if d.code == "HF020")
     line = text.splitlines()[hit.location.line - 1]
     assert line[hit.location.column - 1 :].startswith("toFQDNs")
+
+
+def test_empty_rule_with_default_deny_off_is_called_dead(tmp_path):
+    report = lint_text(tmp_path, cnp(SEL + "enableDefaultDeny: {ingress: false}\ningress: [{}]\n"))
+    (hit,) = [d for d in report.diagnostics if d.code == "HF052"]
+    assert "does nothing at all" in hit.message
+
+
+def test_endport_below_port_is_a_warning_that_says_what_cilium_does(tmp_path):
+    report = lint_text(tmp_path, TRIGGERS[[r[0] for r in TRIGGERS].index("endport-below-port")][1])
+    (hit,) = [d for d in report.diagnostics if d.code == "HF036"]
+    assert hit.level.value == "warning" and "enforces port 9000 alone" in hit.message

@@ -39,6 +39,7 @@ CHECKS: dict[str, Check] = {
         Check("HF011", "empty-policy", Severity.ERROR, "A policy has neither spec nor specs."),
         Check("HF012", "node-selector-in-cnp", Severity.ERROR, "nodeSelector is only valid in a CCNP."),
         Check("HF013", "namespace-overridden", Severity.WARNING, "A CNP endpointSelector names another namespace."),
+        Check("HF014", "empty-rule", Severity.ERROR, "A rule whose ingress/egress sections are all empty."),
         Check("HF020", "fqdn-deny", Severity.ERROR, "toFQDNs in egressDeny: Cilium cannot run it."),
         Check("HF021", "l7-in-deny", Severity.ERROR, "L7 rules, serverNames, TLS or listener in a deny rule."),
         Check("HF022", "auth-in-deny", Severity.ERROR, "authentication in a deny rule."),
@@ -48,13 +49,14 @@ CHECKS: dict[str, Check] = {
         Check("HF033", "icmp-in-toports", Severity.ERROR, "ICMP given as a toPorts protocol."),
         Check("HF034", "dns-rule-on-ingress", Severity.ERROR, "L7 DNS rules on ingress."),
         Check("HF035", "dns-rule-port", Severity.ERROR, "L7 DNS rules without an explicit port 53."),
-        Check("HF036", "endport-below-port", Severity.ERROR, "endPort is below port."),
+        Check("HF036", "endport-below-port", Severity.WARNING, "endPort is below port: no range is enforced."),
         Check("HF037", "except-outside-cidr", Severity.ERROR, "An except entry is not inside its cidr."),
-        Check("HF038", "l7-protocol", Severity.ERROR, "L7 rules on a protocol or port that cannot carry them."),
+        Check("HF038", "l7-protocol", Severity.ERROR, "L7 rules where Cilium cannot apply them."),
         Check("HF040", "log-value", Severity.ERROR, "log.value is too long or has non-printable characters."),
         Check("HF050", "deny-shadows-allow", Severity.WARNING, "A deny rule makes allow rules unreachable."),
         Check("HF051", "double-star-before-1.19", Severity.WARNING, "`**.` matches one label before Cilium 1.19."),
         Check("HF052", "empty-rule-default-deny", Severity.WARNING, "An empty rule silently turns on default-deny."),
+        Check("HF053", "deny-only-default-deny", Severity.WARNING, "Deny rules alone switch endpoints to default-deny."),
     )
 }
 

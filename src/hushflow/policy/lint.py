@@ -67,6 +67,7 @@ def lint_policy_set(policy_set: PolicySet) -> list[Diagnostic]:
     for policy in policy_set.policies:
         out.extend(_lint_policy(policy))
     out.extend(_fqdn_without_dns_proxy(policy_set))
+    out.extend(_deny_only_default_deny(policy_set))
     out.extend(_deny_shadows_allow(policy_set))
     return out
 
@@ -78,7 +79,27 @@ def _lint_policy(policy: Policy) -> Iterator[Diagnostic]:
     for rule in policy.rules:
         yield from _namespace_overridden(rule)
         for peer in rule.peer_rules:
-            yield from _lint_peer_rule(peer)
+            yield from _lint_peer_rule(peer, rule)
+        yield from _host_policy_l7(rule)
+
+
+def _host_policy_l7(rule: Rule) -> Iterator[Diagnostic]:
+    """Cilium: host policies take no L7 on ingress, and no HTTP/Kafka on egress."""
+    if rule.node_subject is None:
+        return
+    for peer in rule.ingress + rule.egress:
+        for port_rule in peer.ports or ():
+            kinds = port_rule.l7_kinds if peer.direction == "ingress" else [
+                k for k in port_rule.l7_kinds if k in ("http", "kafka")
+            ]
+            if kinds:
+                yield Diagnostic(
+                    "HF038",
+                    f"L7 {'/'.join(kinds)} rules in a host policy (nodeSelector) on {peer.direction}: "
+                    "Cilium rejects the rule",
+                    port_rule.where,
+                    "host policies enforce L3/L4 only (DNS rules are allowed on egress)",
+                )
 
 
 def _namespace_overridden(rule: Rule) -> Iterator[Diagnostic]:
@@ -100,20 +121,27 @@ def _values(requirement: Requirement) -> str:
     return ", ".join(sorted(requirement.values)) or "(none)"
 
 
-def _lint_peer_rule(peer: PeerRule) -> Iterator[Diagnostic]:
+def _lint_peer_rule(peer: PeerRule, rule: Rule) -> Iterator[Diagnostic]:
     where = peer.where
     if peer.is_empty:
-        yield Diagnostic(
-            "HF052",
-            f"`{peer.section}: [{{}}]` selects nothing, but it switches the selected endpoints to "
-            f"{peer.direction} default-deny: everything not allowed elsewhere is now dropped",
-            where,
-            "if default-deny is what you want, say so with a comment; otherwise remove the empty rule",
-        )
-    if len(peer.l3_fields) > 1:
+        default_deny = rule.default_deny_egress if peer.direction == "egress" else rule.default_deny_ingress
+        if default_deny:
+            message = (
+                f"`{peer.section}: [{{}}]` selects nothing, but it switches the selected endpoints to "
+                f"{peer.direction} default-deny: everything not allowed elsewhere is now dropped"
+            )
+            hint = "if default-deny is what you want, say so with a comment; otherwise remove the empty rule"
+        else:
+            message = (
+                f"`{peer.section}: [{{}}]` selects nothing, and with enableDefaultDeny.{peer.direction}: false "
+                "it does nothing at all"
+            )
+            hint = "remove the empty rule"
+        yield Diagnostic("HF052", message, where, hint)
+    if len(peer.l3_nonempty) > 1:
         yield Diagnostic(
             "HF031",
-            f"combining {' and '.join(peer.l3_fields)} in one rule is not supported: Cilium rejects the rule",
+            f"combining {' and '.join(peer.l3_nonempty)} in one rule is not supported: Cilium rejects the rule",
             where,
             "split it into one rule per peer kind",
         )
@@ -141,12 +169,13 @@ def _lint_peer_rule(peer: PeerRule) -> Iterator[Diagnostic]:
         l7_other = [kind for kind in port_rule.l7_kinds if kind != "dns"]
         if l7_other:
             for port in port_rule.ports:
-                if port.protocol not in ("TCP", "ANY") or port.port == "0":
+                if port.protocol != "TCP" or port.port == "0":
                     yield Diagnostic(
                         "HF038",
-                        f"L7 {'/'.join(l7_other)} rules need a TCP port, not {port}",
+                        f"L7 {'/'.join(l7_other)} rules need an explicit TCP port, not {port}: Cilium rejects "
+                        "the rule (a missing protocol means ANY)",
                         port.where,
-                        "give the rule an explicit TCP port",
+                        'write protocol: TCP and a port other than "0"',
                     )
     for fqdn in peer.fqdns or ():
         yield from _double_star(fqdn)
@@ -171,9 +200,10 @@ def _lint_port(port: PortProtocol) -> Iterator[Diagnostic]:
     if port.end_port is not None and first is not None and 0 < port.end_port < first:
         yield Diagnostic(
             "HF036",
-            f"endPort {port.end_port} is below port {first}: Cilium rejects the range",
+            f"endPort {port.end_port} is below port {first}: Cilium ignores such an endPort and enforces "
+            f"port {first} alone, not a range",
             port.where,
-            f"write port: \"{port.end_port}\", endPort: {first}",
+            f"for the range write port: \"{port.end_port}\", endPort: {first}; for one port drop endPort",
         )
 
 
@@ -187,7 +217,7 @@ def _dns_ports(ports: Sequence[PortProtocol], where_rule: Location) -> Iterator[
         )
         return
     for port in ports:
-        if port.number == 0 or port.end_port:
+        if port.number == 0 or (port.end_port and port.number is not None and port.end_port > port.number):
             yield Diagnostic(
                 "HF035",
                 f"L7 DNS rules need an explicit single port, not {port}: Cilium rejects the rule",
@@ -220,28 +250,88 @@ def _double_star(fqdn: FQDNSelector) -> Iterator[Diagnostic]:
 # -- checks across policies -----------------------------------------------------------------
 
 
+def _source_covers(general_key: str, specific_key: str) -> bool:
+    general_source, general_bare = general_key.split(":", 1)
+    specific_source, specific_bare = specific_key.split(":", 1)
+    return general_bare == specific_bare and general_source in ("any", specific_source)
+
+
+def _implied(general: Requirement, specific: frozenset[Requirement]) -> bool:
+    """Does every label set meeting all of `specific` also meet `general`? (sufficient test)"""
+    if general in specific:
+        return True
+    same_key = [r for r in specific if _source_covers(general.key, r.key)]
+    if general.operator == "In":
+        return any(r.operator == "In" and r.values <= general.values for r in same_key)
+    if general.operator == "Exists":
+        return any(r.operator in ("In", "Exists") for r in same_key)
+    # NotIn / DoesNotExist: the specific side must rule the value out on a key at least as broad.
+    broad = [r for r in specific if _source_covers(r.key, general.key)]
+    if general.operator == "NotIn":
+        return any(
+            (r.operator == "In" and not (r.values & general.values))
+            or r.operator == "DoesNotExist"
+            or (r.operator == "NotIn" and general.values <= r.values)
+            for r in same_key + broad
+        )
+    return any(r.operator == "DoesNotExist" for r in broad)
+
+
 def covers(general: Selector | None, specific: Selector | None) -> bool:
-    """True when `general` selects at least every endpoint `specific` selects (sufficient test)."""
+    """True when `general` selects at least every endpoint `specific` selects (a sufficient test)."""
     if general is None or specific is None:
         return general is specific
-    return general.requirement_set <= specific.requirement_set
+    if general.requirement_set <= specific.requirement_set:
+        return True
+    return all(_implied(r, specific.requirement_set) for r in general.requirement_set)
 
 
-def _is_dns_proxy_rule(peer: PeerRule) -> bool:
-    return not peer.deny and any(
-        port_rule.dns is not None and any(p.number == 53 for p in port_rule.ports) for port_rule in peer.ports or ()
+def _dns_proxy_patterns(peer: PeerRule) -> list[FQDNSelector]:
+    """The L7 DNS selectors of an allow rule that sends port-53 traffic to Cilium's proxy."""
+    if peer.deny:
+        return []
+    return [
+        selector
+        for port_rule in peer.ports or ()
+        if port_rule.dns is not None and any(p.number == 53 for p in port_rule.ports)
+        for selector in port_rule.dns
+    ]
+
+
+def _dns_allows(dns: Sequence[FQDNSelector], fqdn: FQDNSelector) -> bool:
+    """Would a lookup of a name `fqdn` selects get through these L7 DNS rules (not REFUSED)?"""
+    if fqdn.match_name is not None:
+        return any(selector.matches(fqdn.match_name) for selector in dns)
+    example = (fqdn.match_pattern or "").replace("**.", "x.").replace("*", "x")
+    return any(
+        selector.is_wildcard_all or selector.match_pattern == fqdn.match_pattern or selector.matches(example)
+        for selector in dns
     )
 
 
 def _fqdn_without_dns_proxy(policy_set: PolicySet) -> Iterator[Diagnostic]:
-    dns_subjects = [
-        rule.subject for rule in policy_set.rules if any(_is_dns_proxy_rule(peer) for peer in rule.egress)
+    dns_rules = [
+        (rule.subject, patterns)
+        for rule in policy_set.rules
+        for peer in rule.egress
+        if (patterns := _dns_proxy_patterns(peer))
     ]
     for rule in policy_set.rules:
         for peer in rule.egress + rule.egress_deny:
             if not peer.fqdns:
                 continue
-            if any(covers(subject, rule.subject) for subject in dns_subjects):
+            covering = [patterns for subject, patterns in dns_rules if covers(subject, rule.subject)]
+            if covering:
+                dns = [selector for patterns in covering for selector in patterns]
+                refused = [f for f in peer.fqdns if not _dns_allows(dns, f)]
+                for fqdn in refused:
+                    yield Diagnostic(
+                        "HF030",
+                        f"{fqdn}: the L7 DNS rules covering these endpoints do not allow looking this name up, "
+                        "so the lookup is REFUSED and the IPs are never learned",
+                        fqdn.where,
+                        "add the name (or a pattern for it) to the rules.dns of the DNS proxy rule",
+                    )
                 continue
             what = "deny" if peer.deny else "allow"
             yield Diagnostic(
@@ -252,6 +342,33 @@ def _fqdn_without_dns_proxy(policy_set: PolicySet) -> Iterator[Diagnostic]:
                 peer.where,
                 'add an egress rule for the same endpoints: toPorts: [{ports: [{port: "53", protocol: ANY}], '
                 'rules: {dns: [{matchPattern: "*"}]}}] (with toEndpoints selecting kube-dns)',
+            )
+
+
+def _deny_only_default_deny(policy_set: PolicySet) -> Iterator[Diagnostic]:
+    """A rule with deny entries and no allows still turns on default-deny (enableDefaultDeny unset)."""
+    rules = policy_set.rules
+    for rule in rules:
+        for direction, allows, denies, on in (
+            ("egress", rule.egress, rule.egress_deny, rule.default_deny_egress),
+            ("ingress", rule.ingress, rule.ingress_deny, rule.default_deny_ingress),
+        ):
+            if not denies or allows or not on or all(peer.is_empty for peer in denies):
+                continue
+            allowed_elsewhere = any(
+                (other.egress if direction == "egress" else other.ingress) and covers(other.subject, rule.subject)
+                for other in rules
+                if other is not rule
+            )
+            if allowed_elsewhere:
+                continue  # the endpoints are in default-deny with real allows anyway
+            yield Diagnostic(
+                "HF053",
+                f"this rule only denies, but because it has {direction} entries it also switches its endpoints "
+                f"to {direction} default-deny: everything it does not deny is dropped too, since no allow rule "
+                "covers these endpoints",
+                rule.where,
+                f"to block only what is denied, add `enableDefaultDeny: {{{direction}: false}}` to this rule",
             )
 
 

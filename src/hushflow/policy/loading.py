@@ -162,6 +162,19 @@ def _check_shape(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
             )
         )
         return False
+    for path in _rule_paths(data):
+        sections = [_get(data, (*path, name)) for name in ("ingress", "ingressDeny", "egress", "egressDeny")]
+        if not any(isinstance(section, list) and section for section in sections):
+            diagnostics.append(
+                Diagnostic(
+                    "HF014",
+                    "rule must have at least one of ingress, ingressDeny, egress, egressDeny with an entry: "
+                    "Cilium rejects it (an empty list does not count)",
+                    manifest.locate(path),
+                    "to switch on default-deny and allow nothing, write `ingress: [{}]`",
+                )
+            )
+            return False
     if manifest.kind == CNP:
         for path in _rule_paths(data):
             if _get(data, (*path, "nodeSelector")) is not None:

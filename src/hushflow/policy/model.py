@@ -169,6 +169,7 @@ class PeerRule:
     icmps: tuple[ICMPField, ...] | None = None
     authentication: str | None = None
     l3_fields: tuple[str, ...] = ()  # the L3 fields written, e.g. ("toFQDNs",)
+    l3_nonempty: tuple[str, ...] = ()  # those written with at least one entry (what Cilium counts)
     is_empty: bool = False  # written as `{}`
 
     @property
@@ -406,6 +407,7 @@ class _Builder:
             else None,
             authentication=(auth or {}).get("mode") if auth is not None else None,
             l3_fields=written,
+            l3_nonempty=tuple(name for name in written if raw.get(name)),
             is_empty=not raw,
         )
 
