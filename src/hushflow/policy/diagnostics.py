@@ -56,7 +56,9 @@ CHECKS: dict[str, Check] = {
         Check("HF050", "deny-shadows-allow", Severity.WARNING, "A deny rule makes allow rules unreachable."),
         Check("HF051", "double-star-before-1.19", Severity.WARNING, "`**.` matches one label before Cilium 1.19."),
         Check("HF052", "empty-rule-default-deny", Severity.WARNING, "An empty rule silently turns on default-deny."),
-        Check("HF053", "deny-only-default-deny", Severity.WARNING, "Deny rules alone switch endpoints to default-deny."),
+        Check(
+            "HF053", "deny-only-default-deny", Severity.WARNING, "Deny rules alone switch endpoints to default-deny."
+        ),
     )
 }
 

@@ -107,9 +107,16 @@ class Selector:
     written: tuple[Requirement, ...]
     where: Location
     requirement_set: frozenset[Requirement] = field(init=False, repr=False, compare=False)
+    # The one namespace this selector is pinned to (k8s:io.kubernetes.pod.namespace In [ns]), if any.
+    namespace: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requirement_set", frozenset(self.requirements))
+        pinned = [
+            r for r in self.requirements
+            if r.key == f"k8s:{NAMESPACE_KEY}" and r.operator == "In" and len(r.values) == 1
+        ]
+        object.__setattr__(self, "namespace", next(iter(pinned[0].values)) if pinned else None)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(requirement.matches(labels) for requirement in self.requirements)

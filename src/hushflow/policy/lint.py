@@ -281,6 +281,8 @@ def covers(general: Selector | None, specific: Selector | None) -> bool:
     """True when `general` selects at least every endpoint `specific` selects (a sufficient test)."""
     if general is None or specific is None:
         return general is specific
+    if general.namespace is not None and general.namespace != specific.namespace:
+        return False  # pinned to a namespace the other selector is not pinned to
     if general.requirement_set <= specific.requirement_set:
         return True
     return all(_implied(r, specific.requirement_set) for r in general.requirement_set)
