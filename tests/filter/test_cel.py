@@ -177,3 +177,70 @@ def test_message_builder_prunes_fields() -> None:
     assert message.verdict == flow_pb2.DROPPED
     assert message.time.nanos == 1742260
     assert not message.HasField("IP")
+
+
+FAST_EXPRESSIONS = [
+    "_flow.verdict == Verdict.DROPPED",
+    "_flow.verdict != Verdict.FORWARDED",
+    "Verdict.AUDIT == _flow.verdict",
+    "_flow.verdict == flow.Verdict.AUDIT",
+    "_flow.verdict == 0",
+    "_flow.traffic_direction == TrafficDirection.INGRESS",
+    "_flow.drop_reason_desc == DropReason.POLICY_DENIED",
+    "_flow.Type == FlowType.L7",
+    "_flow.l7.type == L7FlowType.RESPONSE",
+    "'pci-egress' in _flow.policy_log",
+    "'api.stripe.com' in _flow.destination_names",
+    "_flow.l7.dns.rcode == 3u",
+    "_flow.l7.http.code == 404u",
+    "_flow.event_type.type == 5",
+    "_flow.event_type.sub_type == 0",
+    "_flow.source.namespace == 'payments'",
+    "_flow.source.namespace != \"payments\"",
+    "_flow.destination.pod_name == ''",
+    "_flow.l4.TCP.destination_port == 443u",
+    "_flow.l4.UDP.destination_port != 53u",
+    "_flow.l4.TCP.flags.SYN == true",
+    "_flow.IP.encrypted == false",
+    "_flow.IP.ipVersion == IPVersion.IPv4",
+    "_flow.node_name == 'prod-eu1/ip-10-40-1-34.eu-west-1.compute.internal'",
+    "_flow.interface.index == 0u",
+    "_flow.trace_observation_point == TraceObservationPoint.TO_ENDPOINT",
+]
+
+
+@pytest.mark.skipif(not GOLDEN.is_file(), reason="hubble golden data not available")
+@pytest.mark.parametrize("expr", FAST_EXPRESSIONS)
+def test_fast_path_agrees_with_cel_runtime(expr: str) -> None:
+    from hushflow.filter import cel
+
+    env = cel.new_environment()
+    program = cel.compile_expression(env, expr)
+    shortcut = cel.fast_path(expr)
+    assert shortcut is not None
+    build = FlowMessageBuilder()
+    lines = gzip.decompress(GOLDEN.read_bytes()).splitlines()
+    for line in lines:
+        flow = orjson.loads(line)["flow"]
+        expected = program.eval(data={"_flow": build(flow)}).value() is True
+        assert shortcut.match(flow) is expected, line[:200]
+        if expected and shortcut.needles:
+            assert any(n in line for n in shortcut.needles)
+
+
+NOT_FAST = [
+    "_flow.socket_cookie == 5u",  # 64-bit: JSON string in the dict
+    "size(_flow.destination_names) > 1",
+    "_flow.verdict == Verdict.DROPPED || true",
+    "(_flow.verdict == Verdict.DROPPED)",
+    "_flow.source.namespace == 'a\\'b'",
+    "_flow.is_reply == true",  # wrapper
+    "_flow.event_type.type == Verdict.DROPPED",  # enum constant on an int field
+]
+
+
+@pytest.mark.parametrize("expr", NOT_FAST)
+def test_no_fast_path_for_other_shapes(expr: str) -> None:
+    from hushflow.filter import cel
+
+    assert cel.fast_path(expr) is None
