@@ -40,6 +40,10 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
      [{"verdict": ["AUDIT"]}], [{"experimental": {"cel_expression": ["'pci-egress' in _flow.policy_log"]}}]),
     ("--cel-expression _flow.verdict == Verdict.DROPPED",
      [{"experimental": {"cel_expression": ["_flow.verdict == Verdict.DROPPED"]}}], []),
+    ("--cel-expression (runtime) egress_allowed_by.exists(...)",
+     [{"experimental": {"cel_expression": ["_flow.egress_allowed_by.exists(p, p.namespace == 'payments')"]}}], []),
+    ("--verdict DROPPED --cel-expression (runtime) size(...)",
+     [{"verdict": ["DROPPED"], "experimental": {"cel_expression": ["size(_flow.destination_names) > 0"]}}], []),
     ("--not --verdict FORWARDED (denylist only)", [], [{"verdict": ["FORWARDED"]}]),
 ]
 
