@@ -147,6 +147,7 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("event_type agent sub type", {"event_type": [{"type": 130, "match_sub_type": True, "sub_type": 3}]}, AGENT, True),
     ("event_type agent other sub type", {"event_type": [{"type": 130, "match_sub_type": True, "sub_type": 4}]}, AGENT, False),
     ("event_type flow type not agent", {"event_type": [{"type": 4}]}, AGENT, False),
+    ("event_type wildcard type matches agent events", {"event_type": [{"match_sub_type": False}]}, AGENT, True),
     ("event_type debug events", {"event_type": [{"type": 2}]}, DEBUG, True),
     # --- reply
     ("reply true", {"reply": [True]}, flow(is_reply=True), True),

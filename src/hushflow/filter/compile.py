@@ -125,11 +125,8 @@ def compile_flow_filter(
                 endpoints.compile_namespaced_filter(name, list(value), name, "name", f"invalid {side} service filter")
             )
         elif name in ("source_fqdn", "destination_fqdn"):
-            side = name.split("_")[0]
-            try:
-                compiled.append(patterns.compile_fqdn_filter(name, list(value), f"{side}_names"))
-            except FilterError as err:
-                raise FilterError(f"invalid {side} fqdn filter: {err}") from None
+            # Hubble returns the pattern error unwrapped, as for node names.
+            compiled.append(patterns.compile_fqdn_filter(name, list(value), f"{name.split('_')[0]}_names"))
         elif name in ("source_label", "destination_label"):
             side = name.split("_")[0]
             compiled.append(selectors.compile_label_filter(

@@ -120,7 +120,7 @@ def compile_workload_filter(field: str, workloads: Sequence[Mapping[str, Any]], 
 def compile_cluster_filter(field: str, names: Sequence[str], endpoint_key: str) -> FieldFilter:
     for name in names:
         if name == "":
-            raise FilterError(f"invalid {field.replace('_', ' ')} filter: empty cluster name")
+            raise FilterError("invalid filter, name must not be empty")
     wanted = frozenset(names)
 
     def match(flow: FlowDict) -> bool:

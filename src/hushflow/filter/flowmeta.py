@@ -200,8 +200,9 @@ def compile_event_type_filter(field: str, filters: Sequence[Mapping[str, Any]]) 
             return True
         return False
 
-    agent_subs = [(m, s) for t, m, s in specs if t == AGENT_EVENT_TYPE]
-    debug_subs = [(m, s) for t, m, s in specs if t == DEBUG_EVENT_TYPE]
+    # Type 0 is a wildcard here too.
+    agent_subs = [(m, s) for t, m, s in specs if t in (0, AGENT_EVENT_TYPE)]
+    debug_subs = [(m, s) for t, m, s in specs if t in (0, DEBUG_EVENT_TYPE)]
 
     def _sub_number(enum: Any, value: Any) -> int:
         if isinstance(value, int):

@@ -146,7 +146,7 @@ def _compile_regexes(patterns: Sequence[str], what: str) -> list[re.Pattern[str]
         try:
             out.append(re.compile(pattern))
         except re.error as err:
-            raise FilterError(f"invalid {what} filter: {pattern}: {err}") from None
+            raise FilterError(f"invalid {what} filter: failed to compile regexp: {err}") from None
     return out
 
 
