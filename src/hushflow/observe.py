@@ -9,7 +9,11 @@ Deliberate differences from `hubble observe --input-file`, all additions:
 - `--input-file` may be repeated (files are read in order) and gzip files are read directly;
 - `--follow` keeps reading the last file as it grows (Hubble stops at the end of a file);
 - lines Hubble would skip with a log line are counted and summarised on stderr, and the exit
-  code is 2 when any was skipped; `--strict` stops at the first one instead.
+  code is 2 when any was skipped; `--strict` stops at the first one instead;
+- `--enrich POLICIES` attributes every policy verdict and policy drop to its rules and fills
+  `policy_log` / `*_denied_by` / `*_allowed_by` where Cilium left them empty, *before* the
+  filters run, so `--not --cel-expression "'tag' in _flow.policy_log"` works on drops;
+  `-o explain` prints why for each selected verdict.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ EXIT_USAGE = 1  # what hubble returns for every error
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # like a process killed by SIGPIPE, which is what happens to hubble
 
-OUTPUT_FORMATS: tuple[str, ...] = ("compact", "dict", "json", "jsonpb", "table")
+OUTPUT_FORMATS: tuple[str, ...] = ("compact", "dict", "json", "jsonpb", "table", "explain")
 _OUTPUT_ALIASES = {"JSON": "json", "tab": "table"}
 MAX_LAST = 1_000_000  # Hubble's limit for --last with --input-file
 
@@ -90,6 +94,18 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
     _flag("numeric", "Formatting", "Show IP addresses and numbers only (no names)", boolean=True),
     _flag("color", "Formatting", "Accepted for compatibility with hubble; hushflow never writes colour",
           "when"),
+    _flag("enrich", "Enrichment", "Attribute verdicts to the rules of these policies (files, directories or -) "
+          "and fill policy_log, *_denied_by and *_allowed_by where Cilium left them empty, before filtering",
+          "path", repeatable=True),
+    _flag("expected-log", "Enrichment", "A log.value that marks a drop as planned (default: the log values "
+          "of the deny rules)", "tag", repeatable=True),
+    _flag("expected-cel", "Enrichment", "A CEL expression over _flow that marks a drop as planned", "expr",
+          repeatable=True),
+    _flag("attribute-default-deny", "Enrichment", "Also fill *_denied_by on default-deny drops with the "
+          "policies that put the endpoint in default-deny (never policy_log)", boolean=True),
+    _flag("with-findings", "Enrichment", "Add hushflow's findings (rules with file:line, expected or not) "
+          "as a \"hushflow\" object next to \"flow\" in json/jsonpb output", boolean=True),
+    _flag("cilium-version", "Enrichment", "Cilium version the policies run on (default 1.18)", "version"),
     _flag("print-raw-filters", "Other", "Print the allowlist/denylist FlowFilters as YAML (exactly like "
           "hubble) and exit", boolean=True),
     _flag("silent-errors", "Other", "Do not print warnings about skipped lines", shorthand="s", boolean=True),
@@ -145,12 +161,18 @@ class ObserveOptions:
     print_raw_filters: bool = False
     silent_errors: bool = False
     help: bool = False
+    enrich: tuple[str, ...] = ()
+    expected_logs: tuple[str, ...] | None = None
+    expected_cel: tuple[str, ...] = ()
+    attribute_default_deny: bool = False
+    with_findings: bool = False
+    cilium_version: str = "1.18"
 
 
 def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.time_ns) -> ObserveOptions:
     """Parse `hubble observe` arguments in Hubble's order of checks. Raises `FlagError`."""
     collector = FilterFlagCollector()
-    values: dict[str, Any] = {"input-file": []}
+    values: dict[str, Any] = {"input-file": [], "enrich": [], "expected-log": [], "expected-cel": []}
 
     def on_flag(spec: FlagSpec, value: str) -> None:
         if collector.handles(spec):
@@ -185,6 +207,8 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
     follow = bool(values.get("follow", False))
     if output not in OUTPUT_FORMATS:
         raise FlagError(f"invalid output format: {values.get('output')}")
+    if output == "explain" and not values["enrich"]:
+        raise FlagError("-o explain needs the policies: add --enrich PATH")
     if output == "table" and follow:
         raise FlagError("table output format is not compatible with follow mode")
 
@@ -226,6 +250,12 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
         ip_translation=bool(values.get("ip-translation", True)) and not values.get("numeric", False),
         print_raw_filters=bool(values.get("print-raw-filters", False)),
         silent_errors=bool(values.get("silent-errors", False)),
+        enrich=tuple(values["enrich"]),
+        expected_logs=tuple(values["expected-log"]) if values["expected-log"] else None,
+        expected_cel=tuple(values["expected-cel"]),
+        attribute_default_deny=bool(values.get("attribute-default-deny", False)),
+        with_findings=bool(values.get("with-findings", False)),
+        cilium_version=str(values.get("cilium-version", "1.18")),
     )
 
 
@@ -373,8 +403,26 @@ class _BinaryToText:
         self._stream.flush()
 
 
+class _ExplainPrinter:
+    """`-o explain`: the explanation of each selected policy verdict, blank-line separated."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, event: Any) -> None:
+        text = (event.data.get("hushflow") or {}).get("explain")
+        if text:
+            self.out.write(text.encode() + b"\n\n")
+
+    def close(self) -> None:
+        self.out.flush()
+
+
 def _make_printer(options: ObserveOptions, stdout: BinaryIO, stderr: IO[str]) -> EventPrinter:
     from hushflow.sinks.hubble_format import PrintOptions, make_printer
+
+    if options.output == "explain":
+        return _ExplainPrinter(stdout)
 
     if options.time_format.lower() != "stampmilli":
         raise ObserveError(f"--time-format {options.time_format} is not supported yet: only StampMilli")
@@ -483,6 +531,9 @@ def _observe(
             "hushflow observe does not connect to a Hubble server"
         )
     matches, may_match = _compile_predicate(options.filters)
+    enricher = _make_enricher(options, stderr) if options.enrich else None
+    if enricher is not None:
+        may_match = None  # every DNS answer and verdict must be seen, and filters see enriched flows
     if options.last and not options.first and not options.all and options.last > MAX_LAST:
         raise ObserveError(f"--last must be <= 1_000_000, got {options.last}")
     if options.follow and options.last:
@@ -500,8 +551,11 @@ def _observe(
         stop=follow_control.stop,
     )
     printer = _make_printer(options, stdout, stderr)
+    events: Iterator[Any] = iter(reader)
+    if enricher is not None:
+        events = map(enricher, events)
     try:
-        for event in select_events(iter(reader), matches, options):
+        for event in select_events(events, matches, options):
             printer.write(event)
     except FlowReadError as err:
         printer.close()
@@ -512,7 +566,65 @@ def _observe(
     printer.close()
     if not options.silent_errors:
         stats.write_report(stderr)
+        if enricher is not None:
+            _write_enrichment_summary(enricher, stderr)
     return EXIT_BAD_INPUT if stats.bad_lines else EXIT_OK
+
+
+def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Any:
+    """Load the policies for --enrich; problems that make attribution wrong stop the run."""
+    from hushflow.engine.attribution import Attributor
+    from hushflow.engine.enrich import Enricher, expected_predicate_from_cel
+    from hushflow.policy.diagnostics import Severity
+    from hushflow.policy.fqdn import parse_cilium_version
+    from hushflow.policy.loading import load_policies
+    from hushflow.policy.model import BuildOptions
+
+    try:
+        version = parse_cilium_version(options.cilium_version)
+    except ValueError as err:
+        raise ObserveError(f"--cilium-version: {err}") from None
+    loaded = load_policies(list(options.enrich), BuildOptions(cilium_version=version))
+    # hushflow's own FQDN deny (HF020) is exactly what --enrich understands; other errors are not.
+    errors = [d for d in loaded.diagnostics if d.level == Severity.ERROR and d.code != "HF020"]
+    if errors:
+        shown = "\n".join(f"  {d.location}: {d.message}" for d in errors[:5])
+        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ObserveError(
+            f"cannot enrich: the policies have {len(errors)} error(s); run `hushflow lint` on them\n{shown}{more}"
+        )
+    if not loaded.policy_set.policies:
+        raise ObserveError(f"cannot enrich: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy in "
+                           f"{', '.join(options.enrich)}")
+    predicate = None
+    if options.expected_cel:
+        from hushflow.filter import FilterError
+
+        try:
+            predicate = expected_predicate_from_cel(list(options.expected_cel))
+        except FilterError as err:
+            raise ObserveError(f"--expected-cel: {err}") from None
+    attributor = Attributor(
+        loaded.policy_set,
+        expected_logs=options.expected_logs,
+        expected_predicate=predicate,
+        attribute_default_deny=options.attribute_default_deny,
+    )
+    return Enricher(attributor, with_findings=options.with_findings, explain=options.output == "explain")
+
+
+def _write_enrichment_summary(enricher: Any, stderr: IO[str]) -> None:
+    stats = enricher.attributor.stats
+    filled = ", ".join(f"{name} {count}" for name, count in sorted(stats.filled.items())) or "nothing"
+    stderr.write(
+        f"hushflow: attributed {stats.attributed} policy verdicts/drops, learned {stats.dns_answers} DNS answers; "
+        f"filled: {filled}\n"
+    )
+    if stats.disagreements:
+        listed = ", ".join(f"{what} x{count}" for what, count in stats.disagreements.most_common())
+        stderr.write(f"hushflow: Cilium and the policies disagree on: {listed}\n")
+    if stats.unknown_direction:
+        stderr.write(f"hushflow: {stats.unknown_direction} verdicts without a traffic direction were left alone\n")
 
 
 def run_observe(
@@ -561,7 +673,7 @@ message on stderr is hubble's own); 2 an input file could not be read, or some l
 not Hubble events (skipped and summarised on stderr; with --strict the first one stops).
 """
 
-_HELP_GROUPS = ("Input", "Selectors", "Filters", "Raw filters", "Formatting", "Other")
+_HELP_GROUPS = ("Input", "Selectors", "Filters", "Raw filters", "Enrichment", "Formatting", "Other")
 
 
 def observe_help() -> str:

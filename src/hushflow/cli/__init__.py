@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "lint": ("hushflow.cli.lint", "lint", "Check Cilium policies: schema, traps, what Cilium cannot run."),
     "summary": ("hushflow.cli.summary", "summary", "Summarise the policies in files or directories."),
     "observe": ("hushflow.cli.observe", "observe", "Read Hubble flows and filter them like `hubble observe`."),
+    "explain": ("hushflow.cli.explain", "explain", "Why each policy verdict happened: rule, selector, DNS answer."),
 }
 
 
@@ -61,4 +62,7 @@ def main() -> None:
     Start with:
       hushflow lint policies/                 # what Cilium will do with your YAML
       hushflow observe --input-file flows.json --verdict DROPPED
+      hushflow observe --input-file flows.json --enrich policies/ --verdict DROPPED \\
+          --not --cel-expression "'app-explicit-traffic-blocked' in _flow.policy_log"
+      hushflow explain --policies policies/ --input-file flows.json --verdict DROPPED
     """

@@ -37,7 +37,7 @@ from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
 from hushflow.engine.dns import DnsKnowledge
 from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
 
-ExpectedPredicate = Callable[[Mapping[str, Any]], bool]
+ExpectedPredicate = Callable[[dict[str, Any]], bool]
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, at
             lines.append(f"    - {_rule_name(rule)}  ({_where(rule)})")
         if len(decision.default_deny_rules) > 10:
             lines.append(f"    ... and {len(decision.default_deny_rules) - 10} more")
-        lines.extend(_dns_lines(attributor, conn))
+        lines.extend(_dns_lines(attributor, conn, indent="  "))
     if att.policy_log:
         lines.append(f"  policy_log: {', '.join(att.policy_log)}")
     if att.expected is not None:
@@ -121,16 +121,16 @@ def _describe_match(attributor: Attributor, conn: Connection, match: RuleMatch, 
     return lines
 
 
-def _dns_lines(attributor: Attributor, conn: Connection) -> list[str]:
+def _dns_lines(attributor: Attributor, conn: Connection, indent: str = "      ") -> list[str]:
     if not conn.peer_ip:
         return []
     answers = attributor.dns.answers_for_ip(conn.peer_ip, conn.time)
     if not answers:
         if conn.peer_names:
-            return [f"      Hubble named the peer {', '.join(conn.peer_names)} (no DNS answer seen by hushflow)"]
-        return [f"      no DNS answer seen for {conn.peer_ip}: a hard-coded IP, or resolved before hushflow started"]
+            return [f"{indent}Hubble named the peer {', '.join(conn.peer_names)} (no DNS answer seen by hushflow)"]
+        return [f"{indent}no DNS answer seen for {conn.peer_ip}: a hard-coded IP, or resolved before hushflow started"]
     return [
-        f"      DNS: {a.endpoint} resolved {a.name} -> {', '.join(a.ips)} at {_time(a.seen_at)} "
+        f"{indent}DNS: {a.endpoint} resolved {a.name} -> {', '.join(a.ips)} at {_time(a.seen_at)} "
         f"(TTL {a.ttl} s, valid until {_time(a.expires_at)})"
         for a in answers[:5]
     ]

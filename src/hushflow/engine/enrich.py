@@ -1,0 +1,87 @@
+"""Enrich a stream of Hubble events: learn DNS, attribute verdicts, keep the flows valid Hubble.
+
+The flow itself only ever gains the fields Hubble defines (`policy_log`, `*_allowed_by`,
+`*_denied_by`), re-encoded in proto declaration order so `-o jsonpb` stays readable by
+`hubble observe --input-file`. hushflow's own findings (which rule, file:line, expected or not,
+disagreements) go in a separate `hushflow` object next to `flow` in the event wrapper; it is
+written to jsonpb output only when asked for (`--with-findings`). Its fields:
+
+    decision       denied | allowed | default-deny | not-enforced (what the policies say)
+    observed       allowed | denied | default-deny | audit | dropped (what Cilium did)
+    agrees         whether the two match
+    expected       DROPPED/AUDIT only: true when a responsible rule's log value is expected
+    rules          [{policy, kind, rule, file, line, log?}] the responsible rules
+    default_deny_by  policies that put the endpoint in default-deny (default-deny only)
+    policy_log     the tags of the flow after enrichment
+    filled         the flow fields hushflow filled
+    note           a disagreement with Cilium, in words
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import orjson
+
+from hushflow.engine.attribution import Attributor
+from hushflow.engine.connection import connection_of, flow_time
+from hushflow.engine.explain import render
+from hushflow.flow.protojson import encode_event
+from hushflow.flow.reader import FlowEvent
+from hushflow.proto import FLOW_DESCRIPTOR
+
+FINDINGS_KEY = "hushflow"
+
+
+@cache
+def _flow_field_order() -> dict[str, int]:
+    return {field.name: index for index, field in enumerate(FLOW_DESCRIPTOR.fields)}
+
+
+def reorder_flow(flow: dict[str, Any]) -> dict[str, Any]:
+    """The flow with its keys in Flow's declaration order (only top-level keys are ever added)."""
+    order = _flow_field_order()
+    return dict(sorted(flow.items(), key=lambda item: order.get(item[0], 1 << 30)))
+
+
+class Enricher:
+    """Callable applied to each event, in stream order."""
+
+    def __init__(self, attributor: Attributor, *, with_findings: bool = False, explain: bool = False) -> None:
+        self.attributor = attributor
+        self.with_findings = with_findings
+        self.explain = explain
+
+    def __call__(self, event: FlowEvent) -> FlowEvent:
+        data = event.data
+        attribution = self.attributor.observe(data, explain=self.explain)
+        if attribution is None:
+            return event
+        findings = attribution.findings()
+        raw = event.raw
+        if attribution.filled:
+            data["flow"] = reorder_flow(data["flow"])
+            raw = encode_event(data)
+        if self.explain:
+            flow = data["flow"]
+            conn = connection_of(flow, flow_time(flow, data))
+            if conn is not None:
+                findings["explain"] = render(self.attributor, flow, conn, attribution, event.origin)
+        data[FINDINGS_KEY] = findings
+        if self.with_findings:
+            raw = raw[:-1] + b',"' + FINDINGS_KEY.encode() + b'":' + orjson.dumps(findings) + b"}"
+        return FlowEvent(raw, data, event.source, event.line)
+
+
+def expected_predicate_from_cel(expressions: list[str]) -> Callable[[dict[str, Any]], bool]:
+    """A flow predicate from CEL expressions over `_flow` (ORed), compiled once."""
+    from hushflow.filter import compile_filters
+
+    compiled = compile_filters([{"experimental": {"cel_expression": expressions}}], [])
+
+    def predicate(flow: dict[str, Any]) -> bool:
+        return bool(compiled.matches({"flow": flow}))
+
+    return predicate
