@@ -239,7 +239,7 @@ def compile_http_url_filter(field: str, patterns: Sequence[str]) -> FieldFilter:
                 return True
         return False
 
-    return FieldFilter(field, match, COST_REGEX, ((b'"url":',),))
+    return FieldFilter(field, match, COST_REGEX, ((b'"http":{',),))
 
 
 def _url_path(url: str) -> str | None:
@@ -265,7 +265,7 @@ def compile_http_path_filter(field: str, patterns: Sequence[str]) -> FieldFilter
                 return True
         return False
 
-    return FieldFilter(field, match, COST_URL, ((b'"url":',),))
+    return FieldFilter(field, match, COST_URL, ((b'"http":{',),))
 
 
 def compile_http_header_filter(field: str, headers: Sequence[Mapping[str, Any]]) -> FieldFilter:
