@@ -212,6 +212,7 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("ip_trace_id", {"ip_trace_id": [42]}, flow(ip_trace_id={"trace_id": "42"}), True),
     ("ip_trace_id as string", {"ip_trace_id": ["42"]}, flow(ip_trace_id={"trace_id": "42"}), True),
     ("ip_trace_id other", {"ip_trace_id": [42]}, flow(ip_trace_id={"trace_id": "43"}), False),
+    ("ip_trace_id absent", {"ip_trace_id": [42]}, flow(), False),
     ("encrypted true", {"encrypted": [True]}, flow(IP={"source": "1.1.1.1", "encrypted": True}), True),
     ("encrypted true vs clear", {"encrypted": [True]}, flow(IP={"source": "1.1.1.1"}), False),
     ("encrypted false", {"encrypted": [False]}, flow(IP={"source": "1.1.1.1"}), True),

@@ -152,8 +152,7 @@ def compile_ip_trace_id_filter(field: str, ids: Sequence[int]) -> FieldFilter:
         tid = flow.get("ip_trace_id")
         if tid is None:
             return False
-        value = tid.get("trace_id")
-        return value is not None and str(value) in wanted
+        return str(tid.get("trace_id", 0)) in wanted
 
     clause: Needles = ((tuple(f'"trace_id":"{i}"'.encode() for i in sorted(wanted)),) if "0" not in wanted else ())
     return FieldFilter(field, match, COST_LOOKUP, clause)
