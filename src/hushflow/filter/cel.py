@@ -18,13 +18,12 @@ expressions read (when that can be told from the source text), then handed to th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cel_expr_python import cel
 from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
 from hushflow.filter.base import (
     COST_CEL,
@@ -34,12 +33,8 @@ from hushflow.filter.base import (
     FlowDict,
     Needles,
     any_of,
-    enum_members,
-    enum_name,
-    json_safe,
-    key_string,
-    quoted,
 )
+from hushflow.filter.celfast import FastPath, fast_path
 from hushflow.filter.flowmessage import FlowMessageBuilder
 from hushflow.proto import flow_pb2
 
@@ -219,210 +214,6 @@ def referenced_fields(expr: str) -> frozenset[str] | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Fast path: an expression that is a single comparison of one scalar `_flow` field with a literal
-# (`_flow.verdict == Verdict.DROPPED`, `_flow.source.namespace != 'x'`, `'tag' in _flow.policy_log`)
-# is evaluated directly on the flow dict, with the same result as the CEL program (checked against
-# the runtime over the golden corpus in the tests), and gives the line pre-check a literal.
-
-_FAST_TOKEN = re.compile(
-    r"(?P<str>'[^'\\\n]*'|\"[^\"\\\n]*\")|(?P<uint>[0-9]+[uU])|(?P<int>-?[0-9]+)(?![.eExX0-9])"
-    r"|(?P<id>[_A-Za-z][_A-Za-z0-9]*)|(?P<op>==|!=|\.)|(?P<ws>\s+)|(?P<other>.)"
-)
-_SMALL_INTS = frozenset(
-    (
-        FieldDescriptor.TYPE_INT32,
-        FieldDescriptor.TYPE_SINT32,
-        FieldDescriptor.TYPE_SFIXED32,
-    )
-)
-_SMALL_UINTS = frozenset((FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32))
-
-
-@dataclass(frozen=True)
-class FastPath:
-    match: Callable[[FlowDict], bool]
-    needles: tuple[bytes, ...]  # alternatives, empty when there is no literal to look for
-
-
-def _resolve_path(names: Sequence[str]) -> list[FieldDescriptor] | None:
-    desc = flow_pb2.Flow.DESCRIPTOR
-    out: list[FieldDescriptor] = []
-    for i, name in enumerate(names):
-        fd = desc.fields_by_name.get(name)
-        if fd is None:
-            return None
-        out.append(fd)
-        if i < len(names) - 1:
-            sub = fd.message_type
-            if sub is None or fd.is_repeated or sub.full_name.startswith("google.protobuf."):
-                return None
-            desc = sub
-    return out
-
-
-def _enum_constant(parts: Sequence[str]) -> tuple[EnumDescriptor, int] | None:
-    """`Verdict.DROPPED` / `flow.Verdict.DROPPED` -> (enum, number), resolved in container flow."""
-    if len(parts) < 2:
-        return None
-    type_name = ".".join(parts[:-1])
-    pool = descriptor_pool.Default()
-    for candidate in (f"{CONTAINER}.{type_name}", type_name):
-        try:
-            enum = pool.FindEnumTypeByName(candidate)
-        except KeyError:
-            continue
-        value = enum.values_by_name.get(parts[-1])
-        return None if value is None else (enum, value.number)
-    return None
-
-
-def _getter(path: Sequence[str], default: Any) -> Callable[[FlowDict], Any]:
-    if len(path) == 1:
-        (k1,) = path
-        return lambda flow: flow.get(k1, default)
-    if len(path) == 2:
-        k1, k2 = path
-
-        def get2(flow: FlowDict) -> Any:
-            sub = flow.get(k1)
-            return default if sub is None else sub.get(k2, default)
-
-        return get2
-    head, last = tuple(path[:-1]), path[-1]
-
-    def get_n(flow: FlowDict) -> Any:
-        v: Any = flow
-        for k in head:
-            v = v.get(k)
-            if v is None:
-                return default
-        return v.get(last, default)
-
-    return get_n
-
-
-def fast_path(expr: str) -> FastPath | None:
-    """A dict predicate equivalent to ``expr`` (already type-checked), or None."""
-    toks = [(m.lastgroup or "", m.group()) for m in _FAST_TOKEN.finditer(expr) if m.lastgroup != "ws"]
-    if any(kind == "other" for kind, _ in toks):
-        return None
-
-    def operand(i: int) -> tuple[str, Any, int] | None:
-        """('path', names, next) | ('enum', (enum, n), next) | ('lit', value, next)."""
-        if i >= len(toks):
-            return None
-        kind, text = toks[i]
-        if kind == "str":
-            return "lit", text[1:-1], i + 1
-        if kind == "uint":
-            return "uint", int(text[:-1]), i + 1
-        if kind == "int":
-            return "int", int(text), i + 1
-        if kind != "id":
-            return None
-        if text in ("true", "false"):
-            return "lit", text == "true", i + 1
-        parts = [text]
-        j = i + 1
-        while j + 1 < len(toks) and toks[j] == ("op", ".") and toks[j + 1][0] == "id":
-            parts.append(toks[j + 1][1])
-            j += 2
-        if parts[0] == FLOW_VARIABLE:
-            return ("path", parts[1:], j) if len(parts) > 1 else None
-        constant = _enum_constant(parts)
-        return None if constant is None else ("enum", constant, j)
-
-    left = operand(0)
-    if left is None or left[2] >= len(toks):
-        return None
-    op = toks[left[2]][1]
-    if op not in ("==", "!=", "in"):
-        return None
-    right = operand(left[2] + 1)
-    if right is None or right[2] != len(toks):
-        return None
-    if op == "in":
-        if left[0] != "lit" or not isinstance(left[1], str) or right[0] != "path":
-            return None
-        return _fast_in(left[1], right[1])
-    if left[0] == "path" and right[0] != "path":
-        path, (lkind, lvalue) = left[1], right[:2]
-    elif right[0] == "path" and left[0] != "path":
-        path, (lkind, lvalue) = right[1], left[:2]
-    else:
-        return None
-    return _fast_compare(path, lkind, lvalue, negate=op == "!=")
-
-
-def _fast_in(value: str, path: Sequence[str]) -> FastPath | None:
-    fields = _resolve_path(path)
-    if fields is None:
-        return None
-    last = fields[-1]
-    if not last.is_repeated or last.type != FieldDescriptor.TYPE_STRING:
-        return None
-    get = _getter(path, ())
-
-    def match_in(flow: FlowDict) -> bool:
-        return value in get(flow)
-
-    return FastPath(match_in, (quoted(value),) if json_safe(value) else ())
-
-
-def _fast_compare(path: Sequence[str], kind: str, value: Any, negate: bool) -> FastPath | None:
-    fields = _resolve_path(path)
-    if fields is None:
-        return None
-    last = fields[-1]
-    if last.is_repeated or last.message_type is not None:
-        return None
-    key = last.name
-    needle: bytes | None = None
-    if last.type == FieldDescriptor.TYPE_ENUM:
-        enum = last.enum_type
-        if kind == "enum" and value[0].full_name == enum.full_name:
-            number = value[1]
-        elif kind == "int":
-            number = value
-        else:
-            return None
-        accepted = enum_members(enum, [number])
-        default: Any = enum.values_by_number[0].name if 0 in enum.values_by_number else 0
-        name = enum_name(enum, number)
-        if number != 0 and name is not None:
-            needle = key_string(key, name)
-        get = _getter(path, default)
-
-        def test(flow: FlowDict) -> bool:
-            return get(flow) in accepted
-
-    else:
-        if last.type == FieldDescriptor.TYPE_STRING and kind == "lit" and isinstance(value, str):
-            default = ""
-            if value and json_safe(value):
-                needle = key_string(key, value)
-        elif last.type == FieldDescriptor.TYPE_BOOL and kind == "lit" and isinstance(value, bool):
-            default = False
-            if value:
-                needle = f'"{key}":true'.encode()
-        elif (last.type in _SMALL_INTS and kind == "int") or (last.type in _SMALL_UINTS and kind == "uint"):
-            default = 0
-            if value != 0:
-                needle = f'"{key}":{value}'.encode()
-        else:
-            return None
-        get = _getter(path, default)
-        wanted = value
-
-        def test(flow: FlowDict) -> bool:
-            return bool(get(flow) == wanted)
-
-    if negate:
-        return FastPath(lambda flow: not test(flow), ())
-    return FastPath(test, (needle,) if needle is not None else ())
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -459,9 +250,11 @@ def compile_cel_filter(field: str, expressions: Sequence[str], env: Any | None =
     compiled = compile_cel(expressions, env)
     fast = tuple(f.match for f in compiled.fast)
     needles: Needles = ()
-    if not compiled.programs and all(f.needles for f in compiled.fast):
-        needles = (tuple(n for f in compiled.fast for n in f.needles),)
     if not compiled.programs:
+        if len(compiled.fast) == 1:
+            needles = compiled.fast[0].needles
+        elif all(f.needles for f in compiled.fast):  # ORed expressions: one clause of alternatives
+            needles = (tuple(dict.fromkeys(n for f in compiled.fast for n in f.needles[0])),)
         return FieldFilter(field, any_of(fast), COST_SCAN, needles)
 
     build = FlowMessageBuilder(compiled.fields)
