@@ -36,15 +36,16 @@ def test_refresh_keeps_unexpired_ips_and_drops_expired_ones():
     assert dns.names_for_ip("1.0.0.3", 201) == ("x.com",)
 
 
-def test_lru_bound_counts_evictions():
-    dns = DnsKnowledge(max_names=2)
+def test_memory_bound_evicts_the_least_recently_refreshed():
+    dns = DnsKnowledge(max_names=4)  # two generations of two
     dns.learn("a", "one.com", ["1.0.0.1"], 60, 0)
-    dns.learn("a", "two.com", ["1.0.0.2"], 60, 0)
-    dns.learn("a", "one.com", ["1.0.0.1"], 60, 1)  # refreshed: now the most recent
-    dns.learn("a", "three.com", ["1.0.0.3"], 60, 2)
+    dns.learn("a", "two.com", ["1.0.0.2"], 60, 0)  # generation full: one, two become old
+    dns.learn("a", "one.com", ["1.0.0.1"], 60, 1)  # refreshed: back to young
+    dns.learn("a", "three.com", ["1.0.0.3"], 60, 2)  # young full: old (two) is dropped
     assert len(dns) == 2 and dns.evictions == 1
     assert dns.names_for_ip("1.0.0.2", 3) == ()  # the least recently refreshed went first
     assert dns.names_for_ip("1.0.0.1", 3) == ("one.com",)
+    assert dns.names_for_ip("1.0.0.3", 3) == ("three.com",)
 
 
 def test_learn_from_flow_uses_the_client_and_ignores_failures():
@@ -63,7 +64,7 @@ def test_learn_from_flow_uses_the_client_and_ignores_failures():
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 20), st.integers(0, 3)), max_size=60))
 def test_reverse_index_matches_a_brute_force_model(steps):
-    dns = DnsKnowledge(max_names=5)
+    dns = DnsKnowledge(max_names=6)
     now = 0
     for endpoint, name_id, ip_id in steps:
         now += 1
@@ -72,7 +73,8 @@ def test_reverse_index_matches_a_brute_force_model(steps):
     for ip_id in range(4):
         ip = f"10.0.0.{ip_id}"
         expected = sorted(
-            {key.split("\x00")[1] for key, entry in dns._entries.items() if ip in entry[3] and entry[0] >= now}
+            {key.split("\x00")[1] for key, entry in dns.entries()
+             if ip in ((entry[2],) if isinstance(entry[2], str) else entry[2]) and entry[0] >= now}
         )
         assert list(dns.names_for_ip(ip, now)) == expected
-    assert len(dns) <= 5
+    assert len(dns) <= 6

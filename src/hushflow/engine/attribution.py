@@ -27,9 +27,9 @@ from typing import Any
 
 from hushflow.engine.connection import (
     Connection,
+    FlowTimes,
     connection_of,
     endpoint_labels,
-    flow_time,
     is_policy_outcome,
     policy_drop_reason,
 )
@@ -146,6 +146,17 @@ class Attributor:
         self.expected_predicate = expected_predicate
         self.attribute_default_deny = attribute_default_deny
         self.stats = AttributionStats()
+        self._times = FlowTimes()
+        # The Policy entries of a set of rules never change: build them once per set.
+        self._entries: dict[tuple[Rule, ...], list[dict[str, Any]]] = {}
+
+    def _policy_entries(self, rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
+        entries = self._entries.get(rules)
+        if entries is None:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            entries = self._entries[rules] = _policies(rules)
+        return entries
 
     def observe(self, event: dict[str, Any], explain: bool = False) -> Attribution | None:
         """Learn from and attribute one canonical event; fills its flow in place.
@@ -158,12 +169,12 @@ class Attributor:
         self.stats.flows += 1
         l7 = flow.get("l7")
         if l7 is not None and "dns" in l7:
-            if self.dns.learn_from_flow(flow, flow_time(flow, event)):
+            if self.dns.learn_from_flow(flow, self._times.time_of(flow, event)):
                 self.stats.dns_answers += 1
             return None
         if not is_policy_outcome(flow):
             return None
-        conn = connection_of(flow, flow_time(flow, event))
+        conn = connection_of(flow, self._times.time_of(flow, event))
         if conn is None:
             self.stats.unknown_direction += 1
             return None
@@ -206,11 +217,11 @@ class Attributor:
         existing = flow.get(field_name)
         if rules:
             if existing:
-                if _names(existing) != _names(_policies(rules)):
+                if _names(existing) != _names(self._policy_entries(rules)):
                     note = (note + "; " if note else "") + f"Cilium's {field_name} names other policies"
                     self.stats.disagreements[f"{field_name} differs"] += 1
             else:
-                flow[field_name] = _policies(rules)
+                flow[field_name] = self._policy_entries(rules)
                 filled.append(field_name)
         elif (
             self.attribute_default_deny
@@ -219,7 +230,7 @@ class Attributor:
             and not existing
             and decision.default_deny_rules
         ):
-            flow[field_name] = _policies(decision.default_deny_rules)
+            flow[field_name] = self._policy_entries(decision.default_deny_rules)
             filled.append(field_name)
 
         logs = tuple(sorted({rule.log_value for rule in rules if rule.log_value}))

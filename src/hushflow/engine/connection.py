@@ -50,12 +50,40 @@ class Connection:
     time: float
 
 
+class FlowTimes:
+    """Flow times to epoch seconds, parsing each whole second only once (one per stream).
+
+    Flows arrive in time order, so consecutive flows share their `YYYY-MM-DDTHH:MM:SS` prefix;
+    anything unusual (an offset instead of Z, a malformed value) goes through the full parser.
+    """
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.seconds = 0
+
+    def time_of(self, flow: Mapping[str, Any], event: Mapping[str, Any] | None = None) -> float:
+        """The flow's time in seconds since the epoch (0.0 when it has none)."""
+        text = flow.get("time") or (event or {}).get("time")
+        return self.seconds_of(text) if text else 0.0
+
+    def seconds_of(self, text: str) -> float:
+        if len(text) >= 20 and text[-1] == "Z" and (len(text) == 20 or text[19] == "."):
+            prefix = text[:19]
+            if prefix != self.prefix:
+                seconds, _ = parse_timestamp(prefix + "Z")
+                self.prefix, self.seconds = prefix, seconds
+            fraction = text[20:-1]
+            if not fraction:
+                return float(self.seconds)
+            if fraction.isdigit():
+                return self.seconds + int(fraction) / 10 ** len(fraction)
+        seconds, nanos = parse_timestamp(text)
+        return seconds + nanos / 1e9
+
+
 def flow_time(flow: Mapping[str, Any], event: Mapping[str, Any] | None = None) -> float:
-    text = flow.get("time") or (event or {}).get("time")
-    if not text:
-        return 0.0
-    seconds, nanos = parse_timestamp(text)
-    return seconds + nanos / 1e9
+    """The flow's time in seconds since the epoch (0.0 when it has none)."""
+    return FlowTimes().time_of(flow, event)
 
 
 def policy_drop_reason(flow: Mapping[str, Any]) -> str | None:

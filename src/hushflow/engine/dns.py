@@ -14,7 +14,6 @@ entry is evicted first and counted in `evictions`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,58 +49,90 @@ def normalize_dns_name(name: str) -> str:
     return name.rstrip(".").lower()
 
 
+_Entry = tuple[float, float, "str | tuple[str, ...]"]  # (expires_at, seen_at, one IP or several)
+
+
+def _ips_of(entry: _Entry) -> tuple[str, ...]:
+    ips = entry[2]
+    return (ips,) if isinstance(ips, str) else ips
+
+
 class DnsKnowledge:
-    """name -> IPs per endpoint, and IP -> names, with TTL expiry and an LRU bound.
+    """name -> IPs per endpoint, and IP -> names, with TTL expiry and a memory bound.
 
     `min_ttl` raises short TTLs (like Cilium's tofqdns-min-ttl); `grace` keeps an answer that
     long after its TTL ran out (connections opened just before expiry still show up later).
+
+    The bound is an approximate LRU in two generations: answers learned or refreshed go to the
+    young generation; when it holds half of `max_names`, the old generation is dropped whole
+    (counted in `evictions`) and the young one becomes old. An answer refreshed while old moves
+    back to young. This costs no per-entry bookkeeping, which is what keeps a million names
+    under 400 MB (see benchmarks/bench_enrich.py).
     """
 
     def __init__(self, max_names: int = DEFAULT_MAX_NAMES, min_ttl: float = 0.0, grace: float = 0.0) -> None:
-        if max_names < 1:
-            raise ValueError("max_names must be at least 1")
+        if max_names < 2:
+            raise ValueError("max_names must be at least 2")
         self.max_names = max_names
         self.min_ttl = min_ttl
         self.grace = grace
-        # key "endpoint\x00name" -> (expires_at, seen_at, ttl, ips)
-        self._entries: OrderedDict[str, tuple[float, float, int, tuple[str, ...]]] = OrderedDict()
+        # key "endpoint\x00name" -> (expires_at, seen_at, ips)
+        self._young: dict[str, _Entry] = {}
+        self._old: dict[str, _Entry] = {}
         # ip -> one key, or a list of keys when several names/endpoints resolved to it
         self._by_ip: dict[str, str | list[str]] = {}
         self.evictions = 0
         self.answers_seen = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._young) + len(self._old)
+
+    def _get(self, key: str) -> _Entry | None:
+        entry = self._young.get(key)
+        return entry if entry is not None else self._old.get(key)
+
+    def entries(self) -> list[tuple[str, _Entry]]:
+        """Every (key, entry) held, oldest generation first (for tests and state dumps)."""
+        return [*self._old.items(), *self._young.items()]
 
     # -- learning ------------------------------------------------------------------------------
 
     def learn(self, endpoint: str, name: str, ips: Iterable[str], ttl: int, now: float) -> None:
         """Record an answer: `endpoint` resolved `name` to `ips` at flow time `now`."""
         name = normalize_dns_name(name)
-        ips = tuple(sorted(set(ips)))
-        if not ips:
+        new_ips = set(ips)
+        if not new_ips:
             return
         self.answers_seen += 1
         key = f"{endpoint}\x00{name}"
-        old = self._entries.pop(key, None)
+        old = self._young.pop(key, None)
+        if old is None:
+            old = self._old.pop(key, None)
         expires = now + max(ttl, self.min_ttl) + self.grace
         if old is not None:
+            previous = _ips_of(old)
             if old[0] >= now:
                 # Cilium keeps the IPs of earlier answers until they expire: merge them.
-                ips = tuple(sorted(set(ips) | set(old[3])))
+                new_ips.update(previous)
                 expires = max(expires, old[0])
             else:
-                for ip in old[3]:
-                    if ip not in ips:
+                for ip in previous:
+                    if ip not in new_ips:
                         self._unindex(ip, key)
-        self._entries[key] = (expires, now, ttl, ips)
-        for ip in ips:
+        ordered = tuple(sorted(new_ips))
+        self._young[key] = (expires, now, ordered[0] if len(ordered) == 1 else ordered)
+        for ip in ordered:
             self._index(ip, key)
-        while len(self._entries) > self.max_names:
-            evicted_key, (_e, _s, _t, evicted_ips) = self._entries.popitem(last=False)
-            for ip in evicted_ips:
-                self._unindex(ip, evicted_key)
-            self.evictions += 1
+        if len(self._young) >= self.max_names // 2:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        for key, entry in self._old.items():
+            for ip in _ips_of(entry):
+                self._unindex(ip, key)
+        self.evictions += len(self._old)
+        self._old = self._young
+        self._young = {}
 
     def learn_from_flow(self, flow: Mapping[str, Any], now: float) -> bool:
         """Learn from a DNS response flow (`l7.dns` with IPs). True when something was learned."""
@@ -159,13 +190,14 @@ class DnsKnowledge:
         """Unexpired answers that contained `ip` (of one endpoint, or of any endpoint)."""
         out = []
         for key in self._keys_for(ip):
-            entry = self._entries.get(key)
+            entry = self._get(key)
             if entry is None or entry[0] < now:
                 continue
             who, name = key.split("\x00", 1)
             if endpoint is not None and who != endpoint:
                 continue
-            out.append(DnsAnswer(who, name, entry[3], entry[2], entry[1], entry[0]))
+            ttl = max(0, round(entry[0] - entry[1] - self.grace))
+            out.append(DnsAnswer(who, name, _ips_of(entry), ttl, entry[1], entry[0]))
         return sorted(out, key=lambda a: (a.name, a.endpoint))
 
     def names_for_ip(self, ip: str, now: float) -> tuple[str, ...]:
@@ -175,15 +207,17 @@ class DnsKnowledge:
             return ()
         keys = [current] if isinstance(current, str) else current
         names = {
-            key.split("\x00", 1)[1] for key in keys if (entry := self._entries.get(key)) and entry[0] >= now
+            key.split("\x00", 1)[1] for key in keys if (entry := self._get(key)) is not None and entry[0] >= now
         }
         return tuple(sorted(names))
 
     def expire(self, now: float) -> int:
         """Drop every expired entry; returns how many. Lookups ignore expired entries anyway."""
-        dead = [key for key, entry in self._entries.items() if entry[0] < now]
-        for key in dead:
-            _e, _s, _t, ips = self._entries.pop(key)
-            for ip in ips:
-                self._unindex(ip, key)
-        return len(dead)
+        dropped = 0
+        for generation in (self._old, self._young):
+            dead = [key for key, entry in generation.items() if entry[0] < now]
+            for key in dead:
+                for ip in _ips_of(generation.pop(key)):
+                    self._unindex(ip, key)
+            dropped += len(dead)
+        return dropped

@@ -59,19 +59,22 @@ class Enricher:
         attribution = self.attributor.observe(data, explain=self.explain)
         if attribution is None:
             return event
-        findings = attribution.findings()
         raw = event.raw
         if attribution.filled:
             data["flow"] = reorder_flow(data["flow"])
             raw = encode_event(data)
-        if self.explain:
-            flow = data["flow"]
-            conn = connection_of(flow, flow_time(flow, data))
-            if conn is not None:
-                findings["explain"] = render(self.attributor, flow, conn, attribution, event.origin)
-        data[FINDINGS_KEY] = findings
-        if self.with_findings:
-            raw = raw[:-1] + b',"' + FINDINGS_KEY.encode() + b'":' + orjson.dumps(findings) + b"}"
+        if self.explain or self.with_findings:
+            findings = attribution.findings()
+            if self.explain:
+                flow = data["flow"]
+                conn = connection_of(flow, flow_time(flow, data))
+                if conn is not None:
+                    findings["explain"] = render(self.attributor, flow, conn, attribution, event.origin)
+            data[FINDINGS_KEY] = findings
+            if self.with_findings:
+                raw = raw[:-1] + b',"' + FINDINGS_KEY.encode() + b'":' + orjson.dumps(findings) + b"}"
+        elif not attribution.filled:
+            return event
         return FlowEvent(raw, data, event.source, event.line)
 
 
