@@ -36,6 +36,7 @@ from bench_observe import DEFAULT_GEN_FLOWS, _parse_only, ensure_corpus  # noqa:
 
 POLICIES = HERE / "policies" / "genflows.yaml"
 FILTER = ["--verdict", "DROPPED", "--not", "--cel-expression", "'telemetry-blocked' in _flow.policy_log"]
+CNP_HEAD = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy"
 NAMESPACES = ["payments", "checkout", "catalog", "frontend", "analytics", "monitoring", "staging"]
 
 
@@ -53,14 +54,14 @@ def write_policies(directory: Path, rules: int) -> Path:
         if kind < 5:  # same namespaces as real pods, selecting workloads that do not exist
             ns = NAMESPACES[i % len(NAMESPACES)]
             docs.append(
-                f"apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: filler-{i}, namespace: {ns}}}\n"
+                f"{CNP_HEAD}\nmetadata: {{name: filler-{i}, namespace: {ns}}}\n"
                 f"spec:\n  endpointSelector: {{matchLabels: {{app: filler-{i}}}}}\n  egress:\n"
                 f"  - toEndpoints: [{{matchLabels: {{app: peer-{i}}}}}]\n"
                 f'    toPorts: [{{ports: [{{port: "{1000 + i % 5000}", protocol: TCP}}]}}]\n'
             )
         elif kind < 8:  # other namespaces
             docs.append(
-                f"apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: filler-{i}, namespace: t{i}}}\n"
+                f"{CNP_HEAD}\nmetadata: {{name: filler-{i}, namespace: t{i}}}\n"
                 f"spec:\n  endpointSelector: {{}}\n  egress:\n  - toFQDNs: [{{matchName: s{i}.example.org}}]\n"
             )
         elif kind == 8:  # clusterwide, selecting nothing real
@@ -71,7 +72,7 @@ def write_policies(directory: Path, rules: int) -> Path:
         else:  # selecting real pods: more candidates to check on every new decision
             ns = NAMESPACES[i % len(NAMESPACES)]
             docs.append(
-                f"apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: filler-{i}, namespace: {ns}}}\n"
+                f"{CNP_HEAD}\nmetadata: {{name: filler-{i}, namespace: {ns}}}\n"
                 f"spec:\n  endpointSelector: {{}}\n  egress:\n  - toCIDRSet: [{{cidr: 192.0.{i % 256}.0/24}}]\n"
             )
     path.write_text("\n---\n".join(docs) + "\n")
