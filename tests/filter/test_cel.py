@@ -223,6 +223,18 @@ FAST_EXPRESSIONS = [
     "(_flow.verdict == Verdict.DROPPED || _flow.verdict == Verdict.AUDIT) && _flow.traffic_direction == TrafficDirection.EGRESS",
     "_flow.source.namespace == 'payments' && 'pci-egress' in _flow.policy_log || _flow.verdict == Verdict.AUDIT",
     "size(_flow.egress_allowed_by) == 0",
+    # comprehensions over repeated messages and strings, string methods
+    "_flow.egress_allowed_by.exists(p, p.namespace == 'payments')",
+    "_flow.ingress_allowed_by.exists(p, p.kind == 'CiliumNetworkPolicy' && p.name.startsWith('allow'))",
+    "_flow.egress_denied_by.all(p, p.namespace != 'payments')",
+    "_flow.egress_allowed_by.exists_one(p, size(p.labels) > 1)",
+    "_flow.policy_log.exists(l, l.endsWith('egress'))",
+    "_flow.destination_names.exists(n, n == 'api.stripe.com' || n.contains('amazonaws'))",
+    "_flow.source.labels.exists(l, l.startsWith('k8s:app='))",
+    "_flow.source.workloads.all(w, w.kind == 'Deployment') && has(_flow.source.workloads)",
+    "_flow.node_labels.exists(l, size(l) > 40)",
+    "_flow.egress_allowed_by.exists(p, p.labels.exists(l, l == 'k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy'))",
+    "_flow.source.pod_name.startsWith('coredns') || _flow.destination.pod_name.endsWith('-0')",
 ]
 
 
@@ -247,7 +259,8 @@ def test_fast_path_agrees_with_cel_runtime(expr: str) -> None:
 
 NOT_FAST = [
     "_flow.socket_cookie == 5u",  # 64-bit: JSON string in the dict
-    "_flow.egress_allowed_by.exists(p, p.namespace == 'payments')",
+    "_flow.egress_allowed_by.exists(p, p.namespace == _flow.source.namespace)",
+    "_flow.policy_log.exists(l, l.matches('x'))",
     "_flow.time > timestamp('2026-01-01T00:00:00Z')",
     "_flow.source.namespace == 'a\\'b'",
     "_flow.is_reply == true",  # wrapper

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from hushflow.filter.base import FlowDict, Needles, enum_name, json_safe, key_string, quoted
 from hushflow.proto import flow_pb2
@@ -64,20 +64,42 @@ class _NotFast(Exception):
     pass
 
 
-def _resolve(names: Sequence[str]) -> list[FieldDescriptor]:
-    desc = flow_pb2.Flow.DESCRIPTOR
+@dataclass(frozen=True)
+class _Path:
+    """A field path from a root: ``_flow`` (flow.Flow) or a comprehension variable (an element
+    message, or a string when ``root`` is None)."""
+
+    root: Descriptor | None
+    names: tuple[str, ...]
+
+
+def _resolve(path: _Path) -> list[FieldDescriptor]:
+    desc = path.root
+    if desc is None:
+        if path.names:
+            raise _NotFast
+        return []
     out: list[FieldDescriptor] = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(path.names):
         fd = desc.fields_by_name.get(name)
         if fd is None:
             raise _NotFast
         out.append(fd)
-        if i < len(names) - 1:
+        if i < len(path.names) - 1:
             sub = fd.message_type
             if sub is None or fd.is_repeated or sub.full_name.startswith("google.protobuf."):
                 raise _NotFast
             desc = sub
+    if not out:
+        raise _NotFast  # a whole message is not a scalar
     return out
+
+
+def _is_string(path: _Path) -> bool:
+    if path.root is None:
+        return not path.names
+    last = _resolve(path)[-1]
+    return not last.is_repeated and last.type == FieldDescriptor.TYPE_STRING
 
 
 def _enum_constant(parts: Sequence[str]) -> tuple[EnumDescriptor, int]:
@@ -103,6 +125,8 @@ _MISSING = object()
 
 def _getter(path: Sequence[str], default: Any) -> Callable[[FlowDict], Any]:
     """Value at ``path`` in a canonical dict; ``default`` when it or a parent is absent."""
+    if not path:
+        return lambda value: value
     if len(path) == 1:
         (k1,) = path
         return lambda flow: flow.get(k1, default)
@@ -140,6 +164,9 @@ class _Parser:
         toks.append(("eos", ""))
         self.toks = toks
         self.pos = 0
+        # Variables in scope: `_flow` at the top, the iteration variable inside a comprehension
+        # (whose body may only use that variable, which keeps every predicate one-argument).
+        self.scope: dict[str, Descriptor | None] = {FLOW_VARIABLE: flow_pb2.Flow.DESCRIPTOR}
 
     def peek(self, offset: int = 0) -> tuple[str, str]:
         return self.toks[min(self.pos + offset, len(self.toks) - 1)]
@@ -150,6 +177,9 @@ class _Parser:
             raise _NotFast
         self.pos += 1
         return tok
+
+    def is_call(self, offset: int = 0) -> bool:
+        return self.peek(offset)[1] == "." and self.peek(offset + 1)[0] == "id" and self.peek(offset + 2)[1] == "("
 
     # expr := and ('||' and)*
     def expr(self) -> FastPath:
@@ -180,25 +210,22 @@ class _Parser:
             return inner
         return self.atom()
 
-    def path(self) -> list[str]:
-        self.take(FLOW_VARIABLE)
+    def path(self) -> _Path:
+        kind, root = self.take()
+        if kind != "id" or root not in self.scope:
+            raise _NotFast
         names = []
         while self.peek()[1] == "." and self.peek(1)[0] == "id" and self.peek(2)[1] != "(":
             self.take()
             names.append(self.take()[1])
-        if not names:
-            raise _NotFast
-        return names
+        return _Path(self.scope[root], tuple(names))
 
     def operand(self) -> tuple[str, Any]:
         kind, text = self.peek()
-        if kind == "id" and text == FLOW_VARIABLE:
+        if kind == "id" and text in self.scope:
             path = self.path()
-            if self.peek()[1] == "." and self.peek(1)[1] == "size" and self.peek(2)[1] == "(":
-                self.take()
-                self.take()
-                self.take("(")
-                self.take(")")
+            if self.is_call() and self.peek(1)[1] == "size" and self.peek(3)[1] == ")":
+                self.pos += 4
                 return "size", path
             return "path", path
         if kind == "id" and text == "size" and self.peek(1)[1] == "(":
@@ -233,6 +260,8 @@ class _Parser:
             self.take(")")
             return _has(path)
         left = self.operand()
+        if left[0] == "path" and self.is_call():
+            return self.method(left[1])
         op = self.take()[1]
         right = self.operand()
         if op == "in":
@@ -246,6 +275,85 @@ class _Parser:
         if right[0] in ("path", "size") and left[0] not in ("path", "size"):
             return _compare(right, _MIRROR[op], left)
         raise _NotFast
+
+    def method(self, target: _Path) -> FastPath:
+        self.take(".")
+        name = self.take()[1]
+        self.take("(")
+        if name in _STRING_METHODS:
+            kind, literal = self.take()
+            self.take(")")
+            if kind != "str" or not _is_string(target):
+                raise _NotFast
+            return _string_method(target, name, literal[1:-1])
+        if name not in _COMPREHENSIONS:
+            raise _NotFast
+        kind, var = self.take()
+        if kind != "id" or var in self.scope or var in ("has", "size", "true", "false", "in"):
+            raise _NotFast
+        self.take(",")
+        fields = _resolve(target)
+        last = fields[-1]
+        if not last.is_repeated:
+            raise _NotFast
+        if last.message_type is not None:
+            if last.message_type.GetOptions().map_entry or last.message_type.full_name.startswith("google.protobuf."):
+                raise _NotFast
+            element: Descriptor | None = last.message_type
+        elif last.type == FieldDescriptor.TYPE_STRING:
+            element = None
+        else:
+            raise _NotFast
+        saved = self.scope
+        self.scope = {var: element}
+        try:
+            body = self.expr()
+        finally:
+            self.scope = saved
+        self.take(")")
+        return _comprehension(target, name, body)
+
+
+_STRING_METHODS = frozenset(("startsWith", "endsWith", "contains"))
+_COMPREHENSIONS = frozenset(("exists", "all", "exists_one"))
+
+
+def _string_method(target: _Path, name: str, literal: str) -> FastPath:
+    get = _getter(target.names, "")
+    if name == "startsWith":
+        return FastPath(lambda obj: get(obj).startswith(literal), ())
+    if name == "endsWith":
+        return FastPath(lambda obj: get(obj).endswith(literal), ())
+    return FastPath(lambda obj: literal in get(obj), ())
+
+
+def _comprehension(target: _Path, name: str, body: FastPath) -> FastPath:
+    get = _getter(target.names, ())
+    test = body.match
+    if name == "exists":
+
+        def exists(obj: FlowDict) -> bool:
+            for element in get(obj):
+                if test(element):
+                    return True
+            return False
+
+        # A matching element's literals are in the line too.
+        return FastPath(exists, body.needles)
+    if name == "all":
+
+        def all_(obj: FlowDict) -> bool:
+            for element in get(obj):
+                if not test(element):
+                    return False
+            return True
+
+        return FastPath(all_, ())
+
+    def exists_one(obj: FlowDict) -> bool:
+        return sum(1 for element in get(obj) if test(element)) == 1
+
+    return FastPath(exists_one, body.needles)
 
 
 def _and(parts: list[FastPath]) -> FastPath:
@@ -279,22 +387,22 @@ def _or(parts: list[FastPath]) -> FastPath:
     return FastPath(match_any, needles)
 
 
-def _has(path: list[str]) -> FastPath:
+def _has(path: _Path) -> FastPath:
     fields = _resolve(path)
     last = fields[-1]
     if last.message_type is None and not last.is_repeated and last.has_presence:
         raise _NotFast  # proto3 `optional` scalars: not used by flows
     # Canonical dicts omit unset messages, default scalars and empty lists: presence is has().
-    get = _getter(path, _MISSING)
+    get = _getter(path.names, _MISSING)
     needles: Needles = ((f'"{last.name}":'.encode(),),)
     return FastPath(lambda flow: get(flow) is not _MISSING, needles)
 
 
-def _in(value: str, path: list[str]) -> FastPath:
+def _in(value: str, path: _Path) -> FastPath:
     last = _resolve(path)[-1]
     if not last.is_repeated or last.type != FieldDescriptor.TYPE_STRING:
         raise _NotFast
-    get = _getter(path, ())
+    get = _getter(path.names, ())
     return FastPath(lambda flow: value in get(flow), ((quoted(value),),) if json_safe(value) else ())
 
 
@@ -302,14 +410,24 @@ def _compare(subject: tuple[str, Any], op: str, literal: tuple[str, Any]) -> Fas
     kind, path = subject
     lkind, value = literal
     compare = _COMPARE[op]
+    if path.root is None:  # a string element of a comprehension
+        if kind == "size":
+            if lkind != "int":
+                raise _NotFast
+            return FastPath(lambda s: compare(len(s), value), ())
+        if lkind != "str":
+            raise _NotFast
+        element_needle = quoted(value) if op == "==" and value and json_safe(value) else None
+        return FastPath(lambda s: compare(s, value), ((element_needle,),) if element_needle else ())
     fields = _resolve(path)
     last = fields[-1]
+    names = path.names
     if kind == "size":
         if lkind != "int" or not (last.is_repeated or last.type == FieldDescriptor.TYPE_STRING):
             raise _NotFast
         if last.message_type is not None and last.message_type.GetOptions().map_entry:
             raise _NotFast
-        get = _getter(path, ())
+        get = _getter(names, ())
         return FastPath(lambda flow: compare(len(get(flow)), value), ())
     if last.is_repeated or last.message_type is not None:
         raise _NotFast
@@ -324,7 +442,7 @@ def _compare(subject: tuple[str, Any], op: str, literal: tuple[str, Any]) -> Fas
         else:
             raise _NotFast
         numbers = {v.name: v.number for v in enum.values}
-        get = _getter(path, 0)
+        get = _getter(names, 0)
 
         def enum_test(flow: FlowDict) -> bool:
             v = get(flow)
@@ -348,7 +466,7 @@ def _compare(subject: tuple[str, Any], op: str, literal: tuple[str, Any]) -> Fas
             needle = f'"{key}":{value}'.encode()
     else:
         raise _NotFast
-    get = _getter(path, default)
+    get = _getter(names, default)
     return FastPath(lambda flow: compare(get(flow), value), ((needle,),) if needle else ())
 
 
