@@ -40,10 +40,12 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
      [{"verdict": ["AUDIT"]}], [{"experimental": {"cel_expression": ["'pci-egress' in _flow.policy_log"]}}]),
     ("--cel-expression _flow.verdict == Verdict.DROPPED",
      [{"experimental": {"cel_expression": ["_flow.verdict == Verdict.DROPPED"]}}], []),
-    ("--cel-expression (runtime) egress_allowed_by.exists(...)",
+    ("--cel-expression egress_allowed_by.exists(...)",
      [{"experimental": {"cel_expression": ["_flow.egress_allowed_by.exists(p, p.namespace == 'payments')"]}}], []),
-    ("--verdict DROPPED --cel-expression (runtime) size(...)",
+    ("--verdict DROPPED --cel-expression size(...) > 0",
      [{"verdict": ["DROPPED"], "experimental": {"cel_expression": ["size(_flow.destination_names) > 0"]}}], []),
+    ("--cel-expression (runtime) _flow.time > timestamp(...)",
+     [{"experimental": {"cel_expression": ["_flow.time > timestamp('2026-03-02T09:00:30Z')"]}}], []),
     ("--not --verdict FORWARDED (denylist only)", [], [{"verdict": ["FORWARDED"]}]),
 ]
 
