@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint-code typecheck unit bench clean proto
+.PHONY: demo test system-deps bench clean proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,18 @@ demo: $(STAMP)
 	@echo "== hushflow summary examples/telemetry-block =="
 	$(BIN)/hushflow summary examples/telemetry-block
 
+# Real components the tests run against: Unbound (RPZ check) and Prometheus/promtool.
+SYSTEM_TOOLS := unbound promtool prometheus
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    unbound prometheus >/dev/null; \
+	fi
+
 ## test: install what the tests need, then ruff, mypy and pytest
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
