@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from cel_expr_python import cel
@@ -49,7 +50,7 @@ _UNDEFINED_FIELD = re.compile(r"undefined field '([^']+)' not found in struct '[
 _PROBE_TYPE = re.compile(r"applied to '\((.*), string\)'")
 _STRING_FUNCTIONS = frozenset(("endsWith", "startsWith", "contains", "matches"))
 
-_CPP_TYPE_NAMES = {
+_CPP_TYPE_NAMES = MappingProxyType({
     "BOOL": "bool",
     "INT": "int",
     "UINT": "uint",
@@ -61,7 +62,7 @@ _CPP_TYPE_NAMES = {
     "DURATION": "google.protobuf.Duration",
     "DYN": "dyn",
     "ERROR": "*error*",
-}
+})
 
 
 class CelFilterError(FilterError):

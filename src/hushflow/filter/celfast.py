@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from google.protobuf import descriptor_pool
@@ -48,10 +49,10 @@ _TOKEN = re.compile(
 )
 _INT32 = frozenset((FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32))
 _UINT32 = frozenset((FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32))
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+_COMPARE: Mapping[str, Callable[[Any, Any], bool]] = MappingProxyType({
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-}
-_MIRROR = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+})
+_MIRROR = MappingProxyType({"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -36,7 +37,7 @@ from hushflow.filter.flags import go_quote, parse_go_uint
 
 L7_EVENT_TYPE = 129  # monitor MessageTypeAccessLog
 
-_L4_KEYS: Mapping[str, tuple[str, ...]] = {
+_L4_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "icmp": ("ICMPv4", "ICMPv6"),
     "icmpv4": ("ICMPv4",),
     "icmpv6": ("ICMPv6",),
@@ -45,8 +46,8 @@ _L4_KEYS: Mapping[str, tuple[str, ...]] = {
     "sctp": ("SCTP",),
     "vrrp": ("VRRP",),
     "igmp": ("IGMP",),
-}
-_L7_KEYS: Mapping[str, str] = {"dns": "dns", "http": "http", "kafka": "kafka"}
+})
+_L7_KEYS: Mapping[str, str] = MappingProxyType({"dns": "dns", "http": "http", "kafka": "kafka"})
 _PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
 TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 
@@ -288,11 +289,11 @@ def compile_http_header_filter(field: str, headers: Sequence[Mapping[str, Any]])
 
 
 HttpCompiler = Callable[[str, Sequence[Any]], FieldFilter]
-HTTP_FIELDS: Mapping[str, tuple[str, HttpCompiler]] = {
+HTTP_FIELDS: Mapping[str, tuple[str, HttpCompiler]] = MappingProxyType({
     "http_status_code": ("http status code", compile_http_status_filter),
     "http_method": ("http method", compile_http_method_filter),
     "http_path": ("http path", compile_http_path_filter),
     "http_url": ("http url", compile_http_url_filter),
     "http_header": ("http header", compile_http_header_filter),
-}
+})
 
