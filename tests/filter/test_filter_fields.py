@@ -259,3 +259,19 @@ def test_fields_are_evaluated_cheapest_first() -> None:
         {"experimental": {"cel_expression": ["true"]}, "dns_query": ["x"], "verdict": ["DROPPED"]}
     )
     assert [f.field for f in compiled.fields] == ["verdict", "dns_query", "experimental.cel_expression"]
+
+
+def test_every_flow_filter_field_has_a_builder() -> None:
+    from hushflow.filter.compile import _BUILDERS
+    from hushflow.filter.protocols import HTTP_FIELDS
+    from hushflow.proto import FLOW_FILTER_DESCRIPTOR
+
+    handled = set(_BUILDERS) | set(HTTP_FIELDS) | {"event_type", "experimental"}
+    assert {f.name for f in FLOW_FILTER_DESCRIPTOR.fields} == handled
+
+
+def test_every_field_row_exists() -> None:
+    from hushflow.proto import FLOW_FILTER_DESCRIPTOR
+
+    tested = {key for _, flt, _, _ in ROWS for key in flt}
+    assert {f.name for f in FLOW_FILTER_DESCRIPTOR.fields} <= tested | {"sourcePod", "eventType"}

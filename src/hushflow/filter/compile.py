@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from google.protobuf import json_format
@@ -92,6 +93,57 @@ def _node_labels(flow: Mapping[str, Any]) -> Any:
     return flow.get("node_labels")
 
 
+def _side(name: str) -> str:
+    return name.split("_", 1)[0]  # "source" / "destination"
+
+
+FieldBuilder = Callable[[str, Any], FieldFilter]
+
+# FlowFilter field -> builder(field name, repeated value). event_type, the HTTP fields and CEL
+# need more context and are handled in compile_flow_filter.
+_BUILDERS: Mapping[str, FieldBuilder] = MappingProxyType({
+    "uuid": lambda n, v: flowmeta.compile_uuid_filter(n, list(v)),
+    "source_ip": lambda n, v: addresses.compile_ip_filter(n, list(v), "source"),
+    "destination_ip": lambda n, v: addresses.compile_ip_filter(n, list(v), "destination"),
+    "source_ip_xlated": lambda n, v: addresses.compile_ip_filter(n, list(v), "source_xlated"),
+    "source_pod": lambda n, v: endpoints.compile_namespaced_filter(n, list(v), "source", "pod_name", ""),
+    "destination_pod": lambda n, v: endpoints.compile_namespaced_filter(n, list(v), "destination", "pod_name", ""),
+    "source_service": lambda n, v: endpoints.compile_namespaced_filter(
+        n, list(v), n, "name", "invalid source service filter"),
+    "destination_service": lambda n, v: endpoints.compile_namespaced_filter(
+        n, list(v), n, "name", "invalid destination service filter"),
+    # Hubble returns FQDN pattern errors unwrapped, as for node names.
+    "source_fqdn": lambda n, v: patterns.compile_fqdn_filter(n, list(v), "source_names"),
+    "destination_fqdn": lambda n, v: patterns.compile_fqdn_filter(n, list(v), "destination_names"),
+    "source_label": lambda n, v: selectors.compile_label_filter(
+        n, list(v), _endpoint_labels("source"), "invalid source label filter"),
+    "destination_label": lambda n, v: selectors.compile_label_filter(
+        n, list(v), _endpoint_labels("destination"), "invalid destination label filter"),
+    "node_labels": lambda n, v: selectors.compile_label_filter(n, list(v), _node_labels, "invalid node label filter"),
+    "source_workload": lambda n, v: endpoints.compile_workload_filter(n, _as_dicts(v), _side(n)),
+    "destination_workload": lambda n, v: endpoints.compile_workload_filter(n, _as_dicts(v), _side(n)),
+    "source_cluster_name": lambda n, v: endpoints.compile_cluster_filter(n, list(v), _side(n)),
+    "destination_cluster_name": lambda n, v: endpoints.compile_cluster_filter(n, list(v), _side(n)),
+    "source_identity": lambda n, v: endpoints.compile_identity_filter(n, list(v), _side(n)),
+    "destination_identity": lambda n, v: endpoints.compile_identity_filter(n, list(v), _side(n)),
+    "verdict": lambda n, v: flowmeta.compile_verdict_filter(n, list(v)),
+    "traffic_direction": lambda n, v: flowmeta.compile_traffic_direction_filter(n, list(v)),
+    "drop_reason_desc": lambda n, v: flowmeta.compile_drop_reason_filter(n, list(v)),
+    "interface": lambda n, v: flowmeta.compile_interface_filter(n, _as_dicts(v)),
+    "reply": lambda n, v: flowmeta.compile_reply_filter(n, list(v)),
+    "ip_version": lambda n, v: flowmeta.compile_ip_version_filter(n, list(v)),
+    "trace_id": lambda n, v: flowmeta.compile_trace_id_filter(n, list(v)),
+    "ip_trace_id": lambda n, v: flowmeta.compile_ip_trace_id_filter(n, list(v)),
+    "encrypted": lambda n, v: flowmeta.compile_encrypted_filter(n, list(v)),
+    "node_name": lambda n, v: patterns.compile_node_name_filter(n, list(v)),
+    "protocol": lambda n, v: protocols.compile_protocol_filter(n, list(v)),
+    "source_port": lambda n, v: protocols.compile_port_filter(n, list(v), n),
+    "destination_port": lambda n, v: protocols.compile_port_filter(n, list(v), n),
+    "tcp_flags": lambda n, v: protocols.compile_tcp_flags_filter(n, _as_dicts(v)),
+    "dns_query": lambda n, v: protocols.compile_dns_query_filter(n, list(v)),
+})
+
+
 @dataclass(frozen=True)
 class CompiledFlowFilter:
     """One FlowFilter, compiled: ``match(event)`` and the bytes condition of its fields."""
@@ -113,72 +165,16 @@ def compile_flow_filter(
 
     for fd, value in ff.ListFields():
         name = fd.name
-        if name in ("source_ip", "destination_ip", "source_ip_xlated"):
-            ip_key = {"source_ip": "source", "destination_ip": "destination", "source_ip_xlated": "source_xlated"}
-            compiled.append(addresses.compile_ip_filter(name, list(value), ip_key[name]))
-        elif name in ("source_pod", "destination_pod"):
-            side = name.split("_")[0]
-            compiled.append(endpoints.compile_namespaced_filter(name, list(value), side, "pod_name", ""))
-        elif name in ("source_service", "destination_service"):
-            side = name.split("_")[0]
-            compiled.append(
-                endpoints.compile_namespaced_filter(name, list(value), name, "name", f"invalid {side} service filter")
-            )
-        elif name in ("source_fqdn", "destination_fqdn"):
-            # Hubble returns the pattern error unwrapped, as for node names.
-            compiled.append(patterns.compile_fqdn_filter(name, list(value), f"{name.split('_')[0]}_names"))
-        elif name in ("source_label", "destination_label"):
-            side = name.split("_")[0]
-            compiled.append(selectors.compile_label_filter(
-                name, list(value), _endpoint_labels(side), f"invalid {side} label filter"))
-        elif name == "node_labels":
-            compiled.append(
-                selectors.compile_label_filter(name, list(value), _node_labels, "invalid node label filter")
-            )
-        elif name in ("source_workload", "destination_workload"):
-            compiled.append(endpoints.compile_workload_filter(name, _as_dicts(value), name.split("_")[0]))
-        elif name in ("source_cluster_name", "destination_cluster_name"):
-            compiled.append(endpoints.compile_cluster_filter(name, list(value), name.split("_")[0]))
-        elif name in ("source_identity", "destination_identity"):
-            compiled.append(endpoints.compile_identity_filter(name, list(value), name.split("_")[0]))
-        elif name == "uuid":
-            compiled.append(flowmeta.compile_uuid_filter(name, list(value)))
-        elif name == "verdict":
-            compiled.append(flowmeta.compile_verdict_filter(name, list(value)))
-        elif name == "traffic_direction":
-            compiled.append(flowmeta.compile_traffic_direction_filter(name, list(value)))
-        elif name == "drop_reason_desc":
-            compiled.append(flowmeta.compile_drop_reason_filter(name, list(value)))
-        elif name == "interface":
-            compiled.append(flowmeta.compile_interface_filter(name, _as_dicts(value)))
+        build = _BUILDERS.get(name)
+        if build is not None:
+            compiled.append(build(name, value))
         elif name == "event_type":
             flow_match, other_events = flowmeta.compile_event_type_filter(name, event_types)
             compiled.append(flow_match)
-        elif name == "reply":
-            compiled.append(flowmeta.compile_reply_filter(name, list(value)))
-        elif name == "ip_version":
-            compiled.append(flowmeta.compile_ip_version_filter(name, list(value)))
-        elif name == "trace_id":
-            compiled.append(flowmeta.compile_trace_id_filter(name, list(value)))
-        elif name == "ip_trace_id":
-            compiled.append(flowmeta.compile_ip_trace_id_filter(name, list(value)))
-        elif name == "encrypted":
-            compiled.append(flowmeta.compile_encrypted_filter(name, list(value)))
-        elif name == "node_name":
-            compiled.append(patterns.compile_node_name_filter(name, list(value)))
-        elif name == "protocol":
-            compiled.append(protocols.compile_protocol_filter(name, list(value)))
-        elif name in ("source_port", "destination_port"):
-            compiled.append(protocols.compile_port_filter(name, list(value), name))
-        elif name == "tcp_flags":
-            compiled.append(protocols.compile_tcp_flags_filter(name, _as_dicts(value)))
-        elif name == "dns_query":
-            compiled.append(protocols.compile_dns_query_filter(name, list(value)))
         elif name in protocols.HTTP_FIELDS:
             what, compile_http = protocols.HTTP_FIELDS[name]
             protocols.require_l7_event_type(event_types, what)
-            items = _as_dicts(value) if name == "http_header" else list(value)
-            compiled.append(compile_http(name, items))
+            compiled.append(compile_http(name, _as_dicts(value) if name == "http_header" else list(value)))
         elif name == "experimental":
             expressions = list(ff.experimental.cel_expression)
             if expressions:
