@@ -84,6 +84,7 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("fqdn star does not match underscore", {"destination_fqdn": ["*.example.com"]}, flow(destination_names=["a_b.example.com"]), False),
     ("fqdn any of several names", {"destination_fqdn": ["b.io"]}, flow(destination_names=["a.io", "b.io"]), True),
     ("source_fqdn uses source_names", {"source_fqdn": ["a.io"]}, flow(destination_names=["a.io"]), False),
+    ("source_fqdn", {"source_fqdn": ["*.io"]}, flow(source_names=["a.io"]), True),
     # --- labels
     ("label k=v any source", {"source_label": ["app=cart"]}, flow(source=ep(labels=["k8s:app=cart"])), True),
     ("label k=v other value", {"source_label": ["app=cart"]}, flow(source=ep(labels=["k8s:app=web"])), False),
@@ -115,11 +116,16 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("workload name and kind must both match", {"destination_workload": [{"name": "pg", "kind": "Deployment"}]},
      flow(destination=ep(workloads=[{"name": "pg", "kind": "StatefulSet"}])), False),
     ("workload none on endpoint", {"source_workload": [{"name": "pg"}]}, flow(source=ep("db", "pg-0")), False),
+    ("destination workload kind", {"destination_workload": [{"name": "pg", "kind": "StatefulSet"}]},
+     flow(destination=ep(workloads=[{"name": "pg", "kind": "StatefulSet"}])), True),
     ("cluster exact", {"source_cluster_name": ["prod"]}, flow(source=ep(cluster_name="prod")), True),
     ("cluster other", {"destination_cluster_name": ["prod"]}, flow(destination=ep(cluster_name="prod2")), False),
+    ("destination cluster", {"destination_cluster_name": ["prod"]}, flow(destination=ep(cluster_name="prod")), True),
+    ("source cluster is not destination", {"source_cluster_name": ["prod"]}, flow(destination=ep(cluster_name="prod")), False),
     ("identity", {"destination_identity": [2]}, flow(destination=ep(identity=2)), True),
     ("identity other", {"destination_identity": [2]}, flow(destination=ep(identity=16777217)), False),
     ("source_identity", {"source_identity": [1]}, flow(source=ep(identity=1)), True),
+    ("source_identity other", {"source_identity": [1]}, flow(source=ep(identity=2), destination=ep(identity=1)), False),
     # --- verdict, direction, drop reason
     ("verdict", {"verdict": ["DROPPED"]}, flow(verdict="DROPPED"), True),
     ("verdict other", {"verdict": ["DROPPED"]}, flow(verdict="FORWARDED"), False),
@@ -186,6 +192,7 @@ ROWS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("destination_port udp", {"destination_port": ["53"]}, flow(l4=UDP), True),
     ("destination_port other", {"destination_port": ["80"]}, flow(l4=TCP), False),
     ("source_port", {"source_port": ["40000"]}, flow(l4=TCP), True),
+    ("source_port is not destination", {"source_port": ["443"]}, flow(l4=TCP), False),
     ("port never matches icmp", {"destination_port": ["0"]}, flow(l4=ICMP), False),
     # --- dns query
     ("dns_query unanchored", {"dns_query": ["stripe"]}, flow(l7=DNS), True),
@@ -270,8 +277,9 @@ def test_every_flow_filter_field_has_a_builder() -> None:
     assert {f.name for f in FLOW_FILTER_DESCRIPTOR.fields} == handled
 
 
-def test_every_field_row_exists() -> None:
+def test_every_field_has_positive_and_negative_rows() -> None:
     from hushflow.proto import FLOW_FILTER_DESCRIPTOR
 
-    tested = {key for _, flt, _, _ in ROWS for key in flt}
-    assert {f.name for f in FLOW_FILTER_DESCRIPTOR.fields} <= tested | {"sourcePod", "eventType"}
+    for field in FLOW_FILTER_DESCRIPTOR.fields:
+        outcomes = {expected for _, flt, _, expected in ROWS if field.name in flt}
+        assert outcomes == {True, False}, field.name
