@@ -4,6 +4,7 @@ import datetime
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from hushflow.proto import flow_pb2 as _flow_pb2
 from hushflow.proto import relay_pb2 as _relay_pb2
 from google.protobuf.internal import containers as _containers
@@ -297,6 +298,32 @@ SOCK_XLATE_POINT_PRE_DIRECTION_FWD: _flow_pb2.SocketTranslationPoint
 SOCK_XLATE_POINT_POST_DIRECTION_FWD: _flow_pb2.SocketTranslationPoint
 SOCK_XLATE_POINT_PRE_DIRECTION_REV: _flow_pb2.SocketTranslationPoint
 SOCK_XLATE_POINT_POST_DIRECTION_REV: _flow_pb2.SocketTranslationPoint
+
+class ServerStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerStatusResponse(_message.Message):
+    __slots__ = ("num_flows", "max_flows", "seen_flows", "uptime_ns", "num_connected_nodes", "num_unavailable_nodes", "unavailable_nodes", "version", "flows_rate")
+    NUM_FLOWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FLOWS_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FLOWS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CONNECTED_NODES_FIELD_NUMBER: _ClassVar[int]
+    NUM_UNAVAILABLE_NODES_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_NODES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_RATE_FIELD_NUMBER: _ClassVar[int]
+    num_flows: int
+    max_flows: int
+    seen_flows: int
+    uptime_ns: int
+    num_connected_nodes: _wrappers_pb2.UInt32Value
+    num_unavailable_nodes: _wrappers_pb2.UInt32Value
+    unavailable_nodes: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    flows_rate: float
+    def __init__(self, num_flows: _Optional[int] = ..., max_flows: _Optional[int] = ..., seen_flows: _Optional[int] = ..., uptime_ns: _Optional[int] = ..., num_connected_nodes: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., num_unavailable_nodes: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ..., unavailable_nodes: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., flows_rate: _Optional[float] = ...) -> None: ...
 
 class GetFlowsRequest(_message.Message):
     __slots__ = ("number", "first", "follow", "blacklist", "whitelist", "since", "until", "field_mask", "experimental", "extensions")
