@@ -1,0 +1,215 @@
+"""The metrics contract: every series `hushflow run` exports on :9965/metrics.
+
+The daemon builds its prometheus_client collectors from these specs, and everything under
+`deploy/` (alert rules, promtool tests, the Grafana dashboard, docs/operations.md) is checked
+against them by `tests/deploy/`, so a renamed metric or label breaks a test instead of a
+dashboard in production.
+
+`MetricSpec.name` is the name as scraped. For counters it ends in `_total`, which is what
+prometheus_client exposes whether the collector is created with or without the suffix
+(`Counter("hushflow_flows", ...)` and `Counter("hushflow_flows_total", ...)` both expose
+`hushflow_flows_total`); `MetricSpec.client_name` is the name to give the collector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+METRICS_PORT = 9965
+METRICS_PATH = "/metrics"
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+
+DEFAULT_CIDR_GROUP_CAPACITY = 1000
+
+# Label values with a fixed vocabulary.
+FLOW_TYPES = ("policy-verdict", "drop", "l7", "trace", "other")
+EXPECTED_TRUE = "true"
+EXPECTED_FALSE = "false"
+# `expected` is only meaningful for these verdicts; other verdicts carry expected="".
+VERDICTS_WITH_EXPECTATION = ("DROPPED", "AUDIT")
+TAG_SEPARATOR = ","
+# `destination` of an unexpected drop whose peer is neither a known FQDN nor a pod.
+DESTINATION_WORLD = "world"
+
+# DNS answer read -> CIDR group holding its IPs written. 1 s is a bucket boundary on purpose:
+# the HushflowLeakWindowSlow alert compares the p99 with 1 s, and histogram_quantile is only
+# exact at boundaries.
+LEAK_WINDOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def client_name(self) -> str:
+        """The name to pass to prometheus_client (it appends `_total` to counters itself)."""
+        if self.kind == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        return self.name
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        """Every sample name this metric puts on /metrics; PromQL may select any of them.
+
+        prometheus_client also exposes `<name>_created` for counters and histograms; it is
+        listed so a query that uses it is not mistaken for one outside the contract.
+        """
+        if self.kind == "counter":
+            return (self.name, self.client_name + "_created")
+        if self.kind == "histogram":
+            return tuple(self.name + suffix for suffix in ("_bucket", "_sum", "_count", "_created"))
+        return (self.name,)
+
+
+FLOWS_TOTAL = MetricSpec(
+    "hushflow_flows_total",
+    "counter",
+    "Hubble flows read, by flow type (policy-verdict, drop, l7, trace, other) and verdict.",
+    ("type", "verdict"),
+)
+POLICY_VERDICTS_TOTAL = MetricSpec(
+    "hushflow_policy_verdicts_total",
+    "counter",
+    "Policy verdicts and drops after attribution. tag: the flow's policy_log joined with ',' "
+    "('' when none); expected: 'true'/'false' for DROPPED and AUDIT, '' otherwise; namespace and "
+    "workload of the enforcing endpoint.",
+    ("direction", "namespace", "workload", "verdict", "tag", "expected"),
+)
+UNEXPECTED_DROPS_TOTAL = MetricSpec(
+    "hushflow_unexpected_drops_total",
+    "counter",
+    "DROPPED and AUDIT verdicts no policy planned. destination: the peer's FQDN, else the peer's "
+    "namespace/workload, else 'world'.",
+    ("direction", "namespace", "workload", "destination"),
+)
+DNS_ANSWERS_TOTAL = MetricSpec(
+    "hushflow_dns_answers_total",
+    "counter",
+    "DNS answers learned from Hubble flows.",
+)
+CIDR_GROUP_IPS = MetricSpec(
+    "hushflow_cidr_group_ips",
+    "gauge",
+    "IPs currently written to a CiliumCIDRGroup that backs an FQDN deny.",
+    ("group", "policy"),
+)
+CIDR_GROUP_CAPACITY = MetricSpec(
+    "hushflow_cidr_group_capacity",
+    "gauge",
+    f"Most IPs a CiliumCIDRGroup may hold (default {DEFAULT_CIDR_GROUP_CAPACITY}).",
+    ("group",),
+)
+SHARED_IPS_SKIPPED = MetricSpec(
+    "hushflow_shared_ips_skipped",
+    "gauge",
+    "IPs kept out of a deny because an allowed name resolves to them too (shared CDN IPs).",
+    ("policy",),
+)
+LEAK_WINDOW_SECONDS = MetricSpec(
+    "hushflow_leak_window_seconds",
+    "histogram",
+    "Seconds from reading a DNS answer for a denied name to writing the CIDR group that holds its IPs.",
+    buckets=LEAK_WINDOW_BUCKETS,
+)
+SOURCE_CONNECTED = MetricSpec(
+    "hushflow_source_connected",
+    "gauge",
+    "1 while the flow source (Hubble Relay or the node's Hubble socket) is connected, else 0.",
+    ("source",),
+)
+SOURCE_LAG_SECONDS = MetricSpec(
+    "hushflow_source_lag_seconds",
+    "gauge",
+    "Seconds between the newest flow's timestamp and the time hushflow read it.",
+    ("source",),
+)
+SOURCE_RECONNECTS_TOTAL = MetricSpec(
+    "hushflow_source_reconnects_total",
+    "counter",
+    "Reconnections to the flow source.",
+    ("source",),
+)
+MALFORMED_INPUT_TOTAL = MetricSpec(
+    "hushflow_malformed_input_total",
+    "counter",
+    "Flow records that could not be parsed and were skipped.",
+    ("source",),
+)
+HUBBLE_LOST_EVENTS_TOTAL = MetricSpec(
+    "hushflow_hubble_lost_events_total",
+    "counter",
+    "Events Hubble reported lost (ring buffer overrun, relay queue) before hushflow could read them.",
+    ("source",),
+)
+NODE_STATUS_CHANGES_TOTAL = MetricSpec(
+    "hushflow_node_status_changes_total",
+    "counter",
+    "Node status events from Hubble Relay (a node connected, became unavailable, ...), by state.",
+    ("state",),
+)
+QUEUE_DEPTH = MetricSpec(
+    "hushflow_queue_depth",
+    "gauge",
+    "Items waiting in an internal queue.",
+    ("queue",),
+)
+BACKPRESSURE_SECONDS_TOTAL = MetricSpec(
+    "hushflow_backpressure_seconds_total",
+    "counter",
+    "Seconds a producer spent waiting because a queue was full.",
+    ("queue",),
+)
+ATTRIBUTION_DISAGREEMENTS_TOTAL = MetricSpec(
+    "hushflow_attribution_disagreements_total",
+    "counter",
+    "Flows where Cilium's own policy fields disagree with hushflow's attribution (Cilium's win), by kind.",
+    ("kind",),
+)
+EVENTS_EMITTED_TOTAL = MetricSpec(
+    "hushflow_events_emitted_total",
+    "counter",
+    "Alert events handed to a sink, by sink and outcome.",
+    ("sink", "outcome"),
+)
+BUILD_INFO = MetricSpec(
+    "hushflow_build_info",
+    "gauge",
+    "Always 1; the version label says which hushflow is running.",
+    ("version",),
+)
+
+ALL_METRICS: tuple[MetricSpec, ...] = (
+    FLOWS_TOTAL,
+    POLICY_VERDICTS_TOTAL,
+    UNEXPECTED_DROPS_TOTAL,
+    DNS_ANSWERS_TOTAL,
+    CIDR_GROUP_IPS,
+    CIDR_GROUP_CAPACITY,
+    SHARED_IPS_SKIPPED,
+    LEAK_WINDOW_SECONDS,
+    SOURCE_CONNECTED,
+    SOURCE_LAG_SECONDS,
+    SOURCE_RECONNECTS_TOTAL,
+    MALFORMED_INPUT_TOTAL,
+    HUBBLE_LOST_EVENTS_TOTAL,
+    NODE_STATUS_CHANGES_TOTAL,
+    QUEUE_DEPTH,
+    BACKPRESSURE_SECONDS_TOTAL,
+    ATTRIBUTION_DISAGREEMENTS_TOTAL,
+    EVENTS_EMITTED_TOTAL,
+    BUILD_INFO,
+)
+
+
+def contract_series_names() -> frozenset[str]:
+    """Every sample name the daemon exports: what dashboards and rules may select."""
+    return frozenset(series for spec in ALL_METRICS for series in spec.series_names)
