@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "lint": ("hushflow.cli.lint", "lint", "Check Cilium policies: schema, traps, what Cilium cannot run."),
     "summary": ("hushflow.cli.summary", "summary", "Summarise the policies in files or directories."),
     "observe": ("hushflow.cli.observe", "observe", "Read Hubble flows and filter them like `hubble observe`."),
+    "compile": ("hushflow.cli.compile", "compile_", "Turn FQDN denies into CIDR-group rules Cilium runs."),
     "explain": ("hushflow.cli.explain", "explain", "Why each policy verdict happened: rule, selector, DNS answer."),
 }
 

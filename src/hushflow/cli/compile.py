@@ -1,0 +1,99 @@
+"""`hushflow compile POLICIES --out DIR`: FQDN denies Cilium can run, and DNS-level blocks."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from hushflow.cli.options import cilium_version_option
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("policies", nargs=-1, required=True, metavar="POLICIES...")
+@click.option("--out", "out_dir", metavar="DIR", help="Write one file per object here (for Argo CD / Flux).")
+@click.option("--state", "state_path", metavar="FILE",
+              help="Learned IPs survive here (default DIR/.hushflow-state.json).")
+@click.option("--flows", multiple=True, metavar="FILE", help="Learn IPs from DNS answers in these Hubble flow files.")
+@click.option("--resolve/--no-resolve", default=True, show_default=True, help="Resolve every denied matchName now.")
+@click.option("--nameserver", "nameservers", multiple=True, metavar="IP", help="Resolver to use (default: system).")
+@click.option("--shared-ip", type=click.Choice(["skip", "deny"]), default="skip", show_default=True,
+              help="An IP that also serves an allowed name: keep it out of the deny (skip) or deny it anyway.")
+@click.option("--group-cap", type=click.IntRange(1, 16384), default=1000, show_default=True,
+              help="Most IPs per CiliumCIDRGroup; more are sharded over several groups.")
+@click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True,
+              help="Most denied IPs in all; far below Cilium's 16,384-entry policy map.")
+@click.option("--min-ttl", type=click.FloatRange(0), default=3600, show_default=True,
+              help="Seconds an IP stays denied at least after its name was last seen.")
+@click.option("--grace", type=click.FloatRange(0), default=0, show_default=True, help="Extra seconds after the TTL.")
+@click.option("--allow-unobserved", is_flag=True,
+              help="Compile FQDN denies for endpoints no DNS proxy rule covers (IPs only from --resolve).")
+@click.option("--dns-answer", type=click.Choice(["nxdomain", "refused", "nodata", "null-ip"]), default="nxdomain",
+              show_default=True, help="What the CoreDNS/RPZ block answers for denied names.")
+@click.option("--clock", type=click.Choice(["wall", "flows"]), default="wall", show_default=True,
+              help="Expire IPs against the wall clock, or the time of the last flow read (for replays).")
+@click.option("--apply", "apply_", is_flag=True, help="Server-side apply the objects (field manager hushflow).")
+@click.option("--dry-run", is_flag=True, help="With --apply: print the diff, change nothing.")
+@click.option("--kubeconfig", metavar="FILE", help="Kubeconfig for --apply (default: ~/.kube/config or in-cluster).")
+@click.option("--context", "kube_context", metavar="NAME", help="Kubeconfig context for --apply.")
+@cilium_version_option
+def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | None, flows: tuple[str, ...],
+             resolve: bool, nameservers: tuple[str, ...], shared_ip: str, group_cap: int, max_total: int,
+             min_ttl: float, grace: float, allow_unobserved: bool, dns_answer: str, clock: str, apply_: bool,
+             dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int]) -> None:
+    """Turn `egressDeny` + `toFQDNs` (which Cilium cannot run) into `toCIDRSet` rules selecting
+    CiliumCIDRGroups that hushflow keeps filled with the IPs behind the denied names, plus a
+    CoreDNS snippet and an RPZ zone that block the names at DNS level (the first line of defence).
+
+    IPs come from resolving every matchName now (--resolve), from DNS answers in recorded Hubble
+    flows (--flows), and from the state of earlier runs. Output is deterministic; a second run
+    with the same input changes nothing.
+
+    \b
+    Examples:
+      hushflow compile policies/ --out deploy/cilium/
+      hushflow compile policies/ --out out/ --flows hubble-export.json --no-resolve
+      hushflow compile policies/ --out out/ --apply --dry-run
+    """
+    from hushflow.enforce.job import CompileError, CompileJob, run_compile
+    from hushflow.enforce.state import StateError
+
+    if not out_dir and not apply_:
+        raise click.UsageError("say where the result goes: --out DIR and/or --apply")
+    if dry_run and not apply_:
+        raise click.UsageError("--dry-run goes with --apply")
+    job = CompileJob(
+        policies=policies, out_dir=out_dir, state_path=state_path, flows=flows, resolve=resolve,
+        nameservers=nameservers, shared_ip=shared_ip,  # type: ignore[arg-type]
+        group_cap=group_cap, max_total=max_total, min_ttl=min_ttl, grace=grace, allow_unobserved=allow_unobserved,
+        dns_answer=dns_answer,  # type: ignore[arg-type]
+        cilium_version=cilium_version, clock=clock,  # type: ignore[arg-type]
+    )
+    lookup = None
+    if nameservers:
+        from hushflow.enforce.resolver import dnspython_lookup
+
+        lookup = dnspython_lookup(nameservers)
+    try:
+        report = run_compile(job, lookup=lookup, progress=lambda m: click.echo(m, err=True))
+    except (CompileError, StateError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for line in report.lines():
+        click.echo(line, err=True)
+    if report.written is not None:
+        click.echo(f"{out_dir}: {report.written.summary()}", err=True)
+    if apply_:
+        from hushflow.enforce.kube import KubeConfigError, apply_objects, load_kube_api
+
+        try:
+            api = load_kube_api(kubeconfig, kube_context, in_cluster=kubeconfig is None)
+        except KubeConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        result = apply_objects(api, report.output.objects, dry_run=dry_run)
+        if dry_run:
+            click.echo(result.diff, nl=False)
+        click.echo(result.summary(), err=True)
+        if result.refused:
+            sys.exit(1)

@@ -1,0 +1,203 @@
+"""`hushflow compile` as a library call: policies in, Cilium-runnable manifests and DNS files out.
+
+Steps: load and check the policies; load the learned state; resolve every denied matchName;
+learn from DNS answers in recorded flows (optional); expire what timed out; compile; write the
+directory (and apply to a cluster, when asked); save the state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
+from hushflow.enforce.denies import FqdnDeny, fqdn_denies
+from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
+from hushflow.enforce.resolver import LookupFn, PreResolver
+from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
+from hushflow.enforce.writer import WriteResult, write_directory
+from hushflow.engine.connection import FlowTimes
+from hushflow.policy.diagnostics import Diagnostic, Severity
+from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
+from hushflow.policy.lint import lint_policy_set
+from hushflow.policy.loading import LoadedPolicies, load_policies
+from hushflow.policy.model import BuildOptions
+
+DnsAnswer = Literal["nxdomain", "refused", "nodata", "null-ip"]
+
+
+class CompileError(Exception):
+    """A reason not to compile, already worded for the user (file:line included)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompileJob:
+    policies: Sequence[str]
+    out_dir: str | None = None
+    state_path: str | None = None  # default: <out_dir>/.hushflow-state.json
+    flows: Sequence[str] = ()
+    resolve: bool = True
+    nameservers: Sequence[str] = ()
+    shared_ip: SharedIpMode = "skip"
+    group_cap: int = 1000
+    max_total: int = DEFAULT_MAX_TOTAL
+    min_ttl: float = DEFAULT_MIN_TTL
+    grace: float = 0.0
+    allow_unobserved: bool = False
+    dns_answer: DnsAnswer = "nxdomain"
+    cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION
+    clock: Literal["wall", "flows"] = "wall"
+
+
+@dataclass(slots=True)
+class CompileReport:
+    output: CompileOutput
+    state: DenyState
+    written: WriteResult | None = None
+    resolved: dict[str, list[str]] = field(default_factory=dict)
+    resolve_errors: dict[str, str] = field(default_factory=dict)
+    learned_from_flows: int = 0
+    expired: int = 0
+    notes: list[str] = field(default_factory=list)
+    unsupported_rpz: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for deny in self.output.denies:
+            ips = self.state.ips(deny.id)
+            shared = self.state.shared.get(deny.id, {})
+            line = f"{deny.describe()}: {len(ips)} IPs"
+            if shared:
+                line += f", {len(shared)} shared with allowed names (kept out: see --shared-ip)"
+            out.append(line)
+        for name, error in sorted(self.resolve_errors.items()):
+            out.append(f"resolving {name} failed ({error}); nothing was removed")
+        out.extend(self.notes)
+        return out
+
+
+def state_path_for(job: CompileJob) -> str | None:
+    if job.state_path:
+        return job.state_path
+    if job.out_dir:
+        return f"{job.out_dir.rstrip('/')}/.hushflow-state.json"
+    return None
+
+
+def check_policies(loaded: LoadedPolicies, allow_unobserved: bool) -> None:
+    errors = [d for d in loaded.diagnostics if d.level == Severity.ERROR and d.code != "HF020"]
+    if errors:
+        raise CompileError(_listing("the policies have errors; run `hushflow lint` on them", errors))
+    if allow_unobserved:
+        return
+    unobserved = [
+        d
+        for d in lint_policy_set(loaded.policy_set)
+        if d.code == "HF030" and ".egressDeny[" in f".{d.location.field}"
+    ]
+    if unobserved:
+        raise CompileError(
+            _listing(
+                "these FQDN denies apply to endpoints whose DNS traffic no L7 DNS rule sends through Cilium's "
+                "DNS proxy, so their IPs could only come from hushflow's own resolution. Add the DNS rule, "
+                "or pass --allow-unobserved to accept that",
+                unobserved,
+            )
+        )
+
+
+def _listing(title: str, diagnostics: Sequence[Diagnostic]) -> str:
+    shown = "\n".join(f"  {d.location}: [{d.code}] {d.message}" for d in diagnostics[:8])
+    more = f"\n  ... and {len(diagnostics) - 8} more" if len(diagnostics) > 8 else ""
+    return f"{title}:\n{shown}{more}"
+
+
+def blocked_entries(denies: Sequence[FqdnDeny]) -> list[object]:
+    from hushflow.enforce.dnsblock import BlockedName
+
+    entries: list[object] = []
+    for deny in denies:
+        reason = deny.describe() + (f" (log: {deny.rule.log_value})" if deny.rule.log_value else "")
+        entries.extend(BlockedName(selector, reason) for selector in deny.selectors)
+    return entries
+
+
+def dns_files(denies: Sequence[FqdnDeny], answer: DnsAnswer, serial: int) -> tuple[dict[str, str], list[str]]:
+    """CoreDNS snippet and RPZ zone for the denied names; and the patterns RPZ cannot express."""
+    from hushflow.enforce.dnsblock import coredns_snippet, rpz_zone
+
+    entries = blocked_entries(denies)
+    rpz = rpz_zone(entries, answer=answer, serial=serial)  # type: ignore[arg-type]
+    files = {
+        "dns/coredns-hushflow.conf": coredns_snippet(entries, answer=answer),  # type: ignore[arg-type]
+        "dns/hushflow.rpz": rpz.text,
+    }
+    return files, [str(b.selector) for b in rpz.unsupported]
+
+
+def run_compile(
+    job: CompileJob,
+    *,
+    lookup: LookupFn | None = None,
+    now: Callable[[], float] = time.time,
+    progress: Callable[[str], None] | None = None,
+) -> CompileReport:
+    say = progress or (lambda _message: None)
+    loaded = load_policies(list(job.policies), BuildOptions(cilium_version=job.cilium_version))
+    check_policies(loaded, job.allow_unobserved)
+    denies = fqdn_denies(loaded.policy_set)
+    state_path = state_path_for(job)
+    state = DenyState.load(state_path, job.min_ttl, job.grace) if state_path else DenyState(job.min_ttl, job.grace)
+    gone = state.keep_only(deny.id for deny in denies)
+    learner = DenyLearner(loaded.policy_set, denies, state, shared_ip=job.shared_ip, max_total=job.max_total)
+    report = CompileReport(CompileOutput(), state)
+    if gone:
+        report.notes.append(f"forgot {len(gone)} deny(ies) no longer in the policies: {', '.join(gone)}")
+
+    clock = now()
+    latest_flow = 0.0
+    if job.flows:
+        from hushflow.flow.reader import FlowReader, ReadStats
+
+        stats = ReadStats()
+        times = FlowTimes()
+        for event in FlowReader(list(job.flows), stats=stats, may_match=lambda raw: b'"dns"' in raw):
+            flow = event.flow
+            if flow is None:
+                continue
+            at = times.time_of(flow, event.data)
+            latest_flow = max(latest_flow, at)
+            report.learned_from_flows += len(learner.learn_flow(flow, at))
+        say(f"read {stats.lines} flow lines, {learner.stats.answers} DNS answers")
+        if stats.bad_lines:
+            report.notes.append(f"{stats.bad_lines} flow line(s) were not Hubble events and were skipped")
+    if job.clock == "flows" and latest_flow:
+        clock = latest_flow
+
+    names = sorted({name for deny in denies for name in deny.match_names})
+    if job.resolve and names:
+        say(f"resolving {len(names)} denied name(s)")
+        result = PreResolver(lookup).resolve(names, clock)
+        for name, (ips, ttl) in result.answers.items():
+            learner.learn_resolved(name, ips, ttl, clock)
+            report.resolved[name] = ips
+        report.resolve_errors = result.errors
+    report.expired = len(state.expire(clock))
+    report.notes.extend(learner.stats.notes)
+    report.output = compile_policies(loaded, state, CompileOptions(group_cap=job.group_cap))
+    if job.out_dir:
+        extra: dict[str, str] = {}
+        if denies:
+            try:
+                extra, unsupported = dns_files(denies, job.dns_answer, serial=int(clock))
+            except ModuleNotFoundError:  # TEMPORARY until enforce.dnsblock lands
+                extra, unsupported = {}, []
+            report.unsupported_rpz = unsupported
+            for pattern in unsupported:
+                report.notes.append(f"the RPZ zone cannot express {pattern}: block it in CoreDNS, or by IP only")
+        report.written = write_directory(job.out_dir, report.output.objects, extra)
+    if state_path:
+        state.save(state_path)
+    return report

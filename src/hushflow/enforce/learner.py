@@ -1,0 +1,187 @@
+"""Keep FQDN denies filled: which IPs each deny must hold, learned as names resolve.
+
+IPs come from (1) hushflow's own resolution of every `matchName` (done before any pod asks)
+and (2) DNS answers seen in Hubble flows whose name a deny selects (policy semantics: `*`
+within one label; `**.` from Cilium 1.19), for a client endpoint the deny's rule selects.
+
+Shared IPs: an IP that also serves a name a `toFQDNs` *allow* selects, for endpoints the deny
+may also apply to (CDNs), cannot be split at L3. With `shared_ip="skip"` (the default) such an
+IP is kept out of the deny and reported; with `"deny"` it is denied anyway, breaking the
+allowed name, and still reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hushflow.enforce.denies import FqdnDeny
+from hushflow.enforce.state import DenyState
+from hushflow.engine.connection import endpoint_labels
+from hushflow.engine.dns import normalize_dns_name
+from hushflow.policy.labels import Selector, endpoint_label_map
+from hushflow.policy.model import PeerRule, PolicySet, Rule
+
+SharedIpMode = Literal["skip", "deny"]
+DEFAULT_MAX_TOTAL = 10_000  # all denies together; Cilium's policy map holds 16,384 entries by default
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    deny_id: str
+    ip: str
+    added: bool  # False: removed (shared with an allowed name)
+    name: str
+    source: str  # resolver | observed
+
+
+@dataclass(slots=True)
+class LearnerStats:
+    answers: int = 0
+    added: int = 0
+    shared_skipped: int = 0
+    guard_skipped: int = 0
+    refreshed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def may_overlap(a: Selector | None, b: Selector | None) -> bool:
+    """False only when no endpoint can be selected by both (a cheap, safe test)."""
+    if a is None or b is None:
+        return a is b
+    if a.namespace is not None and b.namespace is not None and a.namespace != b.namespace:
+        return False
+    for left in a.requirements:
+        for right in b.requirements:
+            if left.key != right.key:
+                continue
+            if left.operator == "In" and right.operator == "In" and not (left.values & right.values):
+                return False
+            if {left.operator, right.operator} == {"Exists", "DoesNotExist"}:
+                return False
+            if left.operator == "In" and right.operator == "DoesNotExist":
+                return False
+            if left.operator == "DoesNotExist" and right.operator == "In":
+                return False
+    return True
+
+
+class DenyLearner:
+    def __init__(
+        self,
+        policy_set: PolicySet,
+        denies: Sequence[FqdnDeny],
+        state: DenyState,
+        *,
+        shared_ip: SharedIpMode = "skip",
+        max_total: int = DEFAULT_MAX_TOTAL,
+    ) -> None:
+        self.denies = list(denies)
+        self.state = state
+        self.shared_ip = shared_ip
+        self.max_total = max_total
+        self.stats = LearnerStats()
+        self._allows: list[tuple[Rule, PeerRule]] = [
+            (rule, peer) for rule in policy_set.rules for peer in rule.egress if peer.fqdns
+        ]
+        # allowed IP -> {(allowed name, index of the allow rule)}
+        self._allowed_ips: dict[str, set[tuple[str, int]]] = {}
+        self._label_maps: dict[tuple[str, ...], dict[str, str]] = {}
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def learn_resolved(self, name: str, ips: Sequence[str], ttl: float, now: float) -> list[Change]:
+        """hushflow's own resolution of a deny's matchName (applies whatever endpoint asks)."""
+        name = normalize_dns_name(name)
+        changes: list[Change] = []
+        for deny in self.denies:
+            if name in {normalize_dns_name(n) for n in deny.match_names}:
+                for ip in ips:
+                    changes.extend(self._add(deny, ip, name, ttl, now, "resolver"))
+        return changes
+
+    def learn_flow(self, flow: Mapping[str, Any], now: float) -> list[Change]:
+        """A DNS response flow: record allowed IPs, and fill the denies that select its name."""
+        l7 = flow.get("l7") or {}
+        dns = l7.get("dns")
+        if not dns or l7.get("type") != "RESPONSE" or dns.get("rcode", 0) != 0 or not dns.get("ips"):
+            return []
+        self.stats.answers += 1
+        name = normalize_dns_name(dns.get("query", ""))
+        ips = list(dns["ips"])
+        ttl = float(dns.get("ttl", 0))
+        client = flow.get("destination") or {}
+        labels = self._labels(endpoint_labels(client))
+        changes: list[Change] = []
+        for index, (rule, peer) in enumerate(self._allows):
+            selected = rule.subject is not None and rule.subject.matches(labels)
+            if selected and any(f.matches(name) for f in peer.fqdns or ()):
+                for ip in ips:
+                    self._allowed_ips.setdefault(ip, set()).add((name, index))
+                    changes.extend(self._unshare(ip))
+        for deny in self.denies:
+            subject = deny.rule.subject
+            if subject is not None and not subject.matches(labels):
+                continue
+            if deny.matches(name):
+                for ip in ips:
+                    changes.extend(self._add(deny, ip, name, ttl, now, "observed"))
+        return changes
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _labels(self, labels: tuple[str, ...]) -> dict[str, str]:
+        cached = self._label_maps.get(labels)
+        if cached is None:
+            if len(self._label_maps) > 100_000:
+                self._label_maps.clear()
+            cached = self._label_maps[labels] = endpoint_label_map(labels)
+        return cached
+
+    def _sharing(self, deny: FqdnDeny, ip: str) -> list[str]:
+        names = set()
+        for name, index in self._allowed_ips.get(ip, ()):
+            rule, _peer = self._allows[index]
+            if may_overlap(rule.subject, deny.rule.subject) and not deny.matches(name):
+                names.add(name)
+        return sorted(names)
+
+    def _add(self, deny: FqdnDeny, ip: str, name: str, ttl: float, now: float, source: str) -> list[Change]:
+        shared = self._sharing(deny, ip)
+        if shared:
+            self.state.note_shared(deny.id, ip, shared)
+            if self.shared_ip == "skip":
+                self.stats.shared_skipped += 1
+                return []
+        known = ip in self.state.denies.get(deny.id, {})
+        if not known and self.state.total() >= self.max_total:
+            self.stats.guard_skipped += 1
+            if self.stats.guard_skipped == 1:
+                self.stats.notes.append(
+                    f"the global limit of {self.max_total} denied IPs is reached: new IPs are not denied "
+                    "(raise --max-total, or narrow the FQDN denies)"
+                )
+            return []
+        if self.state.add(deny.id, ip, name, ttl, now, source):
+            self.stats.added += 1
+            return [Change(deny.id, ip, True, name, source)]
+        self.stats.refreshed += 1
+        return []
+
+    def _unshare(self, ip: str) -> list[Change]:
+        """An allowed name now shares `ip`: in skip mode take it out of the denies that hold it."""
+        changes = []
+        for deny in self.denies:
+            records = self.state.denies.get(deny.id)
+            if not records or ip not in records:
+                continue
+            shared = self._sharing(deny, ip)
+            if not shared:
+                continue
+            self.state.note_shared(deny.id, ip, shared)
+            if self.shared_ip == "skip":
+                record = records.pop(ip)
+                self.stats.shared_skipped += 1
+                changes.append(Change(deny.id, ip, False, sorted(record.names)[0], "shared"))
+        return changes

@@ -1,0 +1,171 @@
+"""What hushflow has learned for each FQDN deny: the IPs to deny, why, and until when.
+
+An IP stays until its TTL — raised to `min_ttl` (default 1 h) plus `grace` — passes without
+the name being seen again (resolved or answered again). Upstream and resolver errors never
+remove anything: only time does.
+
+The state survives restarts: `save` writes a JSON file atomically (temporary file in the same
+directory, fsync, rename, fsync of the directory), so a crash between two writes leaves the
+previous complete file, and nothing already published is lost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+STATE_VERSION = 1
+DEFAULT_MIN_TTL = 3600.0
+
+
+class StateError(Exception):
+    """The state file exists but cannot be used; the message names the file and what to do."""
+
+
+@dataclass(slots=True)
+class IpRecord:
+    expires: float
+    first_seen: float
+    last_seen: float
+    names: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)  # "resolver", "observed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expires": round(self.expires, 3),
+            "first_seen": round(self.first_seen, 3),
+            "last_seen": round(self.last_seen, 3),
+            "names": sorted(self.names),
+            "sources": sorted(self.sources),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IpRecord:
+        return cls(
+            float(data["expires"]),
+            float(data["first_seen"]),
+            float(data["last_seen"]),
+            set(data.get("names", ())),
+            set(data.get("sources", ())),
+        )
+
+
+def ip_sort_key(ip: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(ip)
+    return address.version, int(address)
+
+
+@dataclass(slots=True)
+class DenyState:
+    """deny id -> IP -> record; and the IPs kept out because an allowed name shares them."""
+
+    min_ttl: float = DEFAULT_MIN_TTL
+    grace: float = 0.0
+    denies: dict[str, dict[str, IpRecord]] = field(default_factory=dict)
+    # deny id -> IP -> allowed names that share it (kept out of the deny, reported)
+    shared: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def add(self, deny_id: str, ip: str, name: str, ttl: float, now: float, source: str) -> bool:
+        """Record that `name` resolved to `ip`; True when the IP is new for this deny."""
+        expires = now + max(ttl, self.min_ttl) + self.grace
+        records = self.denies.setdefault(deny_id, {})
+        record = records.get(ip)
+        if record is None:
+            records[ip] = IpRecord(expires, now, now, {name}, {source})
+            return True
+        record.expires = max(record.expires, expires)
+        record.last_seen = max(record.last_seen, now)
+        record.names.add(name)
+        record.sources.add(source)
+        return False
+
+    def note_shared(self, deny_id: str, ip: str, allowed_names: Iterable[str]) -> None:
+        self.shared.setdefault(deny_id, {})[ip] = sorted(set(allowed_names))
+
+    def expire(self, now: float) -> list[tuple[str, str]]:
+        """Remove IPs whose time ran out; returns (deny id, ip) of each removed."""
+        removed = []
+        for deny_id, records in self.denies.items():
+            for ip in [ip for ip, record in records.items() if record.expires < now]:
+                del records[ip]
+                removed.append((deny_id, ip))
+        return removed
+
+    def ips(self, deny_id: str) -> list[str]:
+        return sorted(self.denies.get(deny_id, {}), key=ip_sort_key)
+
+    def total(self) -> int:
+        return sum(len(records) for records in self.denies.values())
+
+    def keep_only(self, deny_ids: Iterable[str]) -> list[str]:
+        """Forget denies that no longer exist in the policies; returns their ids."""
+        wanted = set(deny_ids)
+        gone = [deny_id for deny_id in self.denies if deny_id not in wanted]
+        for deny_id in gone:
+            del self.denies[deny_id]
+            self.shared.pop(deny_id, None)
+        return gone
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "denies": {
+                deny_id: {ip: records[ip].to_json() for ip in sorted(records, key=ip_sort_key)}
+                for deny_id, records in sorted(self.denies.items())
+            },
+            "shared": {deny_id: dict(sorted(ips.items())) for deny_id, ips in sorted(self.shared.items()) if ips},
+        }
+
+    def save(self, path: str) -> None:
+        """Write atomically: a reader (or a crash) sees the old file or the new one, never half."""
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        data = json.dumps(self.to_json(), indent=1, sort_keys=False).encode() + b"\n"
+        fd, tmp = tempfile.mkstemp(prefix=".hushflow-state-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @classmethod
+    def load(cls, path: str, min_ttl: float = DEFAULT_MIN_TTL, grace: float = 0.0) -> DenyState:
+        """The saved state, or an empty one when the file does not exist yet."""
+        state = cls(min_ttl=min_ttl, grace=grace)
+        try:
+            with open(path, "rb") as handle:
+                data = json.loads(handle.read())
+        except FileNotFoundError:
+            return state
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"{path}: cannot read the state file ({exc}); fix or move it away — hushflow will then "
+                "start empty and relearn the IPs"
+            ) from None
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise StateError(f"{path}: not a hushflow state file of version {STATE_VERSION}")
+        try:
+            for deny_id, records in data.get("denies", {}).items():
+                state.denies[deny_id] = {ip: IpRecord.from_json(record) for ip, record in records.items()}
+            for deny_id, ips in data.get("shared", {}).items():
+                state.shared[deny_id] = {ip: list(names) for ip, names in ips.items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(f"{path}: malformed state entry ({exc})") from None
+        return state
