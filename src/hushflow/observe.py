@@ -446,7 +446,9 @@ def _compile_predicate(
     try:
         compiled = compile_filters(list(filters.allowlist), list(filters.denylist))
     except FilterError as err:
-        raise ObserveError(str(err)) from None
+        # Hubble's own message first (scripts may match it), then hushflow's hint on its own line.
+        hint = getattr(err, "hint", None)
+        raise ObserveError(f"{err}\n{hint}" if hint else str(err)) from None
     return compiled.matches, compiled.line_may_match
 
 
