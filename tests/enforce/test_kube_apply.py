@@ -550,3 +550,37 @@ def test_apply_result_summary_and_problems() -> None:
     assert result.summary() == "applied: 1 created, 0 updated, 0 unchanged, 1 deleted, 0 refused, 0 failed"
     assert result.ok and result.problems() == []
     assert copy.copy(result) == result
+
+
+def test_refusal_says_how_to_hand_a_policy_over(server: FakeApiServer, api: ApiClient) -> None:
+    """The user's own policy, applied earlier with kubectl, is refused with the command to hand it over.
+
+    Runs against the local test double (no Kubernetes API server runs here); the code path is the
+    production one: the real kubernetes ApiClient over HTTP.
+    """
+    mine = network_policy("app-external-block-policy", "my-namespace", "hushflow-telemetry")
+    original = copy.deepcopy(mine)
+    original["metadata"]["labels"] = {}
+    original["spec"]["egressDeny"] = [{"toFQDNs": [{"matchPattern": "*.telemetry.example.com"}]}]
+    server.put(original)
+
+    refused = apply_objects(api, [mine], prune_kinds=())
+
+    assert [str(p) for p in refused.refused] == [
+        "CiliumNetworkPolicy my-namespace/app-external-block-policy: exists and is not managed by hushflow "
+        "(no label app.kubernetes.io/managed-by=hushflow); left untouched: rename it in the hushflow output, or "
+        "hand it over to hushflow with `kubectl label -n my-namespace ciliumnetworkpolicies.cilium.io "
+        "app-external-block-policy app.kubernetes.io/managed-by=hushflow`"
+    ]
+    handed_over = server.get("CiliumNetworkPolicy", "app-external-block-policy", "my-namespace")
+    assert handed_over is not None
+    handed_over["metadata"]["labels"] = dict(MANAGED)
+    server.put(handed_over)  # what `kubectl label` does
+
+    applied = apply_objects(api, [mine], prune_kinds=())
+
+    assert applied.ok
+    assert applied.updated == [ObjectRef("CiliumNetworkPolicy", "app-external-block-policy", "my-namespace")]
+    assert "-  - toFQDNs:" in applied.diff
+    stored = server.get("CiliumNetworkPolicy", "app-external-block-policy", "my-namespace")
+    assert stored is not None and stored["spec"] == mine["spec"]

@@ -266,9 +266,11 @@ def _apply_one(
         return
     if live is not None and not _carries_labels(live, labels):
         wanted = ",".join(f"{k}={v}" for k, v in labels.items())
+        namespace_flag = f"-n {ref.namespace} " if ref.namespace else ""
+        hand_over = f"kubectl label {namespace_flag}{kind.plural}.cilium.io {ref.name} {' '.join(wanted.split(','))}"
         result.refused.append(ObjectProblem(
             ref, f"exists and is not managed by hushflow (no label {wanted}); left untouched: "
-                 "rename the hushflow policy, or delete the object or label it to hand it over to hushflow"))
+                 f"rename it in the hushflow output, or hand it over to hushflow with `{hand_over}`"))
         return
 
     query: list[tuple[str, str]] = [("fieldManager", field_manager)]
