@@ -12,13 +12,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## demo: create the environment, install, run hushflow on the bundled example
+## demo: create the environment, install, run hushflow's main job on the bundled example
 demo: $(STAMP)
-	@echo "== hushflow lint examples/telemetry-block (the deny as users wrote it) =="
+	@echo "== 1. hushflow lint: the FQDN deny as the team wrote it (Cilium cannot run it) =="
 	-$(BIN)/hushflow lint examples/telemetry-block
 	@echo
-	@echo "== hushflow summary examples/telemetry-block =="
-	$(BIN)/hushflow summary examples/telemetry-block
+	@echo "== 2. hushflow compile: what Cilium does run (toCIDRSet + CiliumCIDRGroup, DNS blocks) =="
+	$(BIN)/hushflow compile examples/telemetry-block --out hushflow-demo/compiled \
+	  --flows examples/telemetry-block/flows.jsonl --no-resolve --clock flows
+	@echo
+	@echo "== 3. hushflow run: the main job, replaying the example's recorded Hubble flows =="
+	$(BIN)/hushflow run --metrics-address 127.0.0.1:0 --out hushflow-demo/groups --events file:hushflow-demo/events.jsonl
+	@echo
+	@echo "== 4. only the drop nobody planned is left once drops carry their rule's tag =="
+	$(BIN)/hushflow observe --input-file examples/telemetry-block/flows.jsonl --enrich examples/telemetry-block \
+	  --verdict DROPPED --not --cel-expression "'app-explicit-traffic-blocked' in _flow.policy_log"
 
 # Real components the tests run against: Unbound (RPZ check) and Prometheus/promtool.
 SYSTEM_TOOLS := unbound promtool prometheus

@@ -16,6 +16,7 @@ from hushflow import __version__
 # name -> (module, attribute, one-line help shown by `hushflow --help`)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "lint": ("hushflow.cli.lint", "lint", "Check Cilium policies: schema, traps, what Cilium cannot run."),
+    "run": ("hushflow.cli.run", "run", "The main job: follow Hubble, fill FQDN denies, attribute, alert."),
     "summary": ("hushflow.cli.summary", "summary", "Summarise the policies in files or directories."),
     "observe": ("hushflow.cli.observe", "observe", "Read Hubble flows and filter them like `hubble observe`."),
     "compile": ("hushflow.cli.compile", "compile_", "Turn FQDN denies into CIDR-group rules Cilium runs."),

@@ -7,9 +7,12 @@ directory (and apply to a cluster, when asked); save the state.
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
@@ -124,11 +127,25 @@ def blocked_entries(denies: Sequence[FqdnDeny]) -> list[object]:
     return entries
 
 
-def dns_files(denies: Sequence[FqdnDeny], answer: DnsAnswer, serial: int) -> tuple[dict[str, str], list[str]]:
-    """CoreDNS snippet and RPZ zone for the denied names; and the patterns RPZ cannot express."""
+_SOA_SERIAL = re.compile(r"IN SOA \S+ \S+ \((\d+) ")
+
+
+def dns_files(
+    denies: Sequence[FqdnDeny], answer: DnsAnswer, serial: int, previous_rpz: str | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """CoreDNS snippet and RPZ zone for the denied names; and the patterns RPZ cannot express.
+
+    The zone keeps its previous serial while its content is unchanged (a second run changes
+    nothing); when the content changes the serial grows, as secondaries need.
+    """
     from hushflow.enforce.dnsblock import coredns_snippet, rpz_zone
 
     entries = blocked_entries(denies)
+    previous = _SOA_SERIAL.search(previous_rpz or "")
+    if previous is not None:
+        old_serial = int(previous.group(1))
+        same = rpz_zone(entries, answer=answer, serial=old_serial)  # type: ignore[arg-type]
+        serial = old_serial if previous_rpz and previous_rpz.endswith(same.text) else max(serial, old_serial + 1)
     rpz = rpz_zone(entries, answer=answer, serial=serial)  # type: ignore[arg-type]
     files = {
         "dns/coredns-hushflow.conf": coredns_snippet(entries, answer=answer),  # type: ignore[arg-type]
@@ -190,10 +207,9 @@ def run_compile(
     if job.out_dir:
         extra: dict[str, str] = {}
         if denies:
-            try:
-                extra, unsupported = dns_files(denies, job.dns_answer, serial=int(clock))
-            except ModuleNotFoundError:  # TEMPORARY until enforce.dnsblock lands
-                extra, unsupported = {}, []
+            rpz_path = os.path.join(job.out_dir, "dns", "hushflow.rpz")
+            previous = Path(rpz_path).read_text(encoding="utf-8") if os.path.exists(rpz_path) else None
+            extra, unsupported = dns_files(denies, job.dns_answer, serial=int(clock), previous_rpz=previous)
             report.unsupported_rpz = unsupported
             for pattern in unsupported:
                 report.notes.append(f"the RPZ zone cannot express {pattern}: block it in CoreDNS, or by IP only")

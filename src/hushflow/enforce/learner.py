@@ -33,7 +33,9 @@ class Change:
     ip: str
     added: bool  # False: removed (shared with an allowed name)
     name: str
-    source: str  # resolver | observed
+    source: str  # resolver | observed | shared
+    ttl: float = 0.0
+    at: float = 0.0  # flow (or resolution) time the IP was learned
 
 
 @dataclass(slots=True)
@@ -165,7 +167,7 @@ class DenyLearner:
             return []
         if self.state.add(deny.id, ip, name, ttl, now, source):
             self.stats.added += 1
-            return [Change(deny.id, ip, True, name, source)]
+            return [Change(deny.id, ip, True, name, source, ttl, now)]
         self.stats.refreshed += 1
         return []
 

@@ -6,7 +6,10 @@ remove anything: only time does.
 
 The state survives restarts: `save` writes a JSON file atomically (temporary file in the same
 directory, fsync, rename, fsync of the directory), so a crash between two writes leaves the
-previous complete file, and nothing already published is lost.
+previous complete file. A long-running process also keeps a journal next to it
+(`<state>.journal`, one fsync'ed JSON line per learned IP, written *before* the IP is published
+to a CIDR group): `load` replays it over the snapshot, so nothing already published is lost
+even when the process is killed between two snapshots. `save` then starts a new journal.
 """
 
 from __future__ import annotations
@@ -58,6 +61,53 @@ class IpRecord:
 def ip_sort_key(ip: str) -> tuple[int, int]:
     address = ipaddress.ip_address(ip)
     return address.version, int(address)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    deny_id: str
+    ip: str
+    name: str
+    ttl: float
+    at: float
+    source: str
+
+    def line(self) -> bytes:
+        return (
+            json.dumps(
+                {"d": self.deny_id, "ip": self.ip, "n": self.name, "t": self.ttl, "at": self.at, "s": self.source},
+                separators=(",", ":"),
+            ).encode()
+            + b"\n"
+        )
+
+
+def journal_path(path: str) -> str:
+    return path + ".journal"
+
+
+class Journal:
+    """Append-only, fsync'ed log of learned IPs between two snapshots."""
+
+    def __init__(self, path: str) -> None:
+        self.path = journal_path(path)
+        self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open for the process lifetime
+
+    def append(self, entries: Iterable[JournalEntry]) -> None:
+        data = b"".join(entry.line() for entry in entries)
+        if data:
+            self._handle.write(data)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def reset(self) -> None:
+        """After a snapshot: the journal starts empty (replaying old lines would be harmless)."""
+        self._handle.truncate(0)
+        self._handle.seek(0)
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 @dataclass(slots=True)
@@ -147,12 +197,13 @@ class DenyState:
 
     @classmethod
     def load(cls, path: str, min_ttl: float = DEFAULT_MIN_TTL, grace: float = 0.0) -> DenyState:
-        """The saved state, or an empty one when the file does not exist yet."""
+        """The saved state (journal replayed), or an empty one when nothing was saved yet."""
         state = cls(min_ttl=min_ttl, grace=grace)
         try:
             with open(path, "rb") as handle:
                 data = json.loads(handle.read())
         except FileNotFoundError:
+            state.replay_journal(path)
             return state
         except (OSError, ValueError) as exc:
             raise StateError(
@@ -168,4 +219,24 @@ class DenyState:
                 state.shared[deny_id] = {ip: list(names) for ip, names in ips.items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"{path}: malformed state entry ({exc})") from None
+        state.replay_journal(path)
         return state
+
+    def replay_journal(self, path: str) -> int:
+        """Apply the journal written since the last snapshot; a torn last line is ignored."""
+        try:
+            with open(journal_path(path), "rb") as handle:
+                lines = handle.read().split(b"\n")
+        except FileNotFoundError:
+            return 0
+        replayed = 0
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                self.add(item["d"], item["ip"], item["n"], float(item["t"]), float(item["at"]), item["s"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: everything before it is intact
+            replayed += 1
+        return replayed

@@ -1,0 +1,155 @@
+"""`hushflow run`: follow Hubble, keep FQDN denies filled, attribute verdicts, alert on surprises."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hushflow.cli.options import cilium_version_option
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--policies", multiple=True, metavar="PATH", help="Policies (files, directories, -); repeatable.")
+@click.option("--hubble-server", metavar="ADDRESS",
+              help="Hubble Relay (host:port, e.g. localhost:4245) or a node socket (unix:///var/run/cilium/hubble.sock).")
+@click.option("--tls", is_flag=True, help="Use TLS to the Hubble server.")
+@click.option("--tls-ca-cert-files", multiple=True, metavar="FILE", help="CA certificates for --tls.")
+@click.option("--tls-client-cert-file", metavar="FILE", help="Client certificate for mutual TLS.")
+@click.option("--tls-client-key-file", metavar="FILE", help="Client key for mutual TLS.")
+@click.option("--tls-server-name", metavar="NAME", help="Server name to verify (default: the host).")
+@click.option("--input-file", "input_files", multiple=True, metavar="FILE",
+              help="Read flows from files instead (replays, demos); - is stdin.")
+@click.option("--follow", is_flag=True, help="Keep reading the last --input-file as it grows (exporter files).")
+@click.option("--out", "out_dir", metavar="DIR", help="Write the CiliumCIDRGroups here (directory mode).")
+@click.option("--apply", "apply_", is_flag=True, help="Server-side apply the CiliumCIDRGroups to the cluster.")
+@click.option("--kubeconfig", metavar="FILE", help="For --apply (default: in-cluster).")
+@click.option("--state", "state_path", metavar="FILE", help="Learned IPs persist here (snapshot + journal).")
+@click.option("--metrics-address", default="0.0.0.0:9965", show_default=True, metavar="HOST:PORT",
+              help="Serve /metrics, /healthz and /readyz here.")
+@click.option("--events", multiple=True, metavar="SINK",
+              help="Unexpected drops as JSON events: stdout, file:PATH or an http(s):// webhook; repeatable.")
+@click.option("--event-window", type=float, default=300, show_default=True,
+              help="Seconds during which repeats of the same drop are counted, not sent again.")
+@click.option("--expected-log", "expected_logs", multiple=True, metavar="TAG",
+              help="A log.value that marks drops as planned (default: the log values of deny rules).")
+@click.option("--expected-cel", multiple=True, metavar="EXPR", help="A CEL expression marking drops as planned.")
+@click.option("--attribute-default-deny", is_flag=True, help="Fill *_denied_by on default-deny drops too.")
+@click.option("--resolve/--no-resolve", default=True, show_default=True,
+              help="Resolve every denied matchName (and again before its TTL runs out).")
+@click.option("--nameserver", "nameservers", multiple=True, metavar="IP")
+@click.option("--min-ttl", type=float, default=3600, show_default=True)
+@click.option("--shared-ip", type=click.Choice(["skip", "deny"]), default="skip", show_default=True)
+@click.option("--group-cap", type=click.IntRange(1, 16384), default=1000, show_default=True)
+@click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True)
+@click.option("--max-series", type=click.IntRange(1), default=2000, show_default=True,
+              help="Distinct label combinations per metric before new ones fold into _other.")
+@click.option("--linger", type=float, default=0, show_default=True,
+              help="After a finite input ends, keep serving metrics this many seconds.")
+@click.option("--clock", type=click.Choice(["wall", "flows"]), default="wall", show_default=True,
+              help="Expire learned IPs against the wall clock or the flows' own time (replays).")
+@cilium_version_option
+def run(**kwargs: Any) -> None:
+    """The main job. Follows Hubble live (or files), keeps the CIDR groups of FQDN denies
+    filled, attributes every policy verdict to its rule (filling policy_log on drops), exports
+    Prometheus metrics and sends an event for every drop nobody planned.
+
+    With no --hubble-server and no --input-file it replays the bundled telemetry-block example
+    (what `make demo` shows): CIDR groups written to ./hushflow-demo/, metrics served, and a
+    closing summary of expected vs unexpected drops.
+
+    \b
+    Examples:
+      hushflow run --policies /policies --hubble-server hubble-relay.kube-system.svc:80 --apply
+      hushflow run --policies policies/ --input-file hubble-export.json --follow --out groups/
+    """
+    from hushflow.run import EXAMPLE_DIR, Daemon, RunError, RunOptions, serve_http
+
+    policies = kwargs["policies"]
+    input_files = kwargs["input_files"]
+    out_dir, clock, resolve = kwargs["out_dir"], kwargs["clock"], kwargs["resolve"]
+    if not kwargs["hubble_server"] and not input_files:
+        if not EXAMPLE_DIR.exists():
+            raise click.UsageError("no flow source: pass --hubble-server ADDRESS or --input-file FILE")
+        click.echo(f"no source given: replaying the bundled example {EXAMPLE_DIR}", err=True)
+        policies = policies or (str(EXAMPLE_DIR),)
+        input_files = (str(EXAMPLE_DIR / "flows.jsonl"),)
+        out_dir = out_dir or "hushflow-demo"
+        clock, resolve = "flows", False
+    if not policies:
+        raise click.UsageError("say which policies to enforce and attribute: --policies PATH")
+    tls = None
+    if kwargs["hubble_server"]:
+        tls = {key: kwargs[key] for key in ("tls", "tls_ca_cert_files", "tls_client_cert_file",
+                                             "tls_client_key_file", "tls_server_name")}
+    options = RunOptions(
+        policies=tuple(policies), input_files=tuple(input_files), follow=kwargs["follow"],
+        hubble_server=kwargs["hubble_server"], tls=tls, out_dir=out_dir, apply=kwargs["apply_"],
+        kubeconfig=kwargs["kubeconfig"], state_path=kwargs["state_path"], metrics_address=kwargs["metrics_address"],
+        events=tuple(kwargs["events"]), event_window=kwargs["event_window"],
+        expected_logs=tuple(kwargs["expected_logs"]) or None, expected_cel=tuple(kwargs["expected_cel"]),
+        attribute_default_deny=kwargs["attribute_default_deny"], resolve=resolve,
+        nameservers=tuple(kwargs["nameservers"]), min_ttl=kwargs["min_ttl"], shared_ip=kwargs["shared_ip"],
+        group_cap=kwargs["group_cap"], max_total=kwargs["max_total"], max_series=kwargs["max_series"],
+        linger=kwargs["linger"], cilium_version=kwargs["cilium_version"], clock=clock,
+    )
+    try:
+        daemon = Daemon(options)
+    except RunError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        server = serve_http(daemon, options.metrics_address)
+    except OSError as exc:
+        click.echo(f"error: cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    host, port = server.server_address[:2]
+    click.echo(f"serving http://{host!s}:{port}/metrics, /healthz, /readyz", err=True)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        click.echo(f"received {signal.Signals(signum).name}: draining and saving state", err=True)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    result: dict[str, int] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("code", daemon.run()), name="hushflow-main")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if options.linger > 0 and not daemon.stopping.is_set():
+        time.sleep(options.linger)
+    server.shutdown()
+    print_summary(daemon, Console(file=sys.stdout))
+    sys.exit(result.get("code", 1))
+
+
+def print_summary(daemon: Any, console: Console) -> None:
+    summary = daemon.summary
+    console.print(
+        f"{summary.flows} flows, {summary.verdicts} policy verdicts/drops attributed, "
+        f"{summary.learned_ips} IPs learned for FQDN denies, {summary.groups_written} CIDR group writes, "
+        f"{summary.events_sent} unexpected-drop events",
+        soft_wrap=True,
+    )
+    for title, counts in (("drops by tag", summary.drops_by_tag), ("drops by workload", summary.drops_by_workload)):
+        keys = sorted({key for key, _ in counts})
+        table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
+        table.add_column(title.split(" by ")[1].upper())
+        table.add_column("EXPECTED", justify="right")
+        table.add_column("UNEXPECTED", justify="right")
+        for key in keys:
+            table.add_row(key, str(counts[(key, True)]), str(counts[(key, False)]))
+        console.print(table)
+    if summary.leak_p50 is not None:
+        console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
+    if summary.bad_lines or summary.lost_events:
+        console.print(
+            f"[yellow]{summary.bad_lines} malformed lines skipped, {summary.lost_events} Hubble events lost[/]"
+        )

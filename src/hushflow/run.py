@@ -1,0 +1,504 @@
+"""`hushflow run`: the long-running process SREs deploy next to Cilium.
+
+One direction of data, two threads and a bounded queue between them:
+
+    source thread:     Hubble (gRPC) or files --> queue (bounded; waiting is measured)
+    processing thread: queue --> deny learner --> CIDR groups (journal first, then publish)
+                             --> attribution --> metrics, unexpected-drop events
+
+A third, optional thread resolves the denied matchNames and puts the answers on the same
+queue, so all state is changed by the processing thread alone. Metrics, /healthz and /readyz
+are served on one HTTP port (9965 by default). SIGTERM (or `stop`) stops reading, drains the
+queue, saves the state and ends with exit status 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from hushflow.engine.attribution import Attribution, Attributor
+from hushflow.engine.connection import FlowTimes, connection_of, endpoint_labels
+from hushflow.engine.explain import render
+from hushflow.flow.reader import FlowEvent
+from hushflow.sinks import metric_names as m
+from hushflow.sinks.events import UnexpectedDropEvents, make_sink
+from hushflow.sinks.metrics import HushflowMetrics, MetricsOptions, workload_of
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
+
+
+class RunError(Exception):
+    """A reason the daemon cannot start, worded for the user."""
+
+
+class FlowSource(Protocol):
+    """Anything that yields FlowEvents until stopped (files, Hubble's gRPC API)."""
+
+    name: str
+
+    def events(self) -> Iterator[FlowEvent]: ...
+
+    def stop(self) -> None: ...
+
+    def connected(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    policies: tuple[str, ...] = ()
+    input_files: tuple[str, ...] = ()
+    follow: bool = False
+    hubble_server: str | None = None
+    tls: Any = None  # hushflow.flow.grpc_source TLS settings, when reading from Hubble
+    out_dir: str | None = None
+    apply: bool = False
+    kubeconfig: str | None = None
+    state_path: str | None = None
+    metrics_address: str = f"0.0.0.0:{m.METRICS_PORT}"
+    events: tuple[str, ...] = ()
+    event_window: float = 300.0
+    expected_logs: tuple[str, ...] | None = None
+    expected_cel: tuple[str, ...] = ()
+    attribute_default_deny: bool = False
+    resolve: bool = True
+    nameservers: tuple[str, ...] = ()
+    min_ttl: float = 3600.0
+    grace: float = 0.0
+    shared_ip: str = "skip"
+    group_cap: int = 1000
+    max_total: int = 10_000
+    queue_size: int = 10_000
+    snapshot_interval: float = 60.0
+    expire_interval: float = 30.0
+    linger: float = 0.0
+    max_series: int = 2000
+    cilium_version: tuple[int, int] = (1, 18)
+    clock: str = "wall"  # or "flows": expire against flow time (replays)
+
+
+@dataclass(slots=True)
+class RunSummary:
+    flows: int = 0
+    verdicts: int = 0
+    drops_by_tag: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    drops_by_workload: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    learned_ips: int = 0
+    groups_written: int = 0
+    events_sent: int = 0
+    bad_lines: int = 0
+    lost_events: int = 0
+    leak_p50: float | None = None
+    leak_p99: float | None = None
+
+
+class FileSource:
+    """Recorded flows (or an exporter file with --follow), through the regular reader."""
+
+    def __init__(self, paths: Sequence[str], follow: bool) -> None:
+        from hushflow.flow.reader import ReadStats
+
+        self.paths = list(paths)
+        self.follow = follow
+        self.name = ",".join(self.paths)
+        self.read_stats = ReadStats()
+        self._stop = threading.Event()
+
+    def events(self) -> Iterator[FlowEvent]:
+        from hushflow.flow.reader import FlowReader
+
+        reader = FlowReader(
+            self.paths,
+            follow=self.follow,
+            stats=self.read_stats,
+            sleep=self._wait,
+            stop=self._stop.is_set,
+            poll_interval=0.1,
+        )
+        for event in reader:
+            if self._stop.is_set():
+                return
+            yield event
+
+    def _wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def connected(self) -> bool:
+        return True
+
+
+_END = object()
+
+
+class Daemon:
+    def __init__(
+        self,
+        options: RunOptions,
+        *,
+        source: FlowSource | None = None,
+        lookup: Any = None,
+        registry: CollectorRegistry | None = None,
+        stderr: IO[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import sys
+
+        self.options = options
+        self.stderr = stderr or sys.stderr
+        self.clock = clock
+        self.monotonic = monotonic
+        self.registry = registry or CollectorRegistry()
+        self.metrics = HushflowMetrics(self.registry, MetricsOptions(max_series=options.max_series))
+        self.summary = RunSummary()
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.heartbeat = monotonic()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=options.queue_size)
+        self._times = FlowTimes()
+        self._lookup = lookup
+        self._last_flow_time = 0.0
+        self._bad_reported = 0
+        self._setup(source)
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _setup(self, source: FlowSource | None) -> None:
+        from hushflow.enforce.denies import fqdn_denies
+        from hushflow.enforce.learner import DenyLearner
+        from hushflow.enforce.live import GroupPublisher
+        from hushflow.enforce.state import DenyState, Journal, StateError
+        from hushflow.policy.diagnostics import Severity
+        from hushflow.policy.loading import load_policies
+        from hushflow.policy.model import BuildOptions
+
+        options = self.options
+        loaded = load_policies(list(options.policies), BuildOptions(cilium_version=options.cilium_version))
+        errors = [d for d in loaded.diagnostics if d.level == Severity.ERROR and d.code != "HF020"]
+        if errors:
+            listing = "\n".join(f"  {d.location}: [{d.code}] {d.message}" for d in errors[:8])
+            raise RunError(f"the policies have {len(errors)} error(s); run `hushflow lint` on them:\n{listing}")
+        if not loaded.policy_set.policies:
+            raise RunError(f"no Cilium policies in {', '.join(options.policies) or '(nothing given)'}")
+        self.policy_set = loaded.policy_set
+        self.denies = fqdn_denies(loaded.policy_set)
+        try:
+            self.state = (
+                DenyState.load(options.state_path, options.min_ttl, options.grace)
+                if options.state_path
+                else DenyState(options.min_ttl, options.grace)
+            )
+        except StateError as exc:
+            raise RunError(str(exc)) from None
+        self.state.keep_only(deny.id for deny in self.denies)
+        self.journal = Journal(options.state_path) if options.state_path else None
+        predicate = None
+        if options.expected_cel:
+            from hushflow.engine.enrich import expected_predicate_from_cel
+
+            predicate = expected_predicate_from_cel(list(options.expected_cel))
+        self.attributor = Attributor(
+            loaded.policy_set,
+            expected_logs=options.expected_logs,
+            expected_predicate=predicate,
+            attribute_default_deny=options.attribute_default_deny,
+        )
+        self.learner = DenyLearner(
+            loaded.policy_set, self.denies, self.state, shared_ip=options.shared_ip,  # type: ignore[arg-type]
+            max_total=options.max_total,
+        )
+        apply = self._kube_apply() if options.apply else None
+        self.publisher = GroupPublisher(
+            self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
+            group_cap=options.group_cap, monotonic=self.monotonic,
+        )
+        self.events = UnexpectedDropEvents(
+            [make_sink(spec) for spec in options.events],
+            window=options.event_window,
+            on_emit=lambda sink, ok: self.metrics[m.EVENTS_EMITTED_TOTAL]
+            .labels(sink=sink, outcome="delivered" if ok else "failed")
+            .inc(),
+        )
+        self.source = source or self._default_source()
+
+    def _kube_apply(self) -> Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]:
+        from hushflow.enforce.kube import apply_objects, load_kube_api
+
+        api = load_kube_api(self.options.kubeconfig, None, in_cluster=self.options.kubeconfig is None)
+
+        def apply(changed: Sequence[dict[str, Any]], deleted: Sequence[dict[str, Any]]) -> None:
+            result = apply_objects(api, list(changed), prune_kinds=())
+            for problem in getattr(result, "refused", ()):
+                self.stderr.write(f"hushflow: apply refused: {problem}\n")
+
+        return apply
+
+    def _default_source(self) -> FlowSource:
+        options = self.options
+        if options.hubble_server:
+            from hushflow.flow.grpc_source import HubbleSource
+
+            return HubbleSource(options.hubble_server, options.tls)
+        if options.input_files:
+            return FileSource(options.input_files, options.follow)
+        raise RunError("no flow source: pass --hubble-server ADDRESS or --input-file FILE")
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        backpressure = self.metrics[m.BACKPRESSURE_SECONDS_TOTAL].labels(queue="flows")
+        try:
+            for event in self.source.events():
+                try:
+                    self._queue.put_nowait((event, self.monotonic()))
+                except queue.Full:
+                    started = self.monotonic()
+                    while not self.stopping.is_set():
+                        try:
+                            self._queue.put((event, self.monotonic()), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    backpressure.inc(self.monotonic() - started)
+                if self.stopping.is_set():
+                    break
+        except Exception as exc:  # a source failing must not leave the processing thread waiting
+            self.stderr.write(f"hushflow: flow source stopped: {exc}\n")
+        finally:
+            self._queue.put((_END, 0.0))
+
+    def _resolve_loop(self) -> None:
+        from hushflow.enforce.resolver import PreResolver, dnspython_lookup
+
+        names = sorted({name for deny in self.denies for name in deny.match_names})
+        if not names:
+            return
+        resolver = PreResolver(self._lookup or dnspython_lookup(self.options.nameservers))
+        while not self.stopping.is_set():
+            now = self.clock()
+            result = resolver.resolve(names, now)
+            self._queue.put((("resolved", result, now), self.monotonic()))
+            self.stopping.wait(max(1.0, result.next_refresh - now))
+
+    # -- processing ----------------------------------------------------------------------------
+
+    def _process(self, item: Any, read_at: float) -> None:
+        if isinstance(item, tuple):
+            _kind, result, now = item
+            for name, (ips, ttl) in result.answers.items():
+                changes = self.learner.learn_resolved(name, ips, ttl, now)
+                self._published(changes, read_at)
+            for name, error in result.errors.items():
+                self.stderr.write(f"hushflow: resolving {name} failed ({error}); nothing removed\n")
+            return
+        event: FlowEvent = item
+        data = event.data
+        flow = data.get("flow")
+        if not isinstance(flow, dict):
+            lost = data.get("lost_events")
+            if isinstance(lost, dict):
+                count = int(lost.get("num_events_lost", 0) or 0)
+                self.metrics[m.HUBBLE_LOST_EVENTS_TOTAL].labels(source=self.source.name).inc(count)
+                self.summary.lost_events += count
+            status = data.get("node_status")
+            if isinstance(status, dict):
+                state = str(status.get("state_change", "UNKNOWN_NODE_STATE"))
+                self.metrics[m.NODE_STATUS_CHANGES_TOTAL].labels(state=state).inc()
+            return
+        self.summary.flows += 1
+        self.metrics.flow_read(flow)
+        now = self._times.time_of(flow, data)
+        if self._last_flow_time < now:
+            self._last_flow_time = now
+            self.metrics[m.SOURCE_LAG_SECONDS].labels(source=self.source.name).set(max(0.0, self.clock() - now))
+        if "l7" in flow and "dns" in (flow.get("l7") or {}):
+            changes = self.learner.learn_flow(flow, now)
+            self._published(changes, read_at)
+        answers_before = self.attributor.stats.dns_answers
+        attribution = self.attributor.observe(data)
+        if attribution is None:
+            if self.attributor.stats.dns_answers > answers_before:
+                self.metrics[m.DNS_ANSWERS_TOTAL].inc()
+            return
+        self._count(flow, attribution, now)
+
+    def _published(self, changes: Sequence[Any], read_at: float) -> None:
+        if not changes:
+            return
+        window = self.publisher.publish_changes(changes, read_at)
+        if window is not None:
+            self.metrics[m.LEAK_WINDOW_SECONDS].observe(window)
+        self.summary.learned_ips += sum(1 for change in changes if change.added)
+        self._update_group_gauges()
+
+    def _count(self, flow: dict[str, Any], attribution: Attribution, now: float) -> None:
+        self.summary.verdicts += 1
+        self.metrics.verdict(flow, attribution)
+        if attribution.expected is None:
+            return
+        tag = ",".join(attribution.policy_log) or "(none)"
+        conn = connection_of(flow, now)
+        local = conn.local if conn is not None else {}
+        workload = f"{local.get('namespace', '')}/{workload_of(local)}"
+        self.summary.drops_by_tag[(tag, attribution.expected)] += 1
+        self.summary.drops_by_workload[(workload, attribution.expected)] += 1
+        if not attribution.expected and self.events.sinks:
+            self.events.offer(flow, now, attribution.policy_log, self._explain(flow, attribution, now))
+
+    def _explain(self, flow: dict[str, Any], attribution: Attribution, now: float) -> str:
+        conn = connection_of(flow, now)
+        if conn is None:
+            return ""
+        decision = self.attributor.engine.decide(conn, endpoint_labels(conn.local), explain=True)
+        return render(self.attributor, flow, conn, dataclasses.replace(attribution, decision=decision), "")
+
+    def _update_group_gauges(self) -> None:
+        ips = self.metrics[m.CIDR_GROUP_IPS]
+        capacity = self.metrics[m.CIDR_GROUP_CAPACITY]
+        for group in self.publisher.groups():
+            name = group["metadata"]["name"]
+            ips.labels(group=name, policy=group["metadata"]["labels"].get("hushflow.io/policy", "")).set(
+                len(group["spec"]["externalCIDRs"])
+            )
+            capacity.labels(group=name).set(self.options.group_cap)
+        shared = self.metrics[m.SHARED_IPS_SKIPPED]
+        for deny in self.denies:
+            shared.labels(policy=deny.rule.policy.name).set(len(self.state.shared.get(deny.id, {})))
+
+    def _periodic(self, last: dict[str, float]) -> None:
+        now_mono = self.monotonic()
+        self.heartbeat = now_mono
+        self.metrics[m.QUEUE_DEPTH].labels(queue="flows").set(self._queue.qsize())
+        self.metrics[m.SOURCE_CONNECTED].labels(source=self.source.name).set(1 if self.source.connected() else 0)
+        stats = getattr(self.source, "read_stats", None)
+        if stats is not None and stats.bad_lines > self._bad_reported:
+            malformed = self.metrics[m.MALFORMED_INPUT_TOTAL].labels(source=self.source.name)
+            malformed.inc(stats.bad_lines - self._bad_reported)
+            self._bad_reported = stats.bad_lines
+        if now_mono - last["expire"] >= self.options.expire_interval:
+            last["expire"] = now_mono
+            self._expire()
+        if self.options.state_path and now_mono - last["snapshot"] >= self.options.snapshot_interval:
+            last["snapshot"] = now_mono
+            self._snapshot()
+
+    def _expire(self) -> None:
+        now = self._last_flow_time if self.options.clock == "flows" and self._last_flow_time else self.clock()
+        if self.state.expire(now):
+            self.publisher.publish_all()
+            self._update_group_gauges()
+
+    def _snapshot(self) -> None:
+        if self.options.state_path:
+            self.state.save(self.options.state_path)
+            if self.journal is not None:
+                self.journal.reset()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop reading; the processing thread drains what was read, saves, and returns."""
+        self.stopping.set()
+        self.source.stop()
+
+    def run(self) -> int:
+        self.publisher.publish_all()
+        self._update_group_gauges()
+        reader = threading.Thread(target=self._read, name="hushflow-source", daemon=True)
+        reader.start()
+        if self.options.resolve and self.denies:
+            threading.Thread(target=self._resolve_loop, name="hushflow-resolver", daemon=True).start()
+        self.ready.set()
+        last = {"expire": self.monotonic(), "snapshot": self.monotonic()}
+        processed = 0
+        while True:
+            try:
+                item, read_at = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                self._periodic(last)
+                continue
+            if item is _END:
+                break
+            self._process(item, read_at)
+            processed += 1
+            if processed % 1000 == 0:
+                self._periodic(last)
+        self.stopping.set()
+        # Resolver answers that arrived before the end are still applied.
+        while True:
+            try:
+                item, read_at = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _END:
+                self._process(item, read_at)
+        self._periodic(last)
+        self._snapshot()
+        self.events.close()
+        if self.journal is not None:
+            self.journal.close()
+        self._finish_summary()
+        return 0
+
+    def _finish_summary(self) -> None:
+        windows = sorted(self.publisher.stats.leak_windows)
+        if windows:
+            self.summary.leak_p50 = windows[len(windows) // 2]
+            self.summary.leak_p99 = windows[min(len(windows) - 1, int(len(windows) * 0.99))]
+        self.summary.groups_written = self.publisher.stats.writes
+        self.summary.events_sent = self.events.sent
+        stats = getattr(self.source, "read_stats", None)
+        if stats is not None:
+            self.summary.bad_lines = stats.bad_lines
+
+
+class _Handler(BaseHTTPRequestHandler):
+    daemon: Daemon
+
+    def do_GET(self) -> None:
+        daemon = self.server.daemon  # type: ignore[attr-defined]
+        if self.path.startswith(m.METRICS_PATH):
+            body = generate_latest(daemon.registry)
+            self._reply(200, body, CONTENT_TYPE_LATEST)
+        elif self.path.startswith(m.LIVENESS_PATH):
+            alive = daemon.monotonic() - daemon.heartbeat < 60 or daemon.stopping.is_set()
+            self._reply(200 if alive else 503, b"ok\n" if alive else b"processing is stuck\n")
+        elif self.path.startswith(m.READINESS_PATH):
+            ready = daemon.ready.is_set() and daemon.source.connected() and not daemon.stopping.is_set()
+            self._reply(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+        else:
+            self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+    def _reply(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def serve_http(daemon: Daemon, address: str) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /readyz; `address` is HOST:PORT (port 0 picks a free one)."""
+    host, _, port = address.rpartition(":")
+    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), _Handler)
+    server.daemon = daemon  # type: ignore[attr-defined]
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="hushflow-http", daemon=True).start()
+    return server
