@@ -224,121 +224,133 @@ def apply_objects(
         if prune_kind not in _KINDS:
             managed = ", ".join(sorted(_KINDS))
             raise ValueError(f"prune_kinds: hushflow does not manage {prune_kind!r} (it manages: {managed})")
-    result = ApplyResult(dry_run=dry_run)
-    diffs: list[str] = []
-    desired_refs: set[ObjectRef] = set()
+    run = _ApplyRun(api, labels, managed_selector, field_manager, ApplyResult(dry_run=dry_run))
 
     planned: list[tuple[ObjectRef, _Kind, dict[str, Any]]] = []
     for index, obj in enumerate(desired):
         ref, problem = _describe(obj, index)
         if problem is not None:
-            result.failed.append(ObjectProblem(ref, problem))
+            run.result.failed.append(ObjectProblem(ref, problem))
             continue
-        if ref in desired_refs:
-            result.failed.append(ObjectProblem(ref, "appears more than once in the desired objects; applied once"))
+        if ref in run.desired_refs:
+            run.result.failed.append(ObjectProblem(ref, "appears more than once in the desired objects; applied once"))
             continue
-        desired_refs.add(ref)
+        run.desired_refs.add(ref)
         planned.append((ref, _KINDS[ref.kind], _apply_body(obj, labels)))
     planned.sort(key=lambda item: item[1].apply_rank)
 
     for ref, kind, body in planned:
-        _apply_one(api, ref, kind, body, labels, field_manager, dry_run, result, diffs)
-
+        run.apply_one(ref, kind, body)
     for kind_name in prune_kinds:
-        _prune_kind(api, kind_name, labels, managed_selector, desired_refs, field_manager, dry_run, result, diffs)
+        run.prune(kind_name)
 
-    result.diff = "".join(diffs)
-    return result
+    run.result.diff = "".join(run.diffs)
+    return run.result
 
 
-def _apply_one(
-    api: ApiClient, ref: ObjectRef, kind: _Kind, body: dict[str, Any], labels: Mapping[str, str],
-    field_manager: str, dry_run: bool, result: ApplyResult, diffs: list[str],
-) -> None:
-    path, path_params = _object_path(kind, ref)
-    got = _request(api, "GET", path, path_params)
-    if got.status == 404:
-        live = None
-    elif got.ok and isinstance(got.body, dict):
-        live = got.body
-    else:
-        result.failed.append(ObjectProblem(ref, _api_problem(got, "read", kind)))
-        return
-    if live is not None and not _carries_labels(live, labels):
-        wanted = ",".join(f"{k}={v}" for k, v in labels.items())
+@dataclass
+class _ApplyRun:
+    """The state of one `apply_objects` call."""
+
+    api: ApiClient
+    labels: Mapping[str, str]
+    selector: str
+    field_manager: str
+    result: ApplyResult
+    desired_refs: set[ObjectRef] = field(default_factory=set)
+    diffs: list[str] = field(default_factory=list)
+
+    def apply_one(self, ref: ObjectRef, kind: _Kind, body: dict[str, Any]) -> None:
+        path, path_params = _object_path(kind, ref)
+        got = _request(self.api, "GET", path, path_params)
+        if got.status == 404:
+            live = None
+        elif got.ok and isinstance(got.body, dict):
+            live = got.body
+        else:
+            self.result.failed.append(ObjectProblem(ref, _api_problem(got, "read", kind)))
+            return
+        if live is not None and not _carries_labels(live, self.labels):
+            self.result.refused.append(ObjectProblem(ref, self._foreign_message(ref, kind)))
+            return
+
+        query: list[tuple[str, str]] = [("fieldManager", self.field_manager)]
+        if live is not None:
+            # Only objects already carrying hushflow's label get force: fields another manager set
+            # on them are taken over, while a first apply never overrides anyone.
+            query.append(("force", "true"))
+        if self.result.dry_run:
+            query.append(("dryRun", "All"))
+        applied = _request(self.api, "PATCH", path, path_params, query=query, body=body,
+                           content_type=APPLY_PATCH_CONTENT_TYPE)
+        if not applied.ok:
+            self.result.failed.append(ObjectProblem(ref, _api_problem(applied, "apply", kind)))
+            return
+
+        if live is None:
+            self.result.created.append(ref)
+            self.diffs.append(_unified_diff(ref, None, _clean(body)))
+            return
+        if isinstance(applied.body, dict) and _clean(applied.body) == _clean(live):
+            self.result.unchanged.append(ref)
+            return
+        self.result.updated.append(ref)
+        # Live side: the fields hushflow sets now plus those it set before (SSA removes the latter).
+        shown = _shape_union(_shape_of(body), _owned_shape(live, self.field_manager))
+        before, after = _project(_clean(live), shown), _clean(body)
+        # The server may have changed the object only outside those fields: then there is no diff to show.
+        if before != after:
+            self.diffs.append(_unified_diff(ref, before, after))
+
+    def _foreign_message(self, ref: ObjectRef, kind: _Kind) -> str:
+        wanted = ",".join(f"{k}={v}" for k, v in self.labels.items())
         namespace_flag = f"-n {ref.namespace} " if ref.namespace else ""
-        hand_over = f"kubectl label {namespace_flag}{kind.plural}.cilium.io {ref.name} {' '.join(wanted.split(','))}"
-        result.refused.append(ObjectProblem(
-            ref, f"exists and is not managed by hushflow (no label {wanted}); left untouched: "
-                 f"rename it in the hushflow output, or hand it over to hushflow with `{hand_over}`"))
-        return
+        label_args = " ".join(f"{k}={v}" for k, v in self.labels.items())
+        hand_over = f"kubectl label {namespace_flag}{kind.plural}.cilium.io {ref.name} {label_args}"
+        return (f"exists and is not managed by hushflow (no label {wanted}); left untouched: "
+                f"rename it in the hushflow output, or hand it over to hushflow with `{hand_over}`")
 
-    query: list[tuple[str, str]] = [("fieldManager", field_manager)]
-    if live is not None:
-        # Only objects already carrying hushflow's label get force: fields another manager set on
-        # them are taken over, while a first apply never overrides anyone.
-        query.append(("force", "true"))
-    if dry_run:
-        query.append(("dryRun", "All"))
-    applied = _request(api, "PATCH", path, path_params, query=query, body=body, content_type=APPLY_PATCH_CONTENT_TYPE)
-    if not applied.ok:
-        result.failed.append(ObjectProblem(ref, _api_problem(applied, "apply", kind)))
-        return
+    def prune(self, kind_name: str) -> None:
+        kind = _KINDS[kind_name]
+        listed = _request(self.api, "GET", f"/apis/{CILIUM_API_VERSION}/{kind.plural}", {},
+                          query=[("labelSelector", self.selector)])
+        if not listed.ok or not isinstance(listed.body, dict):
+            ref = ObjectRef(kind_name, f"(list {self.selector})")
+            message = _api_problem(listed, "list", kind) + "; nothing of this kind pruned"
+            self.result.failed.append(ObjectProblem(ref, message))
+            return
+        stale: list[tuple[ObjectRef, dict[str, Any]]] = []
+        for item in listed.body.get("items") or []:
+            if not isinstance(item, dict):
+                continue
+            metadata = item.get("metadata") or {}
+            namespace = metadata.get("namespace") if kind.namespaced else None
+            ref = ObjectRef(kind_name, str(metadata.get("name", "")), namespace)
+            # The server already filtered by label; checking again keeps "only labelled objects are
+            # touched" true whatever the server's selector support.
+            if ref.name and ref not in self.desired_refs and _carries_labels(item, self.labels):
+                stale.append((ref, item))
+        for ref, item in sorted(stale, key=lambda s: s[0]):
+            self._delete(ref, kind, item)
 
-    if live is None:
-        result.created.append(ref)
-        diffs.append(_unified_diff(ref, None, _clean(body)))
-        return
-    after = applied.body if isinstance(applied.body, dict) else None
-    before_view = _project(_clean(live), _shape_union(_shape_of(body), _owned_shape(live, field_manager)))
-    if after is not None and _clean(after) == _clean(live):
-        result.unchanged.append(ref)
-        return
-    after_view = _clean(body)
-    result.updated.append(ref)
-    # The server can change the object outside the fields hushflow sets (then there is no diff to show).
-    if before_view != after_view:
-        diffs.append(_unified_diff(ref, before_view, after_view))
-
-
-def _prune_kind(
-    api: ApiClient, kind_name: str, labels: Mapping[str, str], selector: str, desired_refs: set[ObjectRef],
-    field_manager: str, dry_run: bool, result: ApplyResult, diffs: list[str],
-) -> None:
-    kind = _KINDS[kind_name]
-    listed = _request(api, "GET", f"/apis/{CILIUM_API_VERSION}/{kind.plural}", {},
-                      query=[("labelSelector", selector)])
-    if not listed.ok or not isinstance(listed.body, dict):
-        ref = ObjectRef(kind_name, f"(list {selector})")
-        result.failed.append(ObjectProblem(ref, _api_problem(listed, "list", kind) + "; nothing of this kind pruned"))
-        return
-    items = [i for i in listed.body.get("items") or [] if isinstance(i, dict)]
-    stale: list[tuple[ObjectRef, dict[str, Any]]] = []
-    for item in items:
-        metadata = item.get("metadata") or {}
-        namespace = metadata.get("namespace") if kind.namespaced else None
-        ref = ObjectRef(kind_name, str(metadata.get("name", "")), namespace)
-        # The server already filtered by label; checking again costs nothing and keeps the
-        # "only labelled objects are touched" rule independent of the server's selector support.
-        if ref not in desired_refs and ref.name and _carries_labels(item, labels):
-            stale.append((ref, item))
-    for ref, item in sorted(stale, key=lambda s: s[0]):
+    def _delete(self, ref: ObjectRef, kind: _Kind, live: dict[str, Any]) -> None:
         path, path_params = _object_path(kind, ref)
         options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
-        uid = (item.get("metadata") or {}).get("uid")
+        uid = (live.get("metadata") or {}).get("uid")
         if uid:
+            # Delete exactly the object that was listed with hushflow's label, not one recreated since.
             options["preconditions"] = {"uid": uid}
-        query = [("dryRun", "All")] if dry_run else []
-        deleted = _request(api, "DELETE", path, path_params, query=query, body=options,
+        query = [("dryRun", "All")] if self.result.dry_run else []
+        deleted = _request(self.api, "DELETE", path, path_params, query=query, body=options,
                            content_type="application/json")
         if deleted.status == 404:
-            continue  # already gone: the goal of the deletion holds
+            return  # already gone: what the deletion was for holds
         if not deleted.ok:
-            result.failed.append(ObjectProblem(ref, _api_problem(deleted, "delete", kind)))
-            continue
-        result.deleted.append(ref)
-        diffs.append(_unified_diff(ref, _project(_clean(item), _owned_shape(item, field_manager)) or _clean(item),
-                                   None))
+            self.result.failed.append(ObjectProblem(ref, _api_problem(deleted, "delete", kind)))
+            return
+        self.result.deleted.append(ref)
+        owned = _owned_shape(live, self.field_manager)
+        self.diffs.append(_unified_diff(ref, _project(_clean(live), owned) if owned else _clean(live), None))
 
 
 # -- HTTP through the official client -------------------------------------------------------------
