@@ -8,7 +8,10 @@ code path: the official `kubernetes.client.ApiClient` over real HTTP.
 from __future__ import annotations
 
 import copy
+import json
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -584,3 +587,51 @@ def test_refusal_says_how_to_hand_a_policy_over(server: FakeApiServer, api: ApiC
     assert "-  - toFQDNs:" in applied.diff
     stored = server.get("CiliumNetworkPolicy", "app-external-block-policy", "my-namespace")
     assert stored is not None and stored["spec"] == mine["spec"]
+
+
+def test_client_without_param_serialize_is_a_clear_error() -> None:
+    """A kubernetes client too old for hushflow gives one line saying what to install (no server involved)."""
+    with pytest.raises(KubeApiError, match=r"pip install 'kubernetes>=37'"):
+        apply_objects(object(), [])  # type: ignore[arg-type]  # deliberately not an ApiClient
+
+
+# -- the test double keeps tests honest ---------------------------------------------------------------
+
+def _raw(server: FakeApiServer, method: str, path: str, body: bytes | None = None,
+         content_type: str | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(server.url + path, data=body, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_double_rejects_what_a_real_server_would(server: FakeApiServer) -> None:
+    """The double accepts only apply patches with a field manager, and serves discovery.
+
+    These are properties of the local test double itself (no Kubernetes API server runs here),
+    checked so that the apply tests cannot pass on requests a real server would reject.
+    """
+    group = json.dumps(cidr_group("g", "192.0.2.1/32")).encode()
+    path = "/apis/cilium.io/v2/ciliumcidrgroups/g"
+
+    assert _raw(server, "PATCH", path, group, "application/merge-patch+json")[0] == 415
+    status, body = _raw(server, "PATCH", path, group, "application/apply-patch+yaml")
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert _raw(server, "PATCH", path + "?fieldManager=t&dryRun=Some", group, "application/apply-patch+yaml")[0] == 400
+    wrong_name = json.dumps(cidr_group("other", "192.0.2.1/32")).encode()
+    assert _raw(server, "PATCH", path + "?fieldManager=t", wrong_name, "application/apply-patch+yaml")[0] == 400
+    assert _raw(server, "GET", "/apis/cilium.io/v2/namespaces/x/ciliumcidrgroups/g")[0] == 404
+    assert server.objects() == []
+
+    assert _raw(server, "PATCH", path + "?fieldManager=t", group, "application/apply-patch+yaml")[0] == 201
+    assert _raw(server, "GET", "/apis/cilium.io/v2/ciliumcidrgroups?labelSelector=app.kubernetes.io/managed-by%3Dother")[1]["items"] == []
+    assert _raw(server, "GET", "/apis/cilium.io/v2/ciliumcidrgroups?labelSelector=app.kubernetes.io/managed-by")[1]["items"][0]["metadata"]["name"] == "g"
+    assert _raw(server, "GET", "/apis/cilium.io/v2/ciliumcidrgroups?labelSelector=x%20in%20(a)")[0] == 400
+    assert _raw(server, "GET", "/version")[1]["gitVersion"].endswith("-hushflow-test-double")
+    resources = _raw(server, "GET", "/apis/cilium.io/v2")[1]["resources"]
+    assert {(r["name"], r["namespaced"]) for r in resources} == {
+        ("ciliumnetworkpolicies", True), ("ciliumclusterwidenetworkpolicies", False), ("ciliumcidrgroups", False)}

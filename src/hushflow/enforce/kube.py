@@ -219,6 +219,11 @@ def apply_objects(
     `KubeApiError` when the API server cannot be reached at all, `ValueError` for a selector
     that is not equality-based or an unknown prune kind (caller mistakes, not cluster state).
     """
+    if not hasattr(api, "param_serialize"):
+        raise KubeApiError(
+            "the installed kubernetes Python client is too old for hushflow (its ApiClient has no "
+            "param_serialize): pip install 'kubernetes>=37'"
+        )
     labels = _parse_equality_selector(managed_selector)
     for prune_kind in prune_kinds:
         if prune_kind not in _KINDS:

@@ -324,7 +324,7 @@ class FakeApiServer:
                 f"the test double implements only server-side apply ({APPLY_PATCH}), got {content_type!r}")
         manager = request.param("fieldManager")
         if not manager:
-            return _status_reply(400, "BadRequest", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: "
+            return _status_reply(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: "
                                  "Required value: is required for apply patch")
         dry_run = request.param("dryRun")
         if dry_run not in (None, "All"):
