@@ -536,6 +536,12 @@ def test_load_kube_api_errors_say_what_to_pass(tmp_path: Path, monkeypatch: pyte
         load_kube_api(None, None, in_cluster=False)
     with pytest.raises(KubeConfigError, match=r"^--in-cluster: not running in a pod"):
         load_kube_api(None, None, in_cluster=True)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(KubeConfigError, match=r"^no kubeconfig at ~/.kube/config and the pod's service account is "
+                                              r"unusable \(.*\): pass --kubeconfig$"):
+        load_kube_api(None, None, in_cluster=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
 
     kubeconfig = write_kubeconfig(tmp_path / "config", "http://127.0.0.1:1", contexts=("prod", "staging"))
     with pytest.raises(KubeConfigError, match=r"has no context 'dev' \(it has: prod, staging\): check --context$"):

@@ -87,7 +87,7 @@ class RecordedRequest:
     path: str
     query: dict[str, list[str]]
     content_type: str | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
     body: Any  # parsed YAML/JSON body, None when empty
     raw_body: bytes
 
