@@ -369,11 +369,8 @@ class Daemon:
     def _update_group_gauges(self) -> None:
         ips = self.metrics[m.CIDR_GROUP_IPS]
         capacity = self.metrics[m.CIDR_GROUP_CAPACITY]
-        for group in self.publisher.groups():
-            name = group["metadata"]["name"]
-            ips.labels(group=name, policy=group["metadata"]["labels"].get("hushflow.io/policy", "")).set(
-                len(group["spec"]["externalCIDRs"])
-            )
+        for name, policy, count in self.publisher.group_sizes():
+            ips.labels(group=name, policy=policy).set(count)
             capacity.labels(group=name).set(self.options.group_cap)
         shared = self.metrics[m.SHARED_IPS_SKIPPED]
         for deny in self.denies:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,35 +73,38 @@ def _label_value(text: str) -> str:
     return text if len(text) <= 63 else text[:63].rstrip("-.")
 
 
-def cidr_groups(deny: FqdnDeny, ips: Sequence[str], cap: int = DEFAULT_GROUP_CAP) -> list[dict[str, Any]]:
-    """The CiliumCIDRGroup objects holding `ips` for one deny (one empty group when none)."""
-    bits = shard_bits(ips, cap)
-    shards: dict[int, list[str]] = {shard: [] for shard in range(1 << bits)}
-    for ip in ips:
-        shards[shard_of(ip, bits)].append(ip)
+def group_object(deny: FqdnDeny, shard: int, bits: int, members: Iterable[str]) -> dict[str, Any]:
+    """The CiliumCIDRGroup of one shard of a deny."""
     ref = deny.rule.policy
     labels = {**MANAGED_BY, DENY_LABEL: deny.id, "hushflow.io/policy": _label_value(ref.name)}
     if ref.namespace:
         labels["hushflow.io/policy-namespace"] = ref.namespace
-    names = ", ".join(str(selector) for selector in deny.selectors)
-    groups = []
-    for shard, members in sorted(shards.items()):
-        annotations = {
-            "hushflow.io/rule": deny.describe(),
-            "hushflow.io/names": names,
-            "hushflow.io/shard": f"{shard + 1}/{1 << bits}",
-        }
-        if deny.rule.log_value:
-            annotations["hushflow.io/log"] = deny.rule.log_value
-        groups.append(
-            {
-                "apiVersion": "cilium.io/v2",
-                "kind": "CiliumCIDRGroup",
-                "metadata": {"name": group_name(deny.id, shard, bits), "labels": labels, "annotations": annotations},
-                "spec": {"externalCIDRs": [_cidr(ip) for ip in sorted(members, key=ip_sort_key)]},
-            }
-        )
-    return groups
+    annotations = {
+        "hushflow.io/rule": deny.describe(),
+        "hushflow.io/names": ", ".join(str(selector) for selector in deny.selectors),
+        "hushflow.io/shard": f"{shard + 1}/{1 << bits}",
+    }
+    if deny.rule.log_value:
+        annotations["hushflow.io/log"] = deny.rule.log_value
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumCIDRGroup",
+        "metadata": {"name": group_name(deny.id, shard, bits), "labels": labels, "annotations": annotations},
+        "spec": {"externalCIDRs": [_cidr(ip) for ip in sorted(members, key=ip_sort_key)]},
+    }
+
+
+def shard_members(ips: Iterable[str], bits: int) -> dict[int, set[str]]:
+    shards: dict[int, set[str]] = {shard: set() for shard in range(1 << bits)}
+    for ip in ips:
+        shards[shard_of(ip, bits)].add(ip)
+    return shards
+
+
+def cidr_groups(deny: FqdnDeny, ips: Sequence[str], cap: int = DEFAULT_GROUP_CAP) -> list[dict[str, Any]]:
+    """The CiliumCIDRGroup objects holding `ips` for one deny (one empty group when none)."""
+    bits = shard_bits(ips, cap)
+    return [group_object(deny, shard, bits, members) for shard, members in sorted(shard_members(ips, bits).items())]
 
 
 def _compiled_policy(manifest: Manifest, denies: list[FqdnDeny]) -> dict[str, Any]:

@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hushflow.enforce.compile import DEFAULT_GROUP_CAP, cidr_groups
+from hushflow.enforce.compile import (
+    DEFAULT_GROUP_CAP,
+    group_name,
+    group_object,
+    shard_bits,
+    shard_members,
+    shard_of,
+)
 from hushflow.enforce.denies import FqdnDeny
 from hushflow.enforce.learner import Change
 from hushflow.enforce.state import DenyState, Journal, JournalEntry
@@ -53,14 +60,31 @@ class GroupPublisher:
         self.monotonic = monotonic
         self.stats = PublishStats()
         self._written: dict[str, str] = {}  # group name -> rendered text last published
-        self._names: dict[str, set[str]] = {}  # deny id -> group names last published
+        # deny id -> (shard bits, shard -> IPs): kept in step so one new IP touches one group
+        self._shards: dict[str, tuple[int, dict[int, set[str]]]] = {}
 
     def groups(self) -> list[dict[str, Any]]:
-        return [g for deny in self.denies.values() for g in cidr_groups(deny, self.state.ips(deny.id), self.group_cap)]
+        return [
+            group_object(self.denies[deny_id], shard, bits, members)
+            for deny_id, (bits, shards) in sorted(self._shards.items())
+            for shard, members in sorted(shards.items())
+        ]
+
+    def group_sizes(self) -> list[tuple[str, str, int]]:
+        """(group name, policy name, IPs) of every group, cheaply (for gauges)."""
+        return [
+            (group_name(deny_id, shard, bits), self.denies[deny_id].rule.policy.name, len(members))
+            for deny_id, (bits, shards) in sorted(self._shards.items())
+            for shard, members in sorted(shards.items())
+        ]
 
     def publish_all(self) -> None:
-        """Publish every group (at start-up, and after expiry removed IPs)."""
-        self._publish(set(self.denies))
+        """Re-shard and publish every deny from the state (start-up, and after expiry)."""
+        changed: list[dict[str, Any]] = []
+        deleted: list[dict[str, Any]] = []
+        for deny_id in sorted(self.denies):
+            self._reshard(deny_id, changed, deleted)
+        self._emit(changed, deleted)
 
     def publish_changes(self, changes: Sequence[Change], read_at: float | None = None) -> float | None:
         """Journal then publish `changes`; returns the leak window in seconds when `read_at` is given."""
@@ -70,7 +94,29 @@ class GroupPublisher:
             self.journal.append(
                 JournalEntry(c.deny_id, c.ip, c.name, c.ttl, c.at, c.source) for c in changes if c.added
             )
-        self._publish({c.deny_id for c in changes if c.deny_id in self.denies})
+        dirty: dict[str, set[int]] = {}
+        for change in changes:
+            if change.deny_id not in self.denies:
+                continue
+            if change.deny_id not in self._shards:
+                self._shards[change.deny_id] = (0, {0: set()})
+            bits, shards = self._shards[change.deny_id]
+            shard = shard_of(change.ip, bits)
+            if change.added:
+                shards[shard].add(change.ip)
+            else:
+                shards[shard].discard(change.ip)
+            dirty.setdefault(change.deny_id, set()).add(shard)
+        changed: list[dict[str, Any]] = []
+        deleted: list[dict[str, Any]] = []
+        for deny_id, shard_ids in sorted(dirty.items()):
+            bits, shards = self._shards[deny_id]
+            if any(len(shards[s]) > self.group_cap for s in shard_ids):
+                self._reshard(deny_id, changed, deleted)  # a shard overflowed: split them all
+                continue
+            for shard in sorted(shard_ids):
+                self._render(group_object(self.denies[deny_id], shard, bits, shards[shard]), changed)
+        self._emit(changed, deleted)
         if read_at is None:
             return None
         window = self.monotonic() - read_at
@@ -79,32 +125,43 @@ class GroupPublisher:
             del self.stats.leak_windows[:50_000]
         return window
 
-    def _publish(self, deny_ids: set[str]) -> None:
-        changed: list[dict[str, Any]] = []
-        deleted: list[dict[str, Any]] = []
-        for deny_id in sorted(deny_ids):
-            deny = self.denies[deny_id]
-            groups = cidr_groups(deny, self.state.ips(deny_id), self.group_cap)
-            names = {g["metadata"]["name"] for g in groups}
-            for group in groups:
-                name = group["metadata"]["name"]
-                text = render_object(group)
-                if self._written.get(name) == text:
-                    continue
-                self._written[name] = text
-                changed.append(group)
-                if self.out_dir:
-                    write_file_atomic(os.path.join(self.out_dir, object_path(group)), text)
-                self.stats.writes += 1
-            for name in sorted(self._names.get(deny_id, set()) - names):
-                gone = {"apiVersion": "cilium.io/v2", "kind": "CiliumCIDRGroup", "metadata": {"name": name}}
-                deleted.append(gone)
-                self._written.pop(name, None)
-                if self.out_dir:
-                    path = os.path.join(self.out_dir, object_path(gone))
-                    if os.path.exists(path):
-                        os.unlink(path)
-                self.stats.deletes += 1
-            self._names[deny_id] = names
+    def _reshard(self, deny_id: str, changed: list[dict[str, Any]], deleted: list[dict[str, Any]]) -> None:
+        deny = self.denies[deny_id]
+        ips = self.state.ips(deny_id)
+        old_names = set()
+        if deny_id in self._shards:
+            old_bits, old = self._shards[deny_id]
+            old_names = {group_name(deny_id, shard, old_bits) for shard in old}
+        bits = shard_bits(ips, self.group_cap)
+        shards = shard_members(ips, bits)
+        self._shards[deny_id] = (bits, shards)
+        names = set()
+        for shard, members in sorted(shards.items()):
+            group = group_object(deny, shard, bits, members)
+            names.add(group["metadata"]["name"])
+            self._render(group, changed)
+        for name in sorted(old_names - names):
+            deleted.append({"apiVersion": "cilium.io/v2", "kind": "CiliumCIDRGroup", "metadata": {"name": name}})
+            self._written.pop(name, None)
+
+    def _render(self, group: dict[str, Any], changed: list[dict[str, Any]]) -> None:
+        name = group["metadata"]["name"]
+        text = render_object(group)
+        if self._written.get(name) != text:
+            self._written[name] = text
+            changed.append(group)
+
+    def _emit(self, changed: list[dict[str, Any]], deleted: list[dict[str, Any]]) -> None:
+        if self.out_dir:
+            for group in changed:
+                write_file_atomic(
+                    os.path.join(self.out_dir, object_path(group)), self._written[group["metadata"]["name"]]
+                )
+            for gone in deleted:
+                path = os.path.join(self.out_dir, object_path(gone))
+                if os.path.exists(path):
+                    os.unlink(path)
+        self.stats.writes += len(changed)
+        self.stats.deletes += len(deleted)
         if self.apply is not None and (changed or deleted):
             self.apply(changed, deleted)
