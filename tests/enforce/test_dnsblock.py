@@ -2,7 +2,8 @@
 
 Golden files live in tests/enforce/dnsblock/; regenerate them with HUSHFLOW_UPDATE_GOLDEN=1
 after checking the diff by eye. The CoreDNS regexes are checked against the policy matcher
-(FQDNSelector.matches) with hypothesis: they must select exactly the same names.
+(FQDNSelector.matches) with hypothesis, in Python's `re` and in RE2 (Go's regexp is RE2): they
+must select exactly the same names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,8 +154,10 @@ def coredns_view(query_name: str, lowercase: bool) -> str:
 
 
 def agree(selector: FQDNSelector, query_name: str, lowercase: bool) -> bool:
-    found = re.search(coredns_regex(selector), coredns_view(query_name, lowercase)) is not None
-    return found == selector.matches(query_name)
+    """Python's `re` and RE2 (the syntax and semantics Go's regexp implements) both agree with the policy."""
+    regex, view = coredns_regex(selector), coredns_view(query_name, lowercase)
+    expected = selector.matches(query_name)
+    return (re.search(regex, view) is not None) == expected and (re2.search(regex, view) is not None) == expected
 
 
 @settings(max_examples=2000, deadline=None)
