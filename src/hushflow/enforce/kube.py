@@ -56,8 +56,8 @@ class _Kind:
     apply_rank: int  # apply order: CIDR groups before the policies that reference them
 
 
-# Cilium: a policy whose cidrGroupRef names a missing CiliumCIDRGroup matches nothing, so a deny
-# applied before its group would briefly deny nothing; groups therefore go first.
+# Cilium: a cidrGroupRef / cidrGroupSelector that finds no CiliumCIDRGroup selects no peer, so a
+# deny applied before its groups would briefly deny nothing; groups therefore go first.
 _KINDS: Mapping[str, _Kind] = {
     "CiliumCIDRGroup": _Kind("ciliumcidrgroups", namespaced=False, apply_rank=0),
     "CiliumClusterwideNetworkPolicy": _Kind("ciliumclusterwidenetworkpolicies", namespaced=False, apply_rank=1),
@@ -450,7 +450,8 @@ def _api_problem(response: _Response, action: str, kind: _Kind) -> str:
     elif response.status == 409 and action == "delete":
         text += "; the object changed since it was listed, run again"
     elif response.status == 404 and action in ("apply", "list"):
-        text += f"; is Cilium's {kind.plural}.cilium.io CRD (cilium.io/v2) installed?"
+        namespace = "does the namespace exist, and " if kind.namespaced else ""
+        text += f"; {namespace}is Cilium's {kind.plural}.cilium.io CRD (cilium.io/v2) installed?"
     return text
 
 
