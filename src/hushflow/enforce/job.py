@@ -17,6 +17,7 @@ from typing import Literal
 
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
+from hushflow.enforce.dnsblock import BlockedName, DnsAnswer, coredns_snippet, rpz_zone
 from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
 from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
@@ -27,8 +28,6 @@ from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.lint import lint_policy_set
 from hushflow.policy.loading import LoadedPolicies, load_policies
 from hushflow.policy.model import BuildOptions
-
-DnsAnswer = Literal["nxdomain", "refused", "nodata", "null-ip"]
 
 
 class CompileError(Exception):
@@ -117,10 +116,8 @@ def _listing(title: str, diagnostics: Sequence[Diagnostic]) -> str:
     return f"{title}:\n{shown}{more}"
 
 
-def blocked_entries(denies: Sequence[FqdnDeny]) -> list[object]:
-    from hushflow.enforce.dnsblock import BlockedName
-
-    entries: list[object] = []
+def blocked_entries(denies: Sequence[FqdnDeny]) -> list[BlockedName]:
+    entries: list[BlockedName] = []
     for deny in denies:
         reason = deny.describe() + (f" (log: {deny.rule.log_value})" if deny.rule.log_value else "")
         entries.extend(BlockedName(selector, reason) for selector in deny.selectors)
@@ -138,17 +135,15 @@ def dns_files(
     The zone keeps its previous serial while its content is unchanged (a second run changes
     nothing); when the content changes the serial grows, as secondaries need.
     """
-    from hushflow.enforce.dnsblock import coredns_snippet, rpz_zone
-
     entries = blocked_entries(denies)
     previous = _SOA_SERIAL.search(previous_rpz or "")
     if previous is not None:
         old_serial = int(previous.group(1))
-        same = rpz_zone(entries, answer=answer, serial=old_serial)  # type: ignore[arg-type]
+        same = rpz_zone(entries, answer=answer, serial=old_serial)
         serial = old_serial if previous_rpz and previous_rpz.endswith(same.text) else max(serial, old_serial + 1)
-    rpz = rpz_zone(entries, answer=answer, serial=serial)  # type: ignore[arg-type]
+    rpz = rpz_zone(entries, answer=answer, serial=serial)
     files = {
-        "dns/coredns-hushflow.conf": coredns_snippet(entries, answer=answer),  # type: ignore[arg-type]
+        "dns/coredns-hushflow.conf": coredns_snippet(entries, answer=answer),
         "dns/hushflow.rpz": rpz.text,
     }
     return files, [str(b.selector) for b in rpz.unsupported]
