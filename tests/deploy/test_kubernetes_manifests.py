@@ -224,9 +224,38 @@ def test_mode_reads_its_hubble_and_the_policies(mode: str, server: str) -> None:
         assert host_paths == {}
 
 
-def test_relay_mode_is_a_single_writer() -> None:
-    spec = _workload("relay")["spec"]
+@pytest.mark.parametrize("mode", MODES)
+def test_arguments_are_hushflow_runs_own(mode: str) -> None:
+    from hushflow.cli.run import run
+
+    (container,) = _workload(mode)["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["hushflow"] and container["args"][0] == "run"
+    context = run.make_context("hushflow run", list(container["args"][1:]))
+    assert context.params["metrics_address"].endswith(f":{METRICS_PORT}")
+
+
+def test_relay_mode_is_the_single_writer() -> None:
+    workload = _workload("relay")
+    spec = workload["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert "--apply" in args and pod["automountServiceAccountToken"] is True
+    # The state file must be on a writable volume: the root filesystem is read-only.
+    state_dir = str(Path(args[args.index("--state") + 1]).parent)
+    (mount,) = [mount for mount in container["volumeMounts"] if mount["mountPath"] == state_dir]
+    assert not mount.get("readOnly")
+    assert "emptyDir" in next(volume for volume in pod["volumes"] if volume["name"] == mount["name"])
+
+
+def test_per_node_mode_does_not_write_cidr_groups() -> None:
+    # hushflow run 0.1.0 gives a deny's CIDR groups the same names on every instance: several
+    # writers would overwrite each other's IPs. Allow --apply here once instances own their groups.
+    pod = _workload("per-node")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--apply" not in container["args"]
+    assert pod["automountServiceAccountToken"] is False
 
 
 @pytest.mark.parametrize(("mode", "level"), [("relay", "restricted"), ("per-node", "privileged")])
@@ -254,6 +283,8 @@ def test_service_and_servicemonitor_reach_the_pods(mode: str) -> None:
     monitor = _one(objects, "ServiceMonitor")
     pod_labels = _workload(mode)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+    # Not ready = disconnected from Hubble: exactly when the metrics must still be scraped.
+    assert service["spec"]["publishNotReadyAddresses"] is True
     assert service["spec"]["ports"] == [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics",
                                          "protocol": "TCP"}]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
