@@ -179,7 +179,7 @@ class GrpcSourceStats:
     streams: int = 0
     """GetFlows calls made."""
     reconnects: int = 0
-    """Calls made after a stream failed or ended (``streams - 1`` when it never gave up)."""
+    """Connection attempts after the first (each after a stream failed, ended or could not open)."""
     lost_events: int = 0
     """Sum of ``num_events_lost`` over the lost events received."""
     lost_events_messages: int = 0
@@ -597,9 +597,13 @@ class GrpcFlowSource:
         source = self.server
         remaining = self._number_limit
         line = 0
+        attempts = 0
         while not self._stop.is_set():
             request = self._resume_request() if resumed else self._first_request
             resume_time = self._last_time if resumed else None
+            attempts += 1
+            if attempts > 1:
+                stats.reconnects += 1
             try:
                 call = self._open(request)
             except _Retryable as e:
@@ -609,8 +613,6 @@ class GrpcFlowSource:
                 if call is None:
                     return
                 stats.streams += 1
-                if resumed:
-                    stats.reconnects += 1
                 error = ""
             got_any = False
             if call is not None:

@@ -1,0 +1,552 @@
+"""GrpcFlowSource against the Observer test double: real gRPC on loopback (TCP, TLS, mTLS, unix)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+from google.protobuf import json_format
+
+from hushflow.flow.grpc_source import (
+    HUSHFLOW_FIELD_MASK,
+    HUSHFLOW_UPSTREAM_FILTERS,
+    Backoff,
+    GrpcFlowSource,
+    GrpcSourceError,
+    HubbleSource,
+    TLSOptions,
+    upstream_request,
+)
+from hushflow.flow.proto_dict import format_timestamp
+from hushflow.flow.reader import FlowEvent
+from hushflow.proto import flow_pb2
+from hushflow.testing.observer_server import ObserverTestServer, ServerTLS
+
+RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
+NO_WAIT = Backoff(initial=0.0, maximum=0.0)
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    return gzip.decompress(RECORDED.read_bytes()).splitlines()[:300]
+
+
+@pytest.fixture
+def server(lines: list[bytes]) -> Iterator[ObserverTestServer]:
+    with ObserverTestServer(lines) as srv:
+        yield srv
+
+
+def flow_line(n: int, time_: str, uuid: str | None = None) -> bytes:
+    flow: dict[str, Any] = {"time": time_}
+    if uuid is not None:
+        flow["uuid"] = uuid
+    flow.update({"verdict": "FORWARDED", "Summary": f"#{n}"})
+    return orjson.dumps({"flow": flow, "node_name": "node-a", "time": time_})
+
+
+def numbered(count: int, start: int = 0) -> list[bytes]:
+    """Flows #start.. at 2026-03-02T09:00:00Z + 100 ms each."""
+    return [flow_line(i, format_timestamp(1772442000 + i // 10, i % 10 * 100_000_000), f"uuid-{i}")
+            for i in range(start, start + count)]
+
+
+def summaries(events: list[FlowEvent]) -> list[str]:
+    return [e.data["flow"]["Summary"] for e in events]
+
+
+class Collector:
+    """Iterates a source in a thread, like the pipeline's reader thread."""
+
+    def __init__(self, source: GrpcFlowSource) -> None:
+        self.source = source
+        self.events: list[FlowEvent] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.source:
+                self.events.append(event)
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        wait_until(lambda: len(self.events) >= count or self.error is not None, timeout)
+        assert self.error is None, self.error
+        assert len(self.events) >= count, f"{len(self.events)} of {count} events"
+
+    def stop(self) -> None:
+        self.source.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        assert self.error is None, self.error
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- streams -------------------------------------------------------------------------------------
+
+
+def test_plain_stream_yields_the_recorded_lines_byte_for_byte(server: ObserverTestServer, lines: list[bytes]) -> None:
+    source = GrpcFlowSource(server.address, follow=False)
+    events = list(source)
+    assert [e.raw for e in events] == lines
+    assert [e.data for e in events] == [orjson.loads(line) for line in lines]
+    assert {e.source for e in events} == {server.address}
+    assert [e.line for e in events] == list(range(1, len(lines) + 1))
+    assert source.stats.flows == source.stats.events == len(lines)
+    assert source.stats.streams == 1 and source.stats.reconnects == 0
+    assert source.last_event_time == orjson.loads(lines[-1])["time"]
+    assert not source.connected
+    assert server.requests[0].follow is False
+
+
+def test_follow_receives_events_added_later_in_order() -> None:
+    with ObserverTestServer(numbered(5)) as server:
+        collector = Collector(GrpcFlowSource(server.address, follow=True))
+        server.wait_for_streams(1)
+        # Hubble: follow without since/number starts at the end; the recorded part is not sent.
+        server.add_events(numbered(3, start=5))
+        collector.wait_for(3)
+        assert collector.source.connected
+        server.add_events(numbered(4, start=8))
+        collector.wait_for(7)
+        collector.stop()
+        assert summaries(collector.events) == [f"#{i}" for i in range(5, 12)]
+        assert not collector.source.connected
+        assert collector.source.stats.reconnects == 0
+
+
+def test_follow_with_since_sends_the_recorded_part_then_follows() -> None:
+    with ObserverTestServer(numbered(10)) as server:
+        collector = Collector(GrpcFlowSource(server.address, since="2026-03-02T09:00:00.500Z"))
+        collector.wait_for(5)
+        server.add_events(numbered(2, start=10))
+        collector.wait_for(7)
+        collector.stop()
+        assert summaries(collector.events) == [f"#{i}" for i in range(5, 12)]
+
+
+def test_filters_and_field_mask_are_pushed_upstream(server: ObserverTestServer, lines: list[bytes]) -> None:
+    source = GrpcFlowSource(server.address, follow=False, allowlist=HUSHFLOW_UPSTREAM_FILTERS,
+                            denylist=[{"source_pod": ["kube-system/"]}], field_mask=HUSHFLOW_FIELD_MASK)
+    events = list(source)
+    (request,) = server.requests
+    assert [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in request.whitelist] == [
+        {"event_type": [{"type": 129}], "protocol": ["dns"]},
+        {"event_type": [{"type": 5}]},
+        {"event_type": [{"type": 1}]},
+    ]
+    assert [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in request.blacklist] == [
+        {"source_pod": ["kube-system/"]}
+    ]
+    assert list(request.field_mask.paths) == list(HUSHFLOW_FIELD_MASK)
+    # The double applies the mask as Hubble does: only those Flow fields come back.
+    assert len(events) == len(lines)
+    for event, line in zip(events, lines, strict=True):
+        original = orjson.loads(line)
+        kept = {k: v for k, v in original["flow"].items() if k in HUSHFLOW_FIELD_MASK}
+        assert event.data == {"flow": kept, "node_name": original["node_name"], "time": original["time"]}
+        assert "emitter" not in event.data["flow"]
+
+
+def test_hubble_source_asks_for_what_hushflow_needs(server: ObserverTestServer) -> None:
+    hubble = HubbleSource(server.address, {"tls": False, "tls_ca_cert_files": ()}, follow=False)
+    assert hubble.name == server.address
+    assert len(list(hubble.events())) == 300
+    (request,) = server.requests
+    assert len(request.whitelist) == 3 and list(request.field_mask.paths) == list(HUSHFLOW_FIELD_MASK)
+
+
+def test_nested_field_mask_paths_make_the_parent_present_as_in_hubble() -> None:
+    with ObserverTestServer([flow_line(1, "2026-03-02T09:00:00Z", "u1")]) as server:
+        (event,) = GrpcFlowSource(server.address, follow=False, field_mask=["time", "source.namespace"])
+    assert event.data == {"flow": {"time": "2026-03-02T09:00:00Z", "source": {}}, "time": "2026-03-02T09:00:00Z"}
+
+
+def test_upstream_request() -> None:
+    request = upstream_request(follow=True, allowlist=[{"verdict": ["DROPPED"]}, flow_pb2.FlowFilter(reply=[True])],
+                               field_mask=["l7", "source.namespace"], since="2026-03-02T09:00:00.25+01:00")
+    assert request.follow and not request.number
+    assert request.whitelist[0].verdict == [flow_pb2.DROPPED] and request.whitelist[1].reply == [True]
+    assert list(request.field_mask.paths) == ["l7", "source.namespace"]
+    assert (request.since.seconds, request.since.nanos) == (1772438400, 250_000_000)
+    aware = dt.datetime(2026, 3, 2, 9, 0, 0, 5, tzinfo=dt.UTC)
+    assert upstream_request(follow=False, allowlist=(), field_mask=(), since=aware).since.nanos == 5000
+    assert not upstream_request(follow=False, allowlist=(), field_mask=()).HasField("field_mask")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"field_mask": ["flow.verdict"]}, "flow.Flow has no field 'flow'"),
+        ({"field_mask": ["verdict.name"]}, "'verdict' has no sub-fields"),
+        ({"allowlist": [{"no_such_filter": [1]}]}, "allowlist[0]: not a Hubble FlowFilter"),
+        ({"since": "yesterday"}, "expected RFC 3339"),
+        ({"since": dt.datetime(2026, 3, 2)}, "a time zone is needed"),
+        ({"since": "2026-03-02T09:00:00Z", "number": 5}, "since cannot be combined with number"),
+    ],
+)
+def test_upstream_request_errors_say_what_is_wrong(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"follow": True, "allowlist": (), "field_mask": (), **kwargs}
+    with pytest.raises(ValueError, match=None) as info:
+        upstream_request(**args)
+    assert message in str(info.value)
+    with pytest.raises(GrpcSourceError) as info2:
+        GrpcFlowSource("localhost:4245", **{k: v for k, v in args.items() if k != "follow"})
+    assert message in str(info2.value)
+
+
+# -- failures, reconnection, resume -----------------------------------------------------------------
+
+
+def test_cut_stream_is_resumed_from_the_last_time_without_duplicates_or_loss() -> None:
+    lines = numbered(10)
+    # Flows 3, 4 and 5 share one timestamp; the cut comes after 4 (index 4): `since` is inclusive,
+    # so the resumed stream sends 3 and 4 again, and 5, which was never delivered, must stay.
+    same = "2026-03-02T09:00:00.300Z"
+    lines[3:6] = [flow_line(i, same, f"uuid-{i}") for i in (3, 4, 5)]
+    with ObserverTestServer(lines) as server:
+        server.cut_streams_after(5)
+        source = GrpcFlowSource(server.address, follow=False, backoff=NO_WAIT)
+        events = list(source)
+    assert summaries(events) == [f"#{i}" for i in range(10)]
+    assert [e.line for e in events] == list(range(1, 11))
+    assert source.stats.reconnects == 1 and source.stats.duplicates_dropped == 2
+    assert source.stats.last_error == "UNAVAILABLE: stream cut by the test after 5 events"
+    first, resumed = server.requests
+    assert not first.HasField("since")
+    assert json_format.MessageToJson(resumed.since) == f'"{same}"'
+
+
+def test_follow_stream_cut_twice_is_resumed_and_keeps_following() -> None:
+    with ObserverTestServer() as server:
+        server.cut_streams_after(2, 0)
+        collector = Collector(GrpcFlowSource(server.address, backoff=NO_WAIT))
+        server.wait_for_streams(1)
+        server.add_events(numbered(6))
+        collector.wait_for(6)
+        server.add_events(numbered(2, start=6))
+        collector.wait_for(8)
+        collector.stop()
+    assert summaries(collector.events) == [f"#{i}" for i in range(8)]
+    stats = collector.source.stats
+    assert stats.reconnects == 2 and stats.streams == 3 and stats.duplicates_dropped == 1
+
+
+def test_follow_stream_ended_by_the_server_is_reopened() -> None:
+    with ObserverTestServer() as server:
+        collector = Collector(GrpcFlowSource(server.address, backoff=NO_WAIT))
+        server.wait_for_streams(1)
+        server.add_events(numbered(2))
+        collector.wait_for(2)
+        server.end_streams()
+        server.wait_for_streams(2)
+        server.add_events(numbered(2, start=2))
+        collector.wait_for(4)
+        collector.stop()
+    assert summaries(collector.events) == ["#0", "#1", "#2", "#3"]
+    assert collector.source.stats.reconnects == 1
+    assert collector.source.stats.last_error == "the server ended the stream"
+
+
+def test_deadline_exceeded_reconnects_and_resumes() -> None:
+    with ObserverTestServer() as server:
+        collector = Collector(GrpcFlowSource(server.address, backoff=NO_WAIT, stream_timeout=0.5))
+        server.wait_for_streams(1)
+        server.add_events(numbered(1))
+        collector.wait_for(1)
+        server.wait_for_streams(2)  # the deadline passed: a second call, resuming at #0's time
+        server.add_events(numbered(1, start=1))
+        collector.wait_for(2)
+        collector.stop()
+    assert summaries(collector.events) == ["#0", "#1"]
+    assert collector.source.stats.reconnects >= 1
+    assert (collector.source.stats.last_error or "").startswith("DEADLINE_EXCEEDED")
+    assert server.requests[1].since.ToJsonString() == "2026-03-02T09:00:00Z"
+
+
+def test_a_permanent_refusal_is_an_error_not_a_retry() -> None:
+    with ObserverTestServer() as server:
+        collector = Collector(GrpcFlowSource(server.address, backoff=NO_WAIT))
+        server.wait_for_streams(1)
+        server.end_streams(grpc.StatusCode.PERMISSION_DENIED, "not allowed")
+        collector.thread.join(10)
+    assert isinstance(collector.error, GrpcSourceError)
+    assert str(collector.error) == f"{server.address}: GetFlows refused: PERMISSION_DENIED: not allowed"
+
+
+def test_backoff_is_exponential_with_full_jitter_and_gives_up_after_max_retries() -> None:
+    sleeps: list[float] = []
+    jitter = iter([0.5, 1.0, 0.25, 0.5, 0.5])
+    retries: list[str] = []
+    source = GrpcFlowSource(
+        f"127.0.0.1:{free_port()}", backoff=Backoff(initial=1.0, maximum=5.0, multiplier=2.0), max_retries=4,
+        sleep=sleeps.append, random=lambda: next(jitter), on_retry=lambda error, delay: retries.append(error),
+    )
+    with pytest.raises(GrpcSourceError, match="giving up after 5 attempts: UNAVAILABLE"):
+        list(source)
+    assert sleeps == [0.5 * 1, 1.0 * 2, 0.25 * 4, 0.5 * 5]  # random() * min(max, initial * 2**n)
+    assert len(retries) == 4 and all(r.startswith("UNAVAILABLE") for r in retries)
+    assert source.stats.streams == 5 and source.stats.reconnects == 4 and source.last_event_time is None
+
+
+def test_backoff_restarts_after_a_stream_that_delivered() -> None:
+    sleeps: list[float] = []
+    with ObserverTestServer(numbered(6)) as server:
+        server.cut_streams_after(3, 0, 0)
+        source = GrpcFlowSource(server.address, follow=False, backoff=Backoff(initial=1.0, maximum=60.0),
+                                sleep=sleeps.append, random=lambda: 1.0)
+        events = list(source)
+    assert summaries(events) == [f"#{i}" for i in range(6)]
+    assert sleeps == [1.0, 2.0, 4.0]  # after the 3 events: attempt 0 again, then 1, 2
+    assert source.stats.reconnects == 3
+
+
+def test_stop_interrupts_a_backoff_wait() -> None:
+    source = GrpcFlowSource(f"127.0.0.1:{free_port()}", backoff=Backoff(initial=60.0, maximum=60.0), random=lambda: 1.0)
+    collector = Collector(source)
+    wait_until(lambda: source.stats.last_error is not None)
+    started = time.monotonic()
+    collector.stop()
+    assert time.monotonic() - started < 5
+
+
+def test_setting_the_callers_stop_event_ends_a_quiet_follow_stream() -> None:
+    stop = threading.Event()
+    with ObserverTestServer() as server:
+        collector = Collector(GrpcFlowSource(server.address, stop_event=stop))
+        server.wait_for_streams(1)
+        wait_until(lambda: collector.source.connected)
+        stop.set()
+        collector.thread.join(10)
+        assert not collector.thread.is_alive() and collector.error is None
+        wait_until(lambda: server.open_streams == 0)
+
+
+# -- lost events, node status, slow peers ------------------------------------------------------------
+
+
+def test_lost_events_and_node_status_are_counted() -> None:
+    events = [
+        {"node_status": {"state_change": "NODE_CONNECTED", "node_names": ["a", "b"]}},
+        *numbered(2),
+        {"lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": "40", "cpu": 1},
+         "node_name": "a", "time": "2026-03-02T09:00:00.150Z"},
+        {"node_status": {"state_change": "NODE_UNAVAILABLE", "node_names": ["b"], "message": "gone"}},
+        {"lost_events": {"source": "PERF_EVENT_RING_BUFFER", "num_events_lost": "2"}},
+        {"node_status": {"state_change": "NODE_CONNECTED", "node_names": ["b"]}},
+    ]
+    with ObserverTestServer(events) as server:
+        source = GrpcFlowSource(server.address, follow=False)
+        got = list(source)
+    assert [e.kind for e in got] == ["flow", "flow", "lost_events", "lost_events"]
+    assert got[2].raw == (b'{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"40","cpu":1},'
+                          b'"node_name":"a","time":"2026-03-02T09:00:00.150Z"}')
+    stats = source.stats
+    assert stats.lost_events == 42 and stats.lost_events_messages == 2
+    assert stats.node_status == {"NODE_CONNECTED": 2, "NODE_UNAVAILABLE": 1}
+    assert stats.node_states == {"a": "NODE_CONNECTED", "b": "NODE_CONNECTED"}
+
+
+def test_lost_events_are_not_counted_twice_after_a_resume() -> None:
+    lines = [*numbered(2), orjson.dumps({"lost_events": {"num_events_lost": "7"}, "time": "2026-03-02T09:00:00.150Z"}),
+             *numbered(2, start=2)]
+    with ObserverTestServer(lines) as server:
+        server.cut_streams_after(4)
+        source = GrpcFlowSource(server.address, follow=False, backoff=NO_WAIT)
+        got = list(source)
+    assert [e.kind for e in got].count("lost_events") == 1 and source.stats.lost_events == 7
+    assert summaries([e for e in got if e.flow is not None]) == ["#0", "#1", "#2", "#3"]
+
+
+def test_slow_consumer_gets_everything_in_order() -> None:
+    lines = numbered(2000)
+    with ObserverTestServer(lines) as server:
+        source = GrpcFlowSource(server.address, follow=False)
+        events = []
+        for event in source:
+            events.append(event)
+            if len(events) == 1:
+                time.sleep(0.5)  # the server fills the flow-control windows meanwhile
+            elif len(events) % 50 == 0:
+                time.sleep(0.01)
+    assert summaries(events) == [f"#{i}" for i in range(2000)]
+    assert source.stats.reconnects == 0 and source.stats.duplicates_dropped == 0
+
+
+def test_slow_server_is_waited_for() -> None:
+    with ObserverTestServer(numbered(10)) as server:
+        server.send_delay = 0.05
+        events = list(GrpcFlowSource(server.address, follow=False))
+    assert summaries(events) == [f"#{i}" for i in range(10)]
+
+
+def test_server_status() -> None:
+    with ObserverTestServer(numbered(3)) as server:
+        status = GrpcFlowSource(server.address).server_status()
+    assert status.num_flows == 3 and status.version == "hushflow-observer-test-double"
+    assert status.num_connected_nodes.value == 1
+
+
+# -- transports ------------------------------------------------------------------------------------
+
+
+def test_unix_socket(tmp_path: Path, lines: list[bytes]) -> None:
+    path = tmp_path / "hubble.sock"
+    with ObserverTestServer(lines[:20], address=f"unix://{path}") as server:
+        assert server.address == f"unix://{path}"
+        events = list(GrpcFlowSource(f"unix://{path}", follow=False))
+    assert [e.raw for e in events] == lines[:20]
+    assert {e.source for e in events} == {f"unix://{path}"}
+
+
+@pytest.mark.parametrize("server_address", ["", "localhost", "localhost:http", "unix://"])
+def test_bad_addresses(server_address: str) -> None:
+    with pytest.raises(GrpcSourceError):
+        GrpcFlowSource(server_address)
+
+
+class PKI:
+    """A CA, a server certificate for relay.hubble.test (and 127.0.0.1), a client certificate."""
+
+    def __init__(self, directory: Path) -> None:
+        x509 = pytest.importorskip("cryptography.x509")
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = dt.datetime.now(dt.UTC)
+
+        def key_pem(key: Any) -> bytes:
+            return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+        def issue(name: str, key: Any, issuer: Any, issuer_key: Any, *, ca: bool, sans: list[Any],
+                  usage: Any = None) -> Any:
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(issuer)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            )
+            if sans:
+                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            if usage is not None:
+                builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            return builder.sign(issuer_key, hashes.SHA256())
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hushflow test CA")])
+        ca = issue("hushflow test CA", ca_key, ca_name, ca_key, ca=True, sans=[])
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server = issue("relay.hubble.test", server_key, ca_name, ca_key, ca=False,
+                       sans=[x509.DNSName("relay.hubble.test"), x509.DNSName("*.hubble-relay.cilium.io")],
+                       usage=ExtendedKeyUsageOID.SERVER_AUTH)
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client = issue("hushflow", client_key, ca_name, ca_key, ca=False, sans=[x509.DNSName("hushflow")],
+                       usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+        pem = serialization.Encoding.PEM
+        self.ca_pem = ca.public_bytes(pem)
+        self.server_cert = server.public_bytes(pem)
+        self.server_key = key_pem(server_key)
+        self.ca_file = directory / "ca.crt"
+        self.ca_file.write_bytes(self.ca_pem)
+        self.client_cert_file = directory / "client.crt"
+        self.client_cert_file.write_bytes(client.public_bytes(pem))
+        self.client_key_file = directory / "client.key"
+        self.client_key_file.write_bytes(key_pem(client_key))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+def test_tls_with_a_ca_and_a_server_name(pki: PKI, lines: list[bytes]) -> None:
+    tls = ServerTLS(pki.server_cert, pki.server_key)
+    with ObserverTestServer(lines[:10], tls=tls) as server:
+        options = TLSOptions(enabled=True, ca_cert_files=(str(pki.ca_file),), server_name="relay.hubble.test")
+        events = list(GrpcFlowSource(server.address, tls=options, follow=False))
+        assert [e.raw for e in events] == lines[:10]
+        # tls:// implies TLS, as in the hubble CLI; a wildcard SAN matches like Relay's certificates.
+        options = TLSOptions(ca_cert_files=(str(pki.ca_file),), server_name="instance.hubble-relay.cilium.io")
+        assert len(list(GrpcFlowSource(f"tls://{server.address}", tls=options, follow=False))) == 10
+
+
+@pytest.mark.parametrize(
+    ("trust_ca", "server_name"),
+    [(False, "relay.hubble.test"), (True, "other.hubble.test")],
+    ids=["unknown-ca", "wrong-name"],
+)
+def test_tls_verification_failures_are_reported(pki: PKI, trust_ca: bool, server_name: str) -> None:
+    options = TLSOptions(enabled=True, ca_cert_files=(str(pki.ca_file),) if trust_ca else (), server_name=server_name)
+    with ObserverTestServer(numbered(1), tls=ServerTLS(pki.server_cert, pki.server_key)) as server:
+        with pytest.raises(GrpcSourceError, match="giving up after 1 attempt: UNAVAILABLE"):
+            list(GrpcFlowSource(server.address, tls=options, follow=False, max_retries=0))
+        assert server.requests == []
+
+
+def test_plaintext_client_to_a_tls_server_fails(pki: PKI) -> None:
+    with (ObserverTestServer(numbered(1), tls=ServerTLS(pki.server_cert, pki.server_key)) as server,
+          pytest.raises(GrpcSourceError, match="UNAVAILABLE")):
+        list(GrpcFlowSource(server.address, follow=False, max_retries=0))
+
+
+def test_tls_allow_insecure_skips_verification(pki: PKI) -> None:
+    with ObserverTestServer(numbered(3), tls=ServerTLS(pki.server_cert, pki.server_key)) as server:
+        events = list(GrpcFlowSource(server.address, tls=TLSOptions(allow_insecure=True), follow=False))
+    assert summaries(events) == ["#0", "#1", "#2"]
+
+
+def test_mutual_tls(pki: PKI, lines: list[bytes]) -> None:
+    tls = ServerTLS(pki.server_cert, pki.server_key, client_ca=pki.ca_pem)
+    with ObserverTestServer(lines[:10], tls=tls) as server:
+        without_cert = TLSOptions(enabled=True, ca_cert_files=(str(pki.ca_file),), server_name="relay.hubble.test")
+        with pytest.raises(GrpcSourceError, match="UNAVAILABLE"):
+            list(GrpcFlowSource(server.address, tls=without_cert, follow=False, max_retries=0))
+        with_cert = TLSOptions.from_options({
+            "tls": True, "tls_ca_cert_files": [str(pki.ca_file)], "tls_client_cert_file": str(pki.client_cert_file),
+            "tls_client_key_file": str(pki.client_key_file), "tls_server_name": "relay.hubble.test",
+        })
+        events = list(GrpcFlowSource(server.address, tls=with_cert, follow=False))
+    assert [e.raw for e in events] == lines[:10]
+
+
+def test_tls_file_problems_name_the_file(tmp_path: Path, pki: PKI) -> None:
+    missing = TLSOptions(enabled=True, ca_cert_files=(str(tmp_path / "nope.crt"),))
+    with pytest.raises(GrpcSourceError, match=r"cannot read CA certificate .*nope\.crt"):
+        list(GrpcFlowSource("localhost:4245", tls=missing))
+    not_pem = tmp_path / "ca.der"
+    not_pem.write_bytes(b"\x30\x82")
+    with pytest.raises(GrpcSourceError, match="must be PEM encoded data"):
+        list(GrpcFlowSource("localhost:4245", tls=TLSOptions(ca_cert_files=(str(not_pem),))))
+    with pytest.raises(GrpcSourceError, match="needs --tls-client-key-file"):
+        GrpcFlowSource("localhost:4245", tls=TLSOptions(client_cert_file=str(pki.client_cert_file)))
