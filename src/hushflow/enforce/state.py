@@ -17,10 +17,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from hushflow.enforce.atomic_file import write_atomic
 
 STATE_VERSION = 1
 DEFAULT_MIN_TTL = 3600.0
@@ -175,25 +176,8 @@ class DenyState:
 
     def save(self, path: str) -> None:
         """Write atomically: a reader (or a crash) sees the old file or the new one, never half."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
         data = json.dumps(self.to_json(), indent=1, sort_keys=False).encode() + b"\n"
-        fd, tmp = tempfile.mkstemp(prefix=".hushflow-state-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data, sync_directory=True)
 
     @classmethod
     def load(cls, path: str, min_ttl: float = DEFAULT_MIN_TTL, grace: float = 0.0) -> DenyState:
