@@ -6,12 +6,12 @@ flag works, and flows are read and attributed exactly as `observe --enrich` does
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from hushflow.observe import EXIT_BROKEN_PIPE, EXIT_USAGE, run_observe
+from hushflow.cli.observe import RawArgumentsCommand, raw_arguments, run_observe_piped
+from hushflow.observe import EXIT_USAGE
 
 _HELP = """\
 Usage: hushflow explain --policies PATH --input-file FILE [hubble observe filter flags]
@@ -31,12 +31,6 @@ and so do --expected-log, --expected-cel and --cilium-version. Examples:
   hushflow explain --policies policies/ --input-file flows.json --verdict DROPPED
   hushflow explain --policies policies/ --input-file flows.json --to-fqdn '*.example.com' --last 5
 """
-
-
-class _RawArgumentsCommand(click.Command):
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["hushflow.explain.argv"] = list(args)
-        return super().parse_args(ctx, args)
 
 
 def explain_argv(argv: list[str]) -> list[str] | None:
@@ -62,7 +56,7 @@ def explain_argv(argv: list[str]) -> list[str] | None:
 
 @click.command(
     "explain",
-    cls=_RawArgumentsCommand,
+    cls=RawArgumentsCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     add_help_option=False,
 )
@@ -70,7 +64,7 @@ def explain_argv(argv: list[str]) -> list[str] | None:
 @click.pass_context
 def explain(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Explain policy verdicts: which rule, which selector, which DNS answer (see --help)."""
-    argv = ctx.meta.get("hushflow.explain.argv", list(args))
+    argv = raw_arguments(ctx, args)
     if not argv or "-h" in argv or "--help" in argv:
         sys.stdout.write(_HELP)
         sys.exit(0)
@@ -78,10 +72,4 @@ def explain(ctx: click.Context, args: tuple[str, ...]) -> None:
     if translated is None:
         sys.stderr.write("hushflow explain needs the policies: --policies PATH\n")
         sys.exit(EXIT_USAGE)
-    try:
-        code = run_observe(translated, stdout=sys.stdout.buffer, stderr=sys.stderr, stdin=sys.stdin.buffer)
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = EXIT_BROKEN_PIPE
-    sys.exit(code)
+    sys.exit(run_observe_piped(translated))

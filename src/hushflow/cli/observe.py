@@ -16,7 +16,7 @@ from hushflow.observe import EXIT_BROKEN_PIPE, run_observe
 _RAW_ARGS = "hushflow.observe.argv"
 
 
-class _RawArgumentsCommand(click.Command):
+class RawArgumentsCommand(click.Command):
     """Keeps the arguments exactly as typed: click's own parser would swallow a `--`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -26,7 +26,7 @@ class _RawArgumentsCommand(click.Command):
 
 @click.command(
     "observe",
-    cls=_RawArgumentsCommand,
+    cls=RawArgumentsCommand,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     add_help_option=False,
     short_help="Read Hubble flows and filter them like `hubble observe`.",
@@ -35,12 +35,20 @@ class _RawArgumentsCommand(click.Command):
 @click.pass_context
 def observe(ctx: click.Context, args: tuple[str, ...]) -> None:
     """Read Hubble flows and select them with `hubble observe` flags (see --help)."""
-    argv = ctx.meta.get(_RAW_ARGS, list(args))
+    sys.exit(run_observe_piped(raw_arguments(ctx, args)))
+
+
+def raw_arguments(ctx: click.Context, args: tuple[str, ...]) -> list[str]:
+    """The arguments exactly as typed (kept by `RawArgumentsCommand`)."""
+    return list(ctx.meta.get(_RAW_ARGS, list(args)))
+
+
+def run_observe_piped(argv: list[str]) -> int:
+    """`run_observe` on the process's streams; a closed pipe (`| head`) ends it quietly."""
     try:
-        code = run_observe(argv, stdout=sys.stdout.buffer, stderr=sys.stderr, stdin=sys.stdin.buffer)
+        return run_observe(argv, stdout=sys.stdout.buffer, stderr=sys.stderr, stdin=sys.stdin.buffer)
     except BrokenPipeError:
-        # `hushflow observe ... | head`: stop quietly, and keep Python from complaining at exit.
+        # Keep Python from complaining about the closed stdout at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        code = EXIT_BROKEN_PIPE
-    sys.exit(code)
+        return EXIT_BROKEN_PIPE
