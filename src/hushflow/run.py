@@ -79,6 +79,7 @@ class RunOptions:
     shared_ip: str = "skip"
     group_cap: int = 1000
     max_total: int = 10_000
+    instance: str = ""  # per-node mode: this instance's name, so each writes only its own CIDR groups
     queue_size: int = 10_000
     snapshot_interval: float = 60.0
     expire_interval: float = 30.0
@@ -224,7 +225,7 @@ class Daemon:
         apply = self._kube_apply() if options.apply else None
         self.publisher = GroupPublisher(
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
-            group_cap=options.group_cap, monotonic=self.monotonic,
+            group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
         )
         self.events = UnexpectedDropEvents(
             [make_sink(spec) for spec in options.events],
@@ -236,14 +237,35 @@ class Daemon:
         self.source = source or self._default_source()
 
     def _kube_apply(self) -> Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]:
-        from hushflow.enforce.kube import apply_objects, load_kube_api
+        from hushflow.enforce.compile import INSTANCE_LABEL
+        from hushflow.enforce.kube import (
+            DEFAULT_MANAGED_SELECTOR,
+            KubeApiError,
+            KubeConfigError,
+            apply_objects,
+            load_kube_api,
+        )
 
-        api = load_kube_api(self.options.kubeconfig, None, in_cluster=self.options.kubeconfig is None)
+        try:
+            api = load_kube_api(self.options.kubeconfig, None, in_cluster=self.options.kubeconfig is None)
+        except KubeConfigError as exc:
+            raise RunError(str(exc)) from None
+        # Prune only this instance's groups: other instances (other nodes) own theirs.
+        selector = DEFAULT_MANAGED_SELECTOR
+        if self.options.instance:
+            selector += f",{INSTANCE_LABEL}={self.options.instance}"
 
         def apply(changed: Sequence[dict[str, Any]], deleted: Sequence[dict[str, Any]]) -> None:
-            result = apply_objects(api, list(changed), prune_kinds=())
-            for problem in getattr(result, "refused", ()):
-                self.stderr.write(f"hushflow: apply refused: {problem}\n")
+            try:
+                if deleted:
+                    result = apply_objects(api, self.publisher.groups(), managed_selector=selector)
+                else:
+                    result = apply_objects(api, list(changed), managed_selector=selector, prune_kinds=())
+            except KubeApiError as exc:
+                self.stderr.write(f"hushflow: cannot reach the Kubernetes API: {exc}\n")
+                return
+            for problem in result.problems():
+                self.stderr.write(f"hushflow: apply: {problem}\n")
 
         return apply
 

@@ -53,7 +53,7 @@ def test_replay_of_the_example(tmp_path):
                   workload="my-app", destination="world") == 3
     assert sample(daemon, "hushflow_dns_answers_total") == 4
     assert sample(daemon, "hushflow_cidr_group_ips", group=f"hushflow.{DENY_ID}",
-                  policy="app-external-block-policy") == 3
+                  policy="my-namespace/app-external-block-policy") == 3
     assert sample(daemon, "hushflow_leak_window_seconds_count") >= 1
     # One event for the three drops of the same call (dedup window), with its explanation.
     (event,) = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
@@ -195,6 +195,9 @@ def test_kill_at_a_random_point_loses_no_published_ip(tmp_path):
     proc = start_cli(tmp_path, live)
     kill_after = rng.randint(5, 60)
     try:
+        deadline = time.monotonic() + 60
+        while len(published_ips(tmp_path)) < 3 and time.monotonic() < deadline:  # started and caught up
+            time.sleep(0.05)
         with open(live, "ab") as handle:
             for index in range(80):
                 handle.write(dns_line(index))

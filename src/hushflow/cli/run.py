@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 import click
@@ -30,6 +29,9 @@ from hushflow.cli.options import cilium_version_option
 @click.option("--out", "out_dir", metavar="DIR", help="Write the CiliumCIDRGroups here (directory mode).")
 @click.option("--apply", "apply_", is_flag=True, help="Server-side apply the CiliumCIDRGroups to the cluster.")
 @click.option("--kubeconfig", metavar="FILE", help="For --apply (default: in-cluster).")
+@click.option("--instance", default="", envvar="HUSHFLOW_INSTANCE", metavar="NAME",
+              help="Per-node mode: this instance's name (e.g. the node), so that each instance writes and "
+                   "prunes only its own CIDR groups; the policies select all of them. Env: HUSHFLOW_INSTANCE.")
 @click.option("--state", "state_path", metavar="FILE", help="Learned IPs persist here (snapshot + journal).")
 @click.option("--metrics-address", default="0.0.0.0:9965", show_default=True, metavar="HOST:PORT",
               help="Serve /metrics, /healthz and /readyz here.")
@@ -97,6 +99,7 @@ def run(**kwargs: Any) -> None:
         attribute_default_deny=kwargs["attribute_default_deny"], resolve=resolve,
         nameservers=tuple(kwargs["nameservers"]), min_ttl=kwargs["min_ttl"], shared_ip=kwargs["shared_ip"],
         group_cap=kwargs["group_cap"], max_total=kwargs["max_total"], max_series=kwargs["max_series"],
+        instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"], clock=clock,
     )
     try:
@@ -112,8 +115,11 @@ def run(**kwargs: Any) -> None:
     host, port = server.server_address[:2]
     click.echo(f"serving http://{host!s}:{port}/metrics, /healthz, /readyz", err=True)
 
+    signalled = threading.Event()
+
     def on_signal(signum: int, _frame: Any) -> None:
         click.echo(f"received {signal.Signals(signum).name}: draining and saving state", err=True)
+        signalled.set()
         daemon.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -123,8 +129,8 @@ def run(**kwargs: Any) -> None:
     worker.start()
     while worker.is_alive():
         worker.join(0.2)
-    if options.linger > 0 and not daemon.stopping.is_set():
-        time.sleep(options.linger)
+    if options.linger > 0:
+        signalled.wait(options.linger)  # keep serving the final metrics; a signal ends the wait
     server.shutdown()
     print_summary(daemon, Console(file=sys.stdout))
     sys.exit(result.get("code", 1))

@@ -65,18 +65,32 @@ def shard_of(ip: str, bits: int) -> int:
     return zlib.crc32(ip.encode()) & ((1 << bits) - 1)
 
 
-def group_name(deny_id: str, shard: int, bits: int) -> str:
-    return f"hushflow.{deny_id}.{shard:0{max(1, (bits + 3) // 4)}x}" if bits else f"hushflow.{deny_id}"
+INSTANCE_LABEL = "hushflow.io/instance"
+
+
+def group_name(deny_id: str, shard: int, bits: int, instance: str = "") -> str:
+    """`hushflow.<deny>[.<instance>][.<shard>]`: stable, and distinct per writing instance."""
+    base = f"hushflow.{deny_id}" + (f".{instance}" if instance else "")
+    return f"{base}.{shard:0{max(1, (bits + 3) // 4)}x}" if bits else base
 
 
 def _label_value(text: str) -> str:
     return text if len(text) <= 63 else text[:63].rstrip("-.")
 
 
-def group_object(deny: FqdnDeny, shard: int, bits: int, members: Iterable[str]) -> dict[str, Any]:
-    """The CiliumCIDRGroup of one shard of a deny."""
+def group_object(
+    deny: FqdnDeny, shard: int, bits: int, members: Iterable[str], instance: str = ""
+) -> dict[str, Any]:
+    """The CiliumCIDRGroup of one shard of a deny.
+
+    `instance` names the writer when several hushflow instances (one per node) fill groups
+    for the same deny: each writes only its own groups, and the policy's cidrGroupSelector,
+    which matches the deny label alone, selects all of them together.
+    """
     ref = deny.rule.policy
     labels = {**MANAGED_BY, DENY_LABEL: deny.id, "hushflow.io/policy": _label_value(ref.name)}
+    if instance:
+        labels[INSTANCE_LABEL] = instance
     if ref.namespace:
         labels["hushflow.io/policy-namespace"] = ref.namespace
     annotations = {
@@ -89,7 +103,11 @@ def group_object(deny: FqdnDeny, shard: int, bits: int, members: Iterable[str]) 
     return {
         "apiVersion": "cilium.io/v2",
         "kind": "CiliumCIDRGroup",
-        "metadata": {"name": group_name(deny.id, shard, bits), "labels": labels, "annotations": annotations},
+        "metadata": {
+            "name": group_name(deny.id, shard, bits, instance),
+            "labels": labels,
+            "annotations": annotations,
+        },
         "spec": {"externalCIDRs": [_cidr(ip) for ip in sorted(members, key=ip_sort_key)]},
     }
 

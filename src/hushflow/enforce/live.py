@@ -39,6 +39,12 @@ class PublishStats:
     leak_windows: list[float] = field(default_factory=list)  # seconds, most recent last (bounded)
 
 
+def policy_label(deny: FqdnDeny) -> str:
+    """`namespace/name` of a deny's policy (`name` for a clusterwide one), for metric labels."""
+    ref = deny.rule.policy
+    return f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+
+
 class GroupPublisher:
     def __init__(
         self,
@@ -49,6 +55,7 @@ class GroupPublisher:
         apply: ApplyFn | None = None,
         journal: Journal | None = None,
         group_cap: int = DEFAULT_GROUP_CAP,
+        instance: str = "",
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.denies = {deny.id: deny for deny in denies}
@@ -57,6 +64,7 @@ class GroupPublisher:
         self.apply = apply
         self.journal = journal
         self.group_cap = group_cap
+        self.instance = instance
         self.monotonic = monotonic
         self.stats = PublishStats()
         self._written: dict[str, str] = {}  # group name -> rendered text last published
@@ -65,7 +73,7 @@ class GroupPublisher:
 
     def groups(self) -> list[dict[str, Any]]:
         return [
-            group_object(self.denies[deny_id], shard, bits, members)
+            group_object(self.denies[deny_id], shard, bits, members, self.instance)
             for deny_id, (bits, shards) in sorted(self._shards.items())
             for shard, members in sorted(shards.items())
         ]
@@ -73,7 +81,7 @@ class GroupPublisher:
     def group_sizes(self) -> list[tuple[str, str, int]]:
         """(group name, policy name, IPs) of every group, cheaply (for gauges)."""
         return [
-            (group_name(deny_id, shard, bits), self.denies[deny_id].rule.policy.name, len(members))
+            (group_name(deny_id, shard, bits, self.instance), policy_label(self.denies[deny_id]), len(members))
             for deny_id, (bits, shards) in sorted(self._shards.items())
             for shard, members in sorted(shards.items())
         ]
@@ -115,7 +123,8 @@ class GroupPublisher:
                 self._reshard(deny_id, changed, deleted)  # a shard overflowed: split them all
                 continue
             for shard in sorted(shard_ids):
-                self._render(group_object(self.denies[deny_id], shard, bits, shards[shard]), changed)
+                group = group_object(self.denies[deny_id], shard, bits, shards[shard], self.instance)
+                self._render(group, changed)
         self._emit(changed, deleted)
         if read_at is None:
             return None
@@ -131,13 +140,13 @@ class GroupPublisher:
         old_names = set()
         if deny_id in self._shards:
             old_bits, old = self._shards[deny_id]
-            old_names = {group_name(deny_id, shard, old_bits) for shard in old}
+            old_names = {group_name(deny_id, shard, old_bits, self.instance) for shard in old}
         bits = shard_bits(ips, self.group_cap)
         shards = shard_members(ips, bits)
         self._shards[deny_id] = (bits, shards)
         names = set()
         for shard, members in sorted(shards.items()):
-            group = group_object(deny, shard, bits, members)
+            group = group_object(deny, shard, bits, members, self.instance)
             names.add(group["metadata"]["name"])
             self._render(group, changed)
         for name in sorted(old_names - names):
