@@ -249,13 +249,15 @@ def test_relay_mode_is_the_single_writer() -> None:
     assert "emptyDir" in next(volume for volume in pod["volumes"] if volume["name"] == mount["name"])
 
 
-def test_per_node_mode_does_not_write_cidr_groups() -> None:
-    # hushflow run 0.1.0 gives a deny's CIDR groups the same names on every instance: several
-    # writers would overwrite each other's IPs. Allow --apply here once instances own their groups.
+def test_per_node_instances_write_only_their_own_cidr_groups() -> None:
+    # Each instance names and prunes its groups by HUSHFLOW_INSTANCE (the node): several writers
+    # never touch each other's IPs, and the policies select all of them by the deny label.
     pod = _workload("per-node")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert "--apply" not in container["args"]
-    assert pod["automountServiceAccountToken"] is False
+    assert "--apply" in container["args"] and "--state" in container["args"]
+    (env,) = [e for e in container["env"] if e["name"] == "HUSHFLOW_INSTANCE"]
+    assert env["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert pod["automountServiceAccountToken"] is True
 
 
 @pytest.mark.parametrize(("mode", "level"), [("relay", "restricted"), ("per-node", "privileged")])
