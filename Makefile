@@ -40,7 +40,7 @@ system-deps:
 
 ## test: install what the tests need, then ruff, mypy and pytest
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy examples
 	$(BIN)/mypy
 	$(BIN)/pytest
 
