@@ -174,6 +174,7 @@ class Daemon:
         self._lookup = lookup
         self._last_flow_time = 0.0
         self._bad_reported = 0
+        self._reported: dict[str, int] = {"reconnects": 0}
         self._setup(source)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -403,6 +404,7 @@ class Daemon:
         self.heartbeat = now_mono
         self.metrics[m.QUEUE_DEPTH].labels(queue="flows").set(self._queue.qsize())
         self.metrics[m.SOURCE_CONNECTED].labels(source=self.source.name).set(1 if self.source.connected() else 0)
+        self._source_counters()
         stats = getattr(self.source, "read_stats", None)
         if stats is not None and stats.bad_lines > self._bad_reported:
             malformed = self.metrics[m.MALFORMED_INPUT_TOTAL].labels(source=self.source.name)
@@ -414,6 +416,23 @@ class Daemon:
         if self.options.state_path and now_mono - last["snapshot"] >= self.options.snapshot_interval:
             last["snapshot"] = now_mono
             self._snapshot()
+
+    def _source_counters(self) -> None:
+        """Carry a live source's own counters (reconnects, node status changes) into the metrics."""
+        stats = getattr(self.source, "stats", None)
+        if stats is None:
+            return
+        reconnects = int(getattr(stats, "reconnects", 0))
+        if reconnects > self._reported["reconnects"]:
+            self.metrics[m.SOURCE_RECONNECTS_TOTAL].labels(source=self.source.name).inc(
+                reconnects - self._reported["reconnects"]
+            )
+            self._reported["reconnects"] = reconnects
+        for state, count in dict(getattr(stats, "node_status", {})).items():
+            key = f"node:{state}"
+            if count > self._reported.get(key, 0):
+                self.metrics[m.NODE_STATUS_CHANGES_TOTAL].labels(state=state).inc(count - self._reported.get(key, 0))
+                self._reported[key] = count
 
     def _expire(self) -> None:
         now = self._last_flow_time if self.options.clock == "flows" and self._last_flow_time else self.clock()
