@@ -119,6 +119,7 @@ def test_plain_stream_yields_the_recorded_lines_byte_for_byte(server: ObserverTe
     assert [e.line for e in events] == list(range(1, len(lines) + 1))
     assert source.stats.flows == source.stats.events == len(lines)
     assert source.stats.streams == 1 and source.stats.reconnects == 0
+    assert source.stats.server_version == "hushflow-observer-test-double"
     assert source.last_event_time == orjson.loads(lines[-1])["time"]
     assert not source.connected
     assert server.requests[0].follow is False
@@ -311,7 +312,7 @@ def test_backoff_is_exponential_with_full_jitter_and_gives_up_after_max_retries(
         list(source)
     assert sleeps == [0.5 * 1, 1.0 * 2, 0.25 * 4, 0.5 * 5]  # random() * min(max, initial * 2**n)
     assert len(retries) == 4 and all(r.startswith("UNAVAILABLE") for r in retries)
-    assert source.stats.streams == 5 and source.stats.reconnects == 4 and source.last_event_time is None
+    assert source.stats.streams == 0 and source.stats.reconnects == 4 and source.last_event_time is None
 
 
 def test_backoff_restarts_after_a_stream_that_delivered() -> None:

@@ -20,9 +20,10 @@ yielded, as ``hubble observe`` keeps them off stdout.
 ``stop()`` (from any thread) or setting the ``stop_event`` passed in ends the iteration cleanly:
 the open call is cancelled and a backoff wait is cut short.
 
-Throughput (``benchmarks/bench_grpc.py``): grpcio's per-message cost (~30 µs on the client, as
-much on a Python server) bounds one stream at ~20-30k messages/s on these machines; conversion to
-the canonical dict (:mod:`hushflow.flow.proto_dict`) adds ~17 µs a flow.
+Throughput (``benchmarks/bench_grpc.py``, loopback, 2-core machine): ~25-28k flows/s into
+FlowEvents, ~37 µs of client CPU a flow, of which ~16 µs is the conversion to the canonical dict
+(:mod:`hushflow.flow.proto_dict`) and most of the rest grpcio's own per-message cost. Pushing the
+allowlist upstream is what keeps a busy node within that budget.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
+import grpc.experimental
 from google.protobuf import json_format, timestamp_pb2
 
 from hushflow.flow import protojson
@@ -193,6 +195,8 @@ class GrpcSourceStats:
     """Messages with no JSON form (an ``extensions`` Any of an unknown type); skipped."""
     last_error: str | None = None
     """Why the last stream stopped (``UNAVAILABLE: ...``), None before any failure."""
+    server_version: str | None = None
+    """What the server's ServerStatus says (Cilium/Hubble version), once connected."""
 
 
 def upstream_request(
@@ -436,7 +440,8 @@ class GrpcFlowSource:
 
     @property
     def connected(self) -> bool:
-        """True while a GetFlows stream is open on a ready connection."""
+        """True while a GetFlows stream is open to a server that answered (ServerStatus or a
+        first event) on this connection; False while connecting, in backoff, and after the end."""
         return self._streaming and self._channel_ready
 
     @property
@@ -484,9 +489,9 @@ class GrpcFlowSource:
     # -- connection ----------------------------------------------------------------------------
 
     def _new_channel(self) -> grpc.Channel:
-        # One experimental but long-standing grpcio option: a unary-stream call is consumed in the
-        # calling thread instead of a helper thread; it cuts the client's CPU per message by ~1/3.
-        options: list[tuple[str, Any]] = [("grpc.experimental.single_threaded_unary_stream", 1)]
+        # An experimental but long-standing grpcio option: a unary-stream call is consumed in the
+        # calling thread, without the hand-over from grpcio's polling thread per message.
+        options: list[tuple[str, Any]] = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
         target = self._target
         if not target.tls:
             return grpc.insecure_channel(target.grpc_target, options=options + self._channel_options)
@@ -513,10 +518,8 @@ class GrpcFlowSource:
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
         return grpc.secure_channel(target.grpc_target, credentials, options=options + self._channel_options)
 
-    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
-        self._channel_ready = state == grpc.ChannelConnectivity.READY
-
     def _open(self, request: observer_pb2.GetFlowsRequest) -> Any:
+        """Connect and start GetFlows; None when stopped. Raises _Retryable when unreachable."""
         # A new channel per attempt: our backoff decides when to retry, not the channel's own.
         channel = self._new_channel()
         with self._lock:
@@ -524,8 +527,33 @@ class GrpcFlowSource:
             if self._stop.is_set():
                 channel.close()
                 return None
-            channel.subscribe(self._on_connectivity, try_to_connect=True)
             self._channel = channel
+            probe = channel.unary_unary(
+                _SERVER_STATUS,
+                request_serializer=observer_pb2.ServerStatusRequest.SerializeToString,
+                response_deserializer=observer_pb2.ServerStatusResponse.FromString,
+            ).future(observer_pb2.ServerStatusRequest(), timeout=self._connect_timeout)
+            self._call = probe
+        # ServerStatus first: it tells a reachable server from a dead one before the stream is
+        # quiet for minutes (a node's Hubble sends nothing until a flow matches), which is what
+        # `connected` reports. (grpcio's connectivity callbacks are not used: closing a channel
+        # while its polling thread watches it raises in that thread.)
+        try:
+            status = probe.result()
+        except grpc.FutureCancelledError:
+            return None
+        except grpc.RpcError as e:
+            if self._stop.is_set():
+                return None
+            if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.UNAVAILABLE:
+                raise _Retryable(_describe(e)) from None
+            # Anything else (a proxy without ServerStatus, a slow Relay): let GetFlows decide.
+        else:
+            self.stats.server_version = status.version
+            self._channel_ready = True
+        with self._lock:
+            if self._stop.is_set():
+                return None
             method = channel.unary_stream(
                 _GET_FLOWS,
                 request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
@@ -546,7 +574,6 @@ class GrpcFlowSource:
         self._channel = None
         self._channel_ready = False
         if channel is not None:
-            channel.unsubscribe(self._on_connectivity)
             channel.close()
 
     def _finish_call(self) -> None:

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""How fast does hushflow read flows from Hubble's gRPC API, on one core?
+
+Usage: .venv/bin/python benchmarks/bench_grpc.py [--flows 100000] [--gen-flows PATH] [--repeat 1]
+
+A loopback gRPC server (``hushflow.testing.observer_server``, in its own process) streams a
+``gen_flows.py`` corpus (generated once, like bench_observe.py; its protobuf encoding is cached
+next to it as ``.pb``) and each scenario reads it in a fresh client process, reporting flows/s
+(wall clock), the client's CPU time per flow (all its threads: the "one core" figure) and peak
+RSS (ru_maxrss; "+" is the growth during the run, past imports):
+
+- ``grpc receive only``: the GetFlows stream iterated, messages decoded, nothing else (grpcio's
+  own ceiling);
+- ``proto_dict only``: the decoded messages converted to canonical dicts in memory, no gRPC;
+- ``GrpcFlowSource -> FlowEvent``: the real source: stream, convert, encode, FlowEvent;
+- ``... with HUSHFLOW_FIELD_MASK``: the same with flows cut down to the fields hushflow reads
+  (masked ahead of time on the server side, as Hubble masks them in Go).
+
+The server is Python too and costs about as much per message as the client's gRPC layer, so the
+"receive only" rate is bounded by it; the CPU-per-flow column is the client's own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "src"))
+
+from bench_observe import DEFAULT_GEN_FLOWS, ensure_corpus  # noqa: E402
+
+SCENARIOS = ["grpc receive only", "proto_dict only", "GrpcFlowSource -> FlowEvent", "... with HUSHFLOW_FIELD_MASK"]
+
+
+# -- corpus as protobuf -----------------------------------------------------------------------------
+
+
+def ensure_protobuf_corpus(jsonl: Path) -> Path:
+    """The corpus as length-prefixed serialized GetFlowsResponse messages (json_format is slow:
+    ~6k lines/s, so it is done once)."""
+    path = jsonl.with_suffix(".pb")
+    if path.exists():
+        return path
+    from google.protobuf import json_format
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    from hushflow.proto import observer_pb2
+
+    print(f"encoding {jsonl.name} as protobuf into {path} (once) ...", file=sys.stderr)
+    tmp = path.with_suffix(".tmp")
+    with open(jsonl, "rb") as src, open(tmp, "wb") as out:
+        for line in src:
+            if line.strip():
+                data = json_format.Parse(line, observer_pb2.GetFlowsResponse()).SerializeToString()
+                out.write(_VarintBytes(len(data)))
+                out.write(data)
+    tmp.rename(path)
+    return path
+
+
+def read_protobuf_corpus(path: Path) -> Iterator[bytes]:
+    from google.protobuf.internal.decoder import _DecodeVarint
+
+    data = path.read_bytes()
+    pos = 0
+    while pos < len(data):
+        size, pos = _DecodeVarint(data, pos)
+        yield data[pos : pos + size]
+        pos += size
+
+
+def load_messages(path: Path, masked: bool) -> list[object]:
+    from hushflow.flow.grpc_source import HUSHFLOW_FIELD_MASK
+    from hushflow.proto import flow_pb2, observer_pb2
+    from hushflow.testing.observer_server import apply_field_mask, field_mask_tree
+
+    messages = [observer_pb2.GetFlowsResponse.FromString(b) for b in read_protobuf_corpus(path)]
+    if not masked:
+        return list(messages)
+    tree = field_mask_tree(flow_pb2.Flow.DESCRIPTOR, HUSHFLOW_FIELD_MASK)
+    out: list[object] = []
+    for m in messages:
+        flow = flow_pb2.Flow()
+        apply_field_mask(flow, m.flow, tree)
+        out.append(observer_pb2.GetFlowsResponse(flow=flow, node_name=flow.node_name, time=flow.time))
+    return out
+
+
+# -- the server (its own process) -------------------------------------------------------------------
+
+
+def serve(path: Path, masked: bool, conn: multiprocessing.connection.Connection) -> None:
+    from hushflow.testing.observer_server import ObserverTestServer
+
+    server = ObserverTestServer(load_messages(path, masked), max_workers=4).start()  # type: ignore[arg-type]
+    conn.send(server.address)
+    conn.recv()  # until the parent says stop
+    server.stop()
+
+
+# -- scenarios (each in a fresh client process) ---------------------------------------------------
+
+
+def child(scenario: str, address: str, path: Path) -> None:
+    import grpc
+    import grpc.experimental
+
+    from hushflow.flow.grpc_source import GrpcFlowSource
+    from hushflow.flow.proto_dict import response_to_event
+    from hushflow.proto import observer_pb2
+
+    messages = load_messages(path, masked=False) if scenario == "proto_dict only" else None
+    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu = time.process_time()
+    start = time.perf_counter()
+    count = 0
+    if scenario == "grpc receive only":
+        options = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]  # as GrpcFlowSource
+        channel = grpc.insecure_channel(address, options=options)
+        call = channel.unary_stream(
+            "/observer.Observer/GetFlows",
+            request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+            response_deserializer=observer_pb2.GetFlowsResponse.FromString,
+        )
+        for _ in call(observer_pb2.GetFlowsRequest()):
+            count += 1
+        channel.close()
+    elif scenario == "proto_dict only":
+        assert messages is not None
+        for m in messages:
+            response_to_event(m)  # type: ignore[arg-type]
+            count += 1
+    else:
+        for _ in GrpcFlowSource(address, follow=False):
+            count += 1
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "count": count, "baseline_kb": baseline_kb,
+                      "peak_kb": peak_kb}))
+
+
+def run_client(scenario: str, address: str, path: Path, repeat: int) -> dict[str, float]:
+    best: dict[str, float] | None = None
+    for _ in range(repeat):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", scenario, "--address", address, "--file", str(path)],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise RuntimeError(f"{scenario}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if best is None or result["seconds"] < best["seconds"]:
+            best = result
+    assert best is not None
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--flows", type=int, default=100_000, help="corpus size (default 100,000)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS, help="path to gen_flows.py")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per scenario, best kept (default 1)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--address", help=argparse.SUPPRESS)
+    ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child, args.address, args.file)
+        return 0
+
+    jsonl = ensure_corpus(args.flows, args.gen_flows, args.seed)
+    pb = ensure_protobuf_corpus(jsonl)
+    print(f"corpus: {jsonl} ({args.flows:,} flows, {pb.stat().st_size / args.flows:.0f} B/flow as protobuf)")
+    print(f"python {sys.version.split()[0]}, server and each client in their own process, best of {args.repeat}\n")
+    print(f"{'scenario':<32} {'flows/s':>9} {'client CPU/flow':>16} {'flows/CPU-s':>12} {'peak RSS':>15}")
+    ctx = multiprocessing.get_context("spawn")
+    servers: dict[bool, tuple[str, multiprocessing.connection.Connection, multiprocessing.process.BaseProcess]] = {}
+    try:
+        for scenario in SCENARIOS:
+            masked = "FIELD_MASK" in scenario
+            if masked not in servers:
+                parent, child_end = ctx.Pipe()
+                proc = ctx.Process(target=serve, args=(pb, masked, child_end), daemon=True)
+                proc.start()
+                servers[masked] = (parent.recv(), parent, proc)
+            address = servers[masked][0]
+            r = run_client(scenario, address, pb, args.repeat)
+            rate = r["count"] / r["seconds"]
+            per_flow_us = r["cpu"] / r["count"] * 1e6
+            peak = r["peak_kb"] / 1024
+            growth = (r["peak_kb"] - r["baseline_kb"]) / 1024
+            print(f"{scenario:<32} {rate:>9,.0f} {per_flow_us:>13.1f} µs {1e6 / per_flow_us:>12,.0f} "
+                  f"{peak:>6.0f} MB (+{growth:.0f})")
+    finally:
+        for _, conn, proc in servers.values():
+            conn.send("stop")
+            proc.join(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
