@@ -471,7 +471,10 @@ class GrpcFlowSource:
 
     def server_status(self, timeout: float = 10.0) -> observer_pb2.ServerStatusResponse:
         """Call ``ServerStatus`` once (e.g. to check the address and credentials)."""
-        channel = self._new_channel()
+        try:
+            channel = self._new_channel()
+        except _Retryable as e:
+            raise GrpcSourceError(f"{self.server}: ServerStatus: {e}") from None
         try:
             call = channel.unary_unary(
                 _SERVER_STATUS,
