@@ -551,3 +551,15 @@ def test_tls_file_problems_name_the_file(tmp_path: Path, pki: PKI) -> None:
         list(GrpcFlowSource("localhost:4245", tls=TLSOptions(ca_cert_files=(str(not_pem),))))
     with pytest.raises(GrpcSourceError, match="needs --tls-client-key-file"):
         GrpcFlowSource("localhost:4245", tls=TLSOptions(client_cert_file=str(pki.client_cert_file)))
+
+
+def test_number_asks_for_the_last_flows_and_then_follows() -> None:
+    with ObserverTestServer(numbered(10)) as server:
+        assert summaries(list(GrpcFlowSource(server.address, follow=False, number=3))) == ["#7", "#8", "#9"]
+        collector = Collector(GrpcFlowSource(server.address, number=2))
+        collector.wait_for(2)
+        server.add_events(numbered(1, start=10))
+        collector.wait_for(3)
+        collector.stop()
+    assert summaries(collector.events) == ["#8", "#9", "#10"]
+    assert [r.number for r in server.requests] == [3, 2]
