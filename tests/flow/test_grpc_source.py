@@ -26,7 +26,7 @@ from hushflow.flow.grpc_source import (
     TLSOptions,
     upstream_request,
 )
-from hushflow.flow.proto_dict import format_timestamp
+from hushflow.flow.protojson import format_timestamp
 from hushflow.flow.reader import FlowEvent
 from hushflow.proto import flow_pb2
 from hushflow.testing.observer_server import ObserverTestServer, ServerTLS

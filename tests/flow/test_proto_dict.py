@@ -14,10 +14,9 @@ from hushflow.flow.proto_dict import (
     ProtoDictError,
     compile_message_to_dict,
     format_duration,
-    format_timestamp,
     response_to_event,
 )
-from hushflow.flow.protojson import encode_event
+from hushflow.flow.protojson import encode_event, format_timestamp
 from hushflow.proto import flow_pb2, observer_pb2
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"

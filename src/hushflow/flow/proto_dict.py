@@ -31,6 +31,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from hushflow.flow import protojson
 from hushflow.proto import observer_pb2
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "ProtoDictError",
     "compile_message_to_dict",
     "format_duration",
-    "format_timestamp",
     "response_to_event",
 ]
 
@@ -51,13 +51,6 @@ class ProtoDictError(ValueError):
 
 
 # -- well-known types -----------------------------------------------------------------------------
-
-
-def format_timestamp(seconds: int, nanos: int) -> str:
-    """protojson's Timestamp: UTC, ``Z``, 0, 3, 6 or 9 fraction digits (the fewest exact)."""
-    t = time.gmtime(seconds)
-    base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-    return base + _fraction(nanos) + "Z"
 
 
 def _fraction(nanos: int) -> str:
@@ -77,7 +70,7 @@ def format_duration(seconds: int, nanos: int) -> str:
 
 
 def _timestamp_formatter() -> _Convert:
-    """A Timestamp converter that remembers the last second it formatted.
+    """A Timestamp converter (as ``protojson.format_timestamp``) that remembers the last second.
 
     Consecutive flows mostly fall in the same second, and every event carries its time twice
     (``flow.time`` and the wrapper's ``time``): the calendar arithmetic runs about once a second.
@@ -318,7 +311,7 @@ def _wrapped(inner: _Convert) -> _Convert:
 
 def _any_well_known(desc: Descriptor) -> _Convert:
     if desc.full_name == "google.protobuf.Timestamp":
-        return lambda v: format_timestamp(v.seconds, v.nanos)
+        return lambda v: protojson.format_timestamp(v.seconds, v.nanos)
     if desc.full_name == "google.protobuf.Duration":
         return _duration
     if desc.full_name == "google.protobuf.FieldMask":
