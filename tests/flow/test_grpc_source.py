@@ -258,6 +258,23 @@ def test_follow_stream_cut_twice_is_resumed_and_keeps_following() -> None:
     assert stats.reconnects == 2 and stats.streams == 3 and stats.duplicates_dropped == 1
 
 
+def test_follow_from_now_cut_before_any_flow_resumes_from_the_clock_at_its_start() -> None:
+    # Without `since`, a follow stream starts at the end of Hubble's ring; when it fails before any
+    # flow, what happens during the outage is only recovered by asking from when it started.
+    with ObserverTestServer() as server:
+        server.cut_streams_after(0)
+        source = GrpcFlowSource(server.address, backoff=NO_WAIT, clock=lambda: 1772442000.25)
+        collector = Collector(source)
+        server.wait_for_streams(1)
+        server.add_events(numbered(3, start=10))  # 09:00:01.0 .. 01.2, after our start
+        collector.wait_for(3)
+        collector.stop()
+    assert summaries(collector.events) == ["#10", "#11", "#12"]
+    first, resumed = server.requests
+    assert not first.HasField("since")
+    assert resumed.since.ToJsonString() == "2026-03-02T08:59:50.250Z"  # minus RESUME_CLOCK_MARGIN
+
+
 def test_follow_stream_ended_by_the_server_is_reopened() -> None:
     with ObserverTestServer() as server:
         collector = Collector(GrpcFlowSource(server.address, backoff=NO_WAIT))

@@ -10,12 +10,14 @@ It keeps going. When the stream fails (UNAVAILABLE, a deadline, or any status th
 permanent refusal) or the server ends a ``follow`` stream, it reconnects after an exponential
 backoff with full jitter (``random() * min(maximum, initial * multiplier ** attempt)``; the
 attempt count resets once a stream delivers an event) and resumes with ``since`` = the time of
-the last flow delivered. Hubble's ``since`` is inclusive and Relay merges nodes only roughly in
-time order, so a resumed stream drops flows whose ``uuid`` was already delivered (the last
-:data:`DEFAULT_DEDUP_WINDOW` uuids are remembered; a flow without uuid is dropped when it is not
-later than the resume time). Lost events are counted (``stats.lost_events``) and yielded like
-``hubble observe`` prints them; node status events (Relay's) are counted by state and not
-yielded, as ``hubble observe`` keeps them off stdout.
+the last flow delivered (none yet, on a stream that followed from "now": our clock when it opened
+minus :data:`RESUME_CLOCK_MARGIN`). Hubble's ``since`` is inclusive and Relay merges nodes only
+roughly in time order, so a resumed stream drops flows whose ``uuid`` was already delivered (the
+last :data:`DEFAULT_DEDUP_WINDOW` uuids are remembered; a flow without uuid is dropped when it is
+not later than the resume time). Lost events are counted (``stats.lost_events``) and yielded like
+``hubble observe`` prints them (a resumed stream's repeats of them are dropped); node status
+events (Relay's) are counted by state and not yielded, as ``hubble observe`` keeps them off
+stdout.
 
 ``stop()`` (from any thread) or setting the ``stop_event`` passed in ends the iteration cleanly:
 the open call is cancelled and a backoff wait is cut short.
@@ -32,6 +34,7 @@ import random as _random
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +57,7 @@ __all__ = [
     "HUSHFLOW_FIELD_MASK",
     "HUSHFLOW_UPSTREAM_FILTERS",
     "NODE_SOCKET",
+    "RESUME_CLOCK_MARGIN",
     "Backoff",
     "GrpcFlowSource",
     "GrpcSourceError",
@@ -69,6 +73,9 @@ DEFAULT_SERVER = "localhost:4245"
 NODE_SOCKET = "unix:///var/run/cilium/hubble.sock"
 #: How many delivered flow uuids are remembered to drop the duplicates of a resumed stream.
 DEFAULT_DEDUP_WINDOW = 16384
+#: A following stream that starts "now" and fails before delivering a flow is resumed from the
+#: client's clock at its start minus this margin (seconds), for clock skew between us and Hubble.
+RESUME_CLOCK_MARGIN = 10.0
 
 #: What hushflow needs from Hubble (the allowlist pushed upstream; a flow matching any is sent):
 #: DNS from the DNS proxy (L7 event, type 129; the answers teach hushflow the IPs behind names, and
@@ -369,8 +376,8 @@ class GrpcFlowSource:
       are what the hushflow pipeline needs). ``number`` applies to the first call only.
     - ``backoff``, ``max_retries``: the reconnection policy; ``max_retries`` consecutive failed
       attempts (no event delivered) raise :class:`GrpcSourceError` (None: retry forever).
-    - ``sleep``, ``random``: injected for tests (default: a wait that ``stop()`` interrupts, and
-      ``random.random``).
+    - ``sleep``, ``random``, ``clock``: injected for tests (default: a wait that ``stop()``
+      interrupts, ``random.random``, ``time.time``).
     - ``stream_timeout``: a deadline per call (None: none); when it passes, the source reconnects
       and resumes, as after any other failure.
     - ``on_retry(error, delay)``: called before each backoff wait, e.g. to log a warning.
@@ -392,6 +399,7 @@ class GrpcFlowSource:
         max_retries: int | None = None,
         sleep: Callable[[float], object] | None = None,
         random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.time,
         stop_event: threading.Event | None = None,
         stats: GrpcSourceStats | None = None,
         stream_timeout: float | None = None,
@@ -422,6 +430,10 @@ class GrpcFlowSource:
         self._own_stop_event = stop_event is None
         self._sleep = sleep if sleep is not None else self._stop.wait
         self._random = random
+        self._clock = clock
+        # Set when a stream that follows from "now" (no since, no number) is first opened.
+        self._opened_at: float | None = None
+        self._from_now = follow and since is None and not number
         self.stats = stats if stats is not None else GrpcSourceStats()
         self._stream_timeout = stream_timeout
         self._connect_timeout = connect_timeout
@@ -467,6 +479,11 @@ class GrpcFlowSource:
             request.number = 0  # Hubble: since and number do not go together
             request.first = False
             request.since.CopyFrom(_timestamp(self._last_time))
+        elif self._opened_at is not None:
+            # Nothing delivered yet: what happened while we were away is still in Hubble's ring.
+            since = self._opened_at - RESUME_CLOCK_MARGIN
+            seconds = int(since // 1)
+            request.since.CopyFrom(timestamp_pb2.Timestamp(seconds=seconds, nanos=int((since - seconds) * 1e9)))
         return request
 
     def server_status(self, timeout: float = 10.0) -> observer_pb2.ServerStatusResponse:
@@ -562,6 +579,8 @@ class GrpcFlowSource:
                 request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
                 response_deserializer=observer_pb2.GetFlowsResponse.FromString,
             )
+            if self._from_now and self._opened_at is None:
+                self._opened_at = self._clock()
             self._call = method(request, timeout=self._stream_timeout)
             self._streaming = True
             return self._call
@@ -721,7 +740,7 @@ class GrpcFlowSource:
             if self._stop.is_set():
                 return
             stats.last_error = error
-            resumed = resumed or line > 0 or self._last_time is not None
+            resumed = resumed or line > 0 or self._last_time is not None or self._opened_at is not None
             if got_any:
                 failures = 0
             if self.max_retries is not None and failures >= self.max_retries:
