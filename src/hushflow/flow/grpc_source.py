@@ -123,8 +123,9 @@ class GrpcSourceError(Exception):
 class TLSOptions:
     """How to reach a TLS server; the fields are the hubble CLI's ``--tls*`` options.
 
-    TLS is used when ``enabled`` (``--tls``), when the address starts with ``tls://``, or when any
-    file is given (the CLI documents the client certificate as implying TLS).
+    TLS is used when ``enabled`` (``--tls``), when the address starts with ``tls://`` (both as in
+    the hubble CLI), and also when any other option is given: the CLI documents the client
+    certificate as implying TLS but otherwise ignores them silently and talks plaintext.
     """
 
     enabled: bool = False
@@ -139,7 +140,10 @@ class TLSOptions:
     """``--tls-server-name``: the name to verify the server certificate against (and SNI), e.g.
     ``instance.hubble-relay.cilium.io``; default: the host of the address."""
     allow_insecure: bool = False
-    """``--tls-allow-insecure``: do not verify the server's certificate chain and name."""
+    """``--tls-allow-insecure``: do not verify the server's certificate chain and name. (grpcio
+    cannot skip verification: the certificate the server presents is fetched first and trusted
+    under one of its own names, read with the ``cryptography`` package; without that package,
+    give ``server_name`` too.)"""
 
     @property
     def any_file(self) -> bool:
