@@ -220,7 +220,7 @@ class ObserverTestServer:
             except ValueError:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid fieldmask")
         since = (request.since.seconds, request.since.nanos) if request.HasField("since") else None
-        # Ended streams call this: the `with` below notifies waiters.
+        # A call that ends (cancelled by the client, or the server stopping) wakes its stream.
         context.add_callback(self._wake)
         with self._cond:
             index, limit = self._start(request, since)
@@ -234,6 +234,8 @@ class ObserverTestServer:
         batch: list[_Recorded] = []
         try:
             while True:
+                if generation != self._generation:
+                    batch.clear()  # end_streams(): handled below, under the lock
                 if not batch:
                     with self._cond:
                         while (index >= len(self._events) and request.follow and not self._stopping
