@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -39,6 +40,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
 from bench_observe import DEFAULT_GEN_FLOWS, ensure_corpus  # noqa: E402
+
+if TYPE_CHECKING:
+    from hushflow.proto.observer_pb2 import GetFlowsResponse
 
 SCENARIOS = ["grpc receive only", "proto_dict only", "GrpcFlowSource -> FlowEvent", "... with HUSHFLOW_FIELD_MASK"]
 
@@ -80,7 +84,7 @@ def read_protobuf_corpus(path: Path) -> Iterator[bytes]:
         pos += size
 
 
-def load_messages(path: Path, masked: bool) -> list[object]:
+def load_messages(path: Path, masked: bool) -> list[GetFlowsResponse]:
     from hushflow.flow.grpc_source import HUSHFLOW_FIELD_MASK
     from hushflow.proto import flow_pb2, observer_pb2
     from hushflow.testing.observer_server import apply_field_mask, field_mask_tree
@@ -89,7 +93,7 @@ def load_messages(path: Path, masked: bool) -> list[object]:
     if not masked:
         return list(messages)
     tree = field_mask_tree(flow_pb2.Flow.DESCRIPTOR, HUSHFLOW_FIELD_MASK)
-    out: list[object] = []
+    out: list[GetFlowsResponse] = []
     for m in messages:
         flow = flow_pb2.Flow()
         apply_field_mask(flow, m.flow, tree)
@@ -103,7 +107,7 @@ def load_messages(path: Path, masked: bool) -> list[object]:
 def serve(path: Path, masked: bool, conn: multiprocessing.connection.Connection) -> None:
     from hushflow.testing.observer_server import ObserverTestServer
 
-    server = ObserverTestServer(load_messages(path, masked), max_workers=4).start()  # type: ignore[arg-type]
+    server = ObserverTestServer(load_messages(path, masked), max_workers=4).start()
     conn.send(server.address)
     conn.recv()  # until the parent says stop
     server.stop()
@@ -139,7 +143,7 @@ def child(scenario: str, address: str, path: Path) -> None:
     elif scenario == "proto_dict only":
         assert messages is not None
         for m in messages:
-            response_to_event(m)  # type: ignore[arg-type]
+            response_to_event(m)
             count += 1
     else:
         for _ in GrpcFlowSource(address, follow=False):
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'scenario':<32} {'flows/s':>9} {'client CPU/flow':>16} {'flows/CPU-s':>12} {'peak RSS':>15}")
     ctx = multiprocessing.get_context("spawn")
     servers: dict[bool, tuple[str, multiprocessing.connection.Connection, multiprocessing.process.BaseProcess]] = {}
+    proc: multiprocessing.process.BaseProcess
     try:
         for scenario in SCENARIOS:
             masked = "FIELD_MASK" in scenario

@@ -29,7 +29,7 @@ from hushflow.flow.grpc_source import (
 from hushflow.flow.protojson import format_timestamp
 from hushflow.flow.reader import FlowEvent
 from hushflow.proto import flow_pb2
-from hushflow.testing.observer_server import ObserverTestServer, ServerTLS
+from hushflow.testing.observer_server import EventInput, ObserverTestServer, ServerTLS
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 NO_WAIT = Backoff(initial=0.0, maximum=0.0)
@@ -369,7 +369,7 @@ def test_setting_the_callers_stop_event_ends_a_quiet_follow_stream() -> None:
 
 
 def test_lost_events_and_node_status_are_counted() -> None:
-    events = [
+    events: list[EventInput] = [
         {"node_status": {"state_change": "NODE_CONNECTED", "node_names": ["a", "b"]}},
         *numbered(2),
         {"lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": "40", "cpu": 1},

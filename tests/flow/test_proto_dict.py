@@ -100,8 +100,8 @@ def test_an_empty_but_set_message_is_printed_as_an_empty_object() -> None:
 
 def test_unknown_enum_numbers_stay_numbers() -> None:
     msg = flow_pb2.Flow()
-    msg.verdict = 99  # proto3 enums are open
-    msg.drop_reason_desc = 133
+    msg.verdict = 99  # type: ignore[assignment]  # proto3 enums are open
+    msg.drop_reason_desc = 133  # type: ignore[assignment]
     assert response_to_event(observer_pb2.GetFlowsResponse(flow=msg)) == {
         "flow": {"verdict": 99, "drop_reason_desc": "POLICY_DENIED"}
     }
