@@ -184,8 +184,11 @@ def test_hubble_source_asks_for_what_hushflow_needs(server: ObserverTestServer) 
 
 def test_nested_field_mask_paths_make_the_parent_present_as_in_hubble() -> None:
     with ObserverTestServer([flow_line(1, "2026-03-02T09:00:00Z", "u1")]) as server:
-        (event,) = GrpcFlowSource(server.address, follow=False, field_mask=["time", "source.namespace"])
-    assert event.data == {"flow": {"time": "2026-03-02T09:00:00Z", "source": {}}, "time": "2026-03-02T09:00:00Z"}
+        (event,) = GrpcFlowSource(server.address, follow=False, field_mask=["source.namespace"])
+    assert event.data == {"flow": {"time": "2026-03-02T09:00:00Z", "uuid": "u1", "source": {}},
+                          "time": "2026-03-02T09:00:00Z"}
+    # time and uuid were added to the mask: resuming needs them.
+    assert list(server.requests[0].field_mask.paths) == ["source.namespace", "time", "uuid"]
 
 
 def test_upstream_request() -> None:

@@ -377,7 +377,8 @@ class GrpcFlowSource:
       once the server has sent what it holds (resuming if the stream is cut before).
     - ``allowlist``, ``denylist``, ``field_mask``, ``since``, ``number``: the request, see
       :func:`upstream_request` (:data:`HUSHFLOW_UPSTREAM_FILTERS` and :data:`HUSHFLOW_FIELD_MASK`
-      are what the hushflow pipeline needs). ``number`` applies to the first call only.
+      are what the hushflow pipeline needs). A field mask always gets ``time`` and ``uuid``
+      added (resuming needs them). ``number`` applies to the first call only.
     - ``backoff``, ``max_retries``: the reconnection policy; ``max_retries`` consecutive failed
       attempts (no event delivered) raise :class:`GrpcSourceError` (None: retry forever).
     - ``sleep``, ``random``, ``clock``: injected for tests (default: a wait that ``stop()``
@@ -420,6 +421,9 @@ class GrpcFlowSource:
         if self._tls.client_key_file and not self._tls.client_cert_file:
             raise GrpcSourceError(f"{server}: --tls-client-key-file needs --tls-client-cert-file")
         self.follow = follow
+        if field_mask:
+            # Resuming needs each flow's time and uuid, whatever else the caller keeps.
+            field_mask = [*field_mask, *(p for p in ("time", "uuid") if p not in field_mask)]
         try:
             self._first_request = upstream_request(
                 follow=follow, allowlist=allowlist, denylist=denylist, field_mask=field_mask, since=since,
