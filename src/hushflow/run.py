@@ -80,7 +80,7 @@ class RunOptions:
     group_cap: int = 1000
     max_total: int = 10_000
     instance: str = ""  # per-node mode: this instance's name, so each writes only its own CIDR groups
-    queue_size: int = 10_000
+    queue_size: int = 4096  # events waiting between the source and processing threads, at most
     snapshot_interval: float = 60.0
     expire_interval: float = 30.0
     linger: float = 0.0
@@ -143,6 +143,7 @@ class FileSource:
 
 
 _END = object()
+_BATCH = 256  # events handed from the source thread to the processing thread at a time
 
 
 class Daemon:
@@ -169,7 +170,9 @@ class Daemon:
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self.heartbeat = monotonic()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=options.queue_size)
+        self._queue: queue.Queue[list[tuple[Any, float]]] = queue.Queue(maxsize=max(4, options.queue_size // _BATCH))
+        self._pending: list[tuple[Any, float]] = []
+        self._pending_lock = threading.Lock()
         self._times = FlowTimes()
         self._lookup = lookup
         self._last_flow_time = 0.0
@@ -283,26 +286,52 @@ class Daemon:
     # -- threads -------------------------------------------------------------------------------
 
     def _read(self) -> None:
-        backpressure = self.metrics[m.BACKPRESSURE_SECONDS_TOTAL].labels(queue="flows")
+        """The source thread: events go to the queue in batches (one lock round-trip per batch).
+
+        A batch is handed over when it is full; when the processing thread finds the queue
+        empty it takes the partial batch itself, so a quiet source adds at most a few ms.
+        """
         try:
             for event in self.source.events():
-                try:
-                    self._queue.put_nowait((event, self.monotonic()))
-                except queue.Full:
-                    started = self.monotonic()
-                    while not self.stopping.is_set():
-                        try:
-                            self._queue.put((event, self.monotonic()), timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    backpressure.inc(self.monotonic() - started)
+                item = (event, self.monotonic())
+                with self._pending_lock:
+                    self._pending.append(item)
+                    if len(self._pending) < _BATCH:
+                        continue
+                    batch, self._pending = self._pending, []
+                self._put(batch)
                 if self.stopping.is_set():
                     break
         except Exception as exc:  # a source failing must not leave the processing thread waiting
             self.stderr.write(f"hushflow: flow source stopped: {exc}\n")
         finally:
-            self._queue.put((_END, 0.0))
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            self._put([*batch, (_END, 0.0)])
+
+    def _put(self, batch: list[tuple[Any, float]]) -> None:
+        try:
+            self._queue.put_nowait(batch)
+            return
+        except queue.Full:
+            pass
+        started = self.monotonic()
+        while True:
+            try:
+                self._queue.put(batch, timeout=0.2)
+                break
+            except queue.Full:
+                if self.stopping.is_set() and batch[-1][0] is not _END:
+                    break  # stopping: what cannot be queued any more is not read either
+        self.metrics.child(m.BACKPRESSURE_SECONDS_TOTAL, "flows").inc(self.monotonic() - started)
+
+    def _next_batch(self) -> list[tuple[Any, float]]:
+        try:
+            return self._queue.get(timeout=0.005)
+        except queue.Empty:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            return batch
 
     def _resolve_loop(self) -> None:
         from hushflow.enforce.resolver import PreResolver, dnspython_lookup
@@ -314,7 +343,7 @@ class Daemon:
         while not self.stopping.is_set():
             now = self.clock()
             result = resolver.resolve(names, now)
-            self._queue.put((("resolved", result, now), self.monotonic()))
+            self._put([(("resolved", result, now), self.monotonic())])
             self.stopping.wait(max(1.0, result.next_refresh - now))
 
     # -- processing ----------------------------------------------------------------------------
@@ -347,7 +376,6 @@ class Daemon:
         now = self._times.time_of(flow, data)
         if self._last_flow_time < now:
             self._last_flow_time = now
-            self.metrics[m.SOURCE_LAG_SECONDS].labels(source=self.source.name).set(max(0.0, self.clock() - now))
         if "l7" in flow and "dns" in (flow.get("l7") or {}):
             changes = self.learner.learn_flow(flow, now)
             self._published(changes, read_at)
@@ -402,7 +430,10 @@ class Daemon:
     def _periodic(self, last: dict[str, float]) -> None:
         now_mono = self.monotonic()
         self.heartbeat = now_mono
-        self.metrics[m.QUEUE_DEPTH].labels(queue="flows").set(self._queue.qsize())
+        self.metrics.child(m.QUEUE_DEPTH, "flows").set(self._queue.qsize() * _BATCH + len(self._pending))
+        if self._last_flow_time:
+            lag = max(0.0, self.clock() - self._last_flow_time)
+            self.metrics.child(m.SOURCE_LAG_SECONDS, self.source.name).set(lag)
         self.metrics[m.SOURCE_CONNECTED].labels(source=self.source.name).set(1 if self.source.connected() else 0)
         self._source_counters()
         stats = getattr(self.source, "read_stats", None)
@@ -461,29 +492,28 @@ class Daemon:
         if self.options.resolve and self.denies:
             threading.Thread(target=self._resolve_loop, name="hushflow-resolver", daemon=True).start()
         self.ready.set()
-        last = {"expire": self.monotonic(), "snapshot": self.monotonic()}
-        processed = 0
-        while True:
-            try:
-                item, read_at = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                self._periodic(last)
-                continue
-            if item is _END:
-                break
-            self._process(item, read_at)
-            processed += 1
-            if processed % 1000 == 0:
+        last = {"expire": self.monotonic(), "snapshot": self.monotonic(), "periodic": self.monotonic()}
+        finished = False
+        while not finished:
+            batch = self._next_batch()
+            for item, read_at in batch:
+                if item is _END:
+                    finished = True
+                    break
+                self._process(item, read_at)
+            if self.monotonic() - last["periodic"] >= 0.5:
+                last["periodic"] = self.monotonic()
                 self._periodic(last)
         self.stopping.set()
         # Resolver answers that arrived before the end are still applied.
         while True:
             try:
-                item, read_at = self._queue.get_nowait()
+                batch = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not _END:
-                self._process(item, read_at)
+            for item, read_at in batch:
+                if item is not _END:
+                    self._process(item, read_at)
         self._periodic(last)
         self._snapshot()
         self.events.close()

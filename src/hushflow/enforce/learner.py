@@ -90,6 +90,7 @@ class DenyLearner:
         # allowed IP -> {(allowed name, index of the allow rule)}
         self._allowed_ips: dict[str, set[tuple[str, int]]] = {}
         self._label_maps: dict[tuple[str, ...], dict[str, str]] = {}
+        self._by_name: dict[str, tuple[tuple[int, ...], tuple[FqdnDeny, ...]]] = {}
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -114,24 +115,36 @@ class DenyLearner:
         ips = list(dns["ips"])
         ttl = float(dns.get("ttl", 0))
         client = flow.get("destination") or {}
-        labels = self._labels(endpoint_labels(client))
+        labels = self._labels(endpoint_labels(client))  # cached per label set
         changes: list[Change] = []
-        for index, (rule, peer) in enumerate(self._allows):
-            selected = rule.subject is not None and rule.subject.matches(labels)
-            if selected and any(f.matches(name) for f in peer.fqdns or ()):
+        allow_hits, deny_hits = self._selecting(name)
+        for index in allow_hits:
+            rule, _peer = self._allows[index]
+            if rule.subject is not None and rule.subject.matches(labels):
                 for ip in ips:
                     self._allowed_ips.setdefault(ip, set()).add((name, index))
                     changes.extend(self._unshare(ip))
-        for deny in self.denies:
+        for deny in deny_hits:
             subject = deny.rule.subject
-            if subject is not None and not subject.matches(labels):
-                continue
-            if deny.matches(name):
+            if subject is None or subject.matches(labels):
                 for ip in ips:
                     changes.extend(self._add(deny, ip, name, ttl, now, "observed"))
         return changes
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _selecting(self, name: str) -> tuple[tuple[int, ...], tuple[FqdnDeny, ...]]:
+        """The allow rules (by index) and denies whose FQDN selectors select `name` (cached:
+        the same names are answered again and again)."""
+        hit = self._by_name.get(name)
+        if hit is None:
+            if len(self._by_name) > 100_000:
+                self._by_name.clear()
+            allows = tuple(
+                index for index, (_rule, peer) in enumerate(self._allows) if any(f.matches(name) for f in peer.fqdns or ())
+            )
+            hit = self._by_name[name] = (allows, tuple(deny for deny in self.denies if deny.matches(name)))
+        return hit
 
     def _labels(self, labels: tuple[str, ...]) -> dict[str, str]:
         cached = self._label_maps.get(labels)

@@ -88,13 +88,23 @@ class HushflowMetrics:
         self.c[m.BUILD_INFO.name].labels(version=__version__).set(1)
         self._verdicts = _Bounded(self.options.max_series)
         self._unexpected = _Bounded(self.options.max_series)
+        # prometheus_client's labels() costs microseconds: keep the children per label values.
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def __getitem__(self, spec: m.MetricSpec) -> Any:
         return self.c[spec.name]
 
+    def child(self, spec: m.MetricSpec, *values: str) -> Any:
+        """The time series of `spec` with these label values (cached)."""
+        key = (spec.name, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = self.c[spec.name].labels(*values)
+        return found
+
     def flow_read(self, flow: Mapping[str, Any]) -> None:
         kind = _EVENT_TYPES.get((flow.get("event_type") or {}).get("type", 0), "other")
-        self[m.FLOWS_TOTAL].labels(type=kind, verdict=flow.get("verdict", "VERDICT_UNKNOWN")).inc()
+        self.child(m.FLOWS_TOTAL, kind, flow.get("verdict", "VERDICT_UNKNOWN")).inc()
 
     def verdict(self, flow: Mapping[str, Any], attribution: Attribution) -> None:
         conn = connection_of(flow, 0.0)  # the time is not needed here
@@ -109,15 +119,14 @@ class HushflowMetrics:
         if attribution.expected is not None:
             expected = m.EXPECTED_TRUE if attribution.expected else m.EXPECTED_FALSE
         labels = self._verdicts((direction, namespace, workload, verdict, tag, expected), foldable=(1, 2, 4))
-        self[m.POLICY_VERDICTS_TOTAL].labels(*labels).inc()
+        self.child(m.POLICY_VERDICTS_TOTAL, *labels).inc()
         if attribution.expected is False:
             destination = destination_of(flow, direction) if self.options.with_destination else ""
             labels = self._unexpected((direction, namespace, workload, destination), foldable=(1, 2, 3))
-            self[m.UNEXPECTED_DROPS_TOTAL].labels(*labels).inc()
+            self.child(m.UNEXPECTED_DROPS_TOTAL, *labels).inc()
         if not attribution.agrees:
-            self[m.ATTRIBUTION_DISAGREEMENTS_TOTAL].labels(
-                kind=f"{attribution.observed}/{attribution.decision.outcome}"
-            ).inc()
+            kind = f"{attribution.observed}/{attribution.decision.outcome}"
+            self.child(m.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind).inc()
 
     @property
     def folded(self) -> int:

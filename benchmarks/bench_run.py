@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""The main job end to end: flows/s through `hushflow run`, and its memory after 10M flows.
+
+Usage: .venv/bin/python benchmarks/bench_run.py [--flows 100000] [--replays 10] [--big-flows 1000000]
+
+Scenarios (each client in its own process; the policies are benchmarks/policies/genflows.yaml,
+written for the cluster gen_flows.py simulates; CIDR groups written to a temporary directory):
+
+- gRPC: a loopback Observer server in its own process (bench_grpc.py's) streams the
+  `--flows` corpus; the daemon reads it with the production `HubbleSource` (upstream filters and
+  field mask), learns DNS, fills the deny groups, attributes, and updates the Prometheus metrics.
+  Reported: flows/s and the daemon's CPU per flow (all its threads: the one-core figure).
+- files: the same pipeline reading the `--big-flows` corpus from a file once, then
+  `--replays` times in a row (10M flows by default): peak RSS after each shows whether memory
+  stays flat as flows accumulate.
+
+Target (issue 6): >= 50,000 flows/s end to end on one core, memory flat after 10M flows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_grpc import ensure_protobuf_corpus, serve  # noqa: E402
+from bench_observe import DEFAULT_GEN_FLOWS, ensure_corpus  # noqa: E402
+
+POLICIES = HERE / "policies" / "genflows.yaml"
+
+
+def child(kind: str, target: str, replays: int) -> None:
+    from hushflow.run import Daemon, FileSource, RunOptions
+
+    with tempfile.TemporaryDirectory() as out:
+        options = RunOptions(policies=(str(POLICIES),), resolve=False, out_dir=out, clock="flows")
+        if kind == "grpc":
+            from hushflow.flow.grpc_source import HubbleSource
+
+            source = HubbleSource(target, None, follow=False)
+        else:
+            source = FileSource([target] * replays, follow=False)  # type: ignore[assignment]
+        daemon = Daemon(options, source=source)  # type: ignore[arg-type]
+        baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu = time.process_time()
+        start = time.perf_counter()
+        daemon.run()
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    print(json.dumps({
+        "flows": daemon.summary.flows, "verdicts": daemon.summary.verdicts, "seconds": seconds, "cpu": cpu,
+        "baseline_mb": baseline_kb / 1024, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def run_child(kind: str, target: str, replays: int = 1) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, target, str(replays)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flows", type=int, default=100_000, help="corpus streamed over gRPC")
+    parser.add_argument("--big-flows", type=int, default=1_000_000, help="corpus replayed from a file")
+    parser.add_argument("--replays", type=int, default=10)
+    parser.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    jsonl = ensure_corpus(args.flows, args.gen_flows, args.seed)
+    pb = ensure_protobuf_corpus(jsonl)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child_conn = ctx.Pipe()
+    server = ctx.Process(target=serve, args=(pb, False, child_conn), daemon=True)
+    server.start()
+    address = parent.recv()
+    try:
+        grpc_run = run_child("grpc", address)
+    finally:
+        parent.send("stop")
+        server.join(30)
+    rate = grpc_run["flows"] / grpc_run["seconds"]
+    per_cpu = grpc_run["flows"] / grpc_run["cpu"]
+    print(f"gRPC -> hushflow run:  {grpc_run['flows']:,.0f} flows, {rate:,.0f} flows/s, "
+          f"{grpc_run['cpu'] / grpc_run['flows'] * 1e6:.1f} us CPU/flow ({per_cpu:,.0f} flows per CPU-second), "
+          f"peak RSS {grpc_run['peak_mb']:.0f} MB")
+
+    big = ensure_corpus(args.big_flows, args.gen_flows, args.seed)
+    once = run_child("files", str(big), 1)
+    many = run_child("files", str(big), args.replays)
+    for label, result in ((f"{args.big_flows:,} flows", once), (f"{args.big_flows * args.replays:,} flows", many)):
+        print(f"files -> hushflow run, {label}: {result['flows'] / result['seconds']:,.0f} flows/s, "
+              f"peak RSS {result['peak_mb']:.0f} MB (after start-up {result['baseline_mb']:.0f} MB)")
+    growth = many["peak_mb"] - once["peak_mb"]
+    print(f"memory growth from {args.big_flows:,} to {args.big_flows * args.replays:,} flows: {growth:+.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
