@@ -141,7 +141,9 @@ class DenyLearner:
             if len(self._by_name) > 100_000:
                 self._by_name.clear()
             allows = tuple(
-                index for index, (_rule, peer) in enumerate(self._allows) if any(f.matches(name) for f in peer.fqdns or ())
+                index
+                for index, (_rule, peer) in enumerate(self._allows)
+                if any(selector.matches(name) for selector in peer.fqdns or ())
             )
             hit = self._by_name[name] = (allows, tuple(deny for deny in self.denies if deny.matches(name)))
         return hit
