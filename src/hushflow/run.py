@@ -380,7 +380,7 @@ class Daemon:
             changes = self.learner.learn_flow(flow, now)
             self._published(changes, read_at)
         answers_before = self.attributor.stats.dns_answers
-        attribution = self.attributor.observe(data)
+        attribution = self.attributor.observe(data, now=now)
         if attribution is None:
             if self.attributor.stats.dns_answers > answers_before:
                 self.metrics[m.DNS_ANSWERS_TOTAL].inc()

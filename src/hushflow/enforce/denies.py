@@ -20,7 +20,7 @@ LABEL_VALUE_MAX = 63
 _UNSAFE = re.compile(r"[^a-z0-9.-]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FqdnDeny:
     id: str
     rule: Rule

@@ -158,10 +158,11 @@ class Attributor:
             entries = self._entries[rules] = _policies(rules)
         return entries
 
-    def observe(self, event: dict[str, Any], explain: bool = False) -> Attribution | None:
+    def observe(self, event: dict[str, Any], explain: bool = False, now: float | None = None) -> Attribution | None:
         """Learn from and attribute one canonical event; fills its flow in place.
 
-        Returns the findings for policy outcomes, None for every other event.
+        `now` is the flow's time in seconds when the caller already has it. Returns the
+        findings for policy outcomes, None for every other event.
         """
         flow = event.get("flow")
         if not isinstance(flow, dict):
@@ -169,12 +170,12 @@ class Attributor:
         self.stats.flows += 1
         l7 = flow.get("l7")
         if l7 is not None and "dns" in l7:
-            if self.dns.learn_from_flow(flow, self._times.time_of(flow, event)):
+            if self.dns.learn_from_flow(flow, self._times.time_of(flow, event) if now is None else now):
                 self.stats.dns_answers += 1
             return None
         if not is_policy_outcome(flow):
             return None
-        conn = connection_of(flow, self._times.time_of(flow, event))
+        conn = connection_of(flow, self._times.time_of(flow, event) if now is None else now)
         if conn is None:
             self.stats.unknown_direction += 1
             return None

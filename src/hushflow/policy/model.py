@@ -148,7 +148,7 @@ class ICMPField:
     where: Location
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: each one stands for one written rule
 class PeerRule:
     """One entry of `ingress`, `ingressDeny`, `egress` or `egressDeny`.
 
@@ -182,7 +182,7 @@ class PeerRule:
         return not self.l3_fields
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: each one stands for one written rule
 class Rule:
     """One Cilium rule: the `spec` of a policy, or one entry of its `specs`."""
 
@@ -208,7 +208,7 @@ class Rule:
         return self.policy.cilium_labels(self.labels)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: each one stands for one written rule
 class Policy:
     ref: PolicyRef
     rules: tuple[Rule, ...]
