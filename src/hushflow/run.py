@@ -178,6 +178,7 @@ class Daemon:
         self._last_flow_time = 0.0
         self._bad_reported = 0
         self._reported: dict[str, int] = {"reconnects": 0}
+        self.source_error: str | None = None
         self._setup(source)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -231,8 +232,12 @@ class Daemon:
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
         )
+        try:
+            sinks = [make_sink(spec) for spec in options.events]
+        except (ValueError, OSError) as exc:
+            raise RunError(f"--events: {exc}") from None
         self.events = UnexpectedDropEvents(
-            [make_sink(spec) for spec in options.events],
+            sinks,
             window=options.event_window,
             on_emit=lambda sink, ok: self.metrics[m.EVENTS_EMITTED_TOTAL]
             .labels(sink=sink, outcome="delivered" if ok else "failed")
@@ -280,6 +285,9 @@ class Daemon:
 
             return HubbleSource(options.hubble_server, options.tls)
         if options.input_files:
+            missing = [path for path in options.input_files if path != "-" and not Path(path).exists()]
+            if missing and not options.follow:
+                raise RunError(f"no such input file: {', '.join(missing)}")
             return FileSource(options.input_files, options.follow)
         raise RunError("no flow source: pass --hubble-server ADDRESS or --input-file FILE")
 
@@ -303,6 +311,7 @@ class Daemon:
                 if self.stopping.is_set():
                     break
         except Exception as exc:  # a source failing must not leave the processing thread waiting
+            self.source_error = str(exc)
             self.stderr.write(f"hushflow: flow source stopped: {exc}\n")
         finally:
             with self._pending_lock:
@@ -520,7 +529,11 @@ class Daemon:
         if self.journal is not None:
             self.journal.close()
         self._finish_summary()
-        return 0
+        stats = getattr(self.source, "read_stats", None)
+        if stats is not None and stats.bad_lines:
+            stats.write_report(self.stderr)
+        # A finite run ends non-zero when input was lost: an unreadable source or skipped lines.
+        return 2 if self.source_error or self.summary.bad_lines else 0
 
     def _finish_summary(self) -> None:
         windows = sorted(self.publisher.stats.leak_windows)

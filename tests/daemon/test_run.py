@@ -226,3 +226,25 @@ def test_kill_at_a_random_point_loses_no_published_ip(tmp_path):
     assert published <= published_ips(tmp_path)
     saved = json.loads((tmp_path / "state.json").read_text())
     assert published <= set(saved["denies"][DENY_ID])
+
+
+def test_bad_lines_are_counted_reported_and_make_a_finite_run_exit_2(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"not json\n" + FLOWS.read_bytes() + b'{"flow": 3}\n')
+    import io
+
+    stderr = io.StringIO()
+    daemon = Daemon(options(tmp_path, input_files=(str(bad),), events=()), stderr=stderr)
+    assert daemon.run() == 2
+    assert daemon.summary.flows == 25 and daemon.summary.bad_lines == 2
+    assert f"{bad}:1:" in stderr.getvalue()
+    assert sample(daemon, "hushflow_malformed_input_total", source=str(bad)) == 2
+
+
+def test_missing_input_and_bad_event_sink_are_start_up_errors(tmp_path):
+    from hushflow.run import RunError
+
+    with pytest.raises(RunError, match="no such input file"):
+        Daemon(options(tmp_path, input_files=(str(tmp_path / "nope.jsonl"),)))
+    with pytest.raises(RunError, match="unknown event sink 'bogus'"):
+        Daemon(options(tmp_path, events=("bogus",)))

@@ -79,6 +79,9 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
     except (CompileError, StateError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot write {exc.filename or out_dir}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     for line in report.lines():
         click.echo(line, err=True)
     if report.written is not None:
