@@ -228,6 +228,9 @@ class Daemon:
             max_total=options.max_total,
         )
         apply = self._kube_apply() if options.apply else None
+        if options.apply:
+            # Learned IPs live in the cluster too: a pod that lost its state file takes them back.
+            self.state.seed_from_groups(self._live_groups(), self.clock())
         self.publisher = GroupPublisher(
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
@@ -263,6 +266,7 @@ class Daemon:
         selector = DEFAULT_MANAGED_SELECTOR
         if self.options.instance:
             selector += f",{INSTANCE_LABEL}={self.options.instance}"
+        self._api, self._selector = api, selector
 
         def apply(changed: Sequence[dict[str, Any]], deleted: Sequence[dict[str, Any]]) -> None:
             try:
@@ -277,6 +281,14 @@ class Daemon:
                 self.stderr.write(f"hushflow: apply: {problem}\n")
 
         return apply
+
+    def _live_groups(self) -> list[dict[str, Any]]:
+        from hushflow.enforce.kube import KubeApiError, list_managed
+
+        try:
+            return list_managed(self._api, "CiliumCIDRGroup", self._selector)
+        except KubeApiError as exc:
+            raise RunError(f"cannot read the CiliumCIDRGroups hushflow already applied: {exc}") from None
 
     def _default_source(self) -> FlowSource:
         options = self.options

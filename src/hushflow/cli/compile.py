@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -74,8 +75,19 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         from hushflow.enforce.resolver import dnspython_lookup
 
         lookup = dnspython_lookup(nameservers)
+    api = None
+    live_groups: list[dict[str, Any]] = []
+    if apply_:
+        from hushflow.enforce.kube import KubeApiError, KubeConfigError, list_managed, load_kube_api
+
+        try:
+            api = load_kube_api(kubeconfig, kube_context, in_cluster=kubeconfig is None)
+            live_groups = list_managed(api, "CiliumCIDRGroup")
+        except (KubeConfigError, KubeApiError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
     try:
-        report = run_compile(job, lookup=lookup, progress=lambda m: click.echo(m, err=True))
+        report = run_compile(job, lookup=lookup, progress=lambda m: click.echo(m, err=True), seed_groups=live_groups)
     except (CompileError, StateError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -86,17 +98,14 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         click.echo(line, err=True)
     if report.written is not None:
         click.echo(f"{out_dir}: {report.written.summary()}", err=True)
-    if apply_:
-        from hushflow.enforce.kube import KubeConfigError, apply_objects, load_kube_api
+    if api is not None:
+        from hushflow.enforce.kube import apply_objects
 
-        try:
-            api = load_kube_api(kubeconfig, kube_context, in_cluster=kubeconfig is None)
-        except KubeConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
         result = apply_objects(api, report.output.objects, dry_run=dry_run)
         if dry_run:
             click.echo(result.diff, nl=False)
         click.echo(result.summary(), err=True)
-        if result.refused:
+        for problem in result.problems():
+            click.echo(f"error: {problem}", err=True)
+        if not result.ok:
             sys.exit(1)

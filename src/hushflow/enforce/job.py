@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
@@ -155,13 +155,18 @@ def run_compile(
     lookup: LookupFn | None = None,
     now: Callable[[], float] = time.time,
     progress: Callable[[str], None] | None = None,
+    seed_groups: Sequence[Mapping[str, Any]] = (),
 ) -> CompileReport:
+    """Run the whole compile. `seed_groups`: CiliumCIDRGroups hushflow already applied to the
+    cluster, whose IPs are taken back into the state (with --apply, the cluster is state too)."""
     say = progress or (lambda _message: None)
     loaded = load_policies(list(job.policies), BuildOptions(cilium_version=job.cilium_version))
     check_policies(loaded, job.allow_unobserved)
     denies = fqdn_denies(loaded.policy_set)
     state_path = state_path_for(job)
     state = DenyState.load(state_path, job.min_ttl, job.grace) if state_path else DenyState(job.min_ttl, job.grace)
+    if seed_groups:
+        state.seed_from_groups(seed_groups, now())
     gone = state.keep_only(deny.id for deny in denies)
     learner = DenyLearner(loaded.policy_set, denies, state, shared_ip=job.shared_ip, max_total=job.max_total)
     report = CompileReport(CompileOutput(), state)

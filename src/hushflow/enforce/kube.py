@@ -38,6 +38,7 @@ __all__ = [
     "ObjectProblem",
     "ObjectRef",
     "apply_objects",
+    "list_managed",
     "load_kube_api",
 ]
 
@@ -404,6 +405,21 @@ def _request(
             "check --kubeconfig / --context and that the cluster is up"
         ) from None
     return _Response(status, _decode(raw))
+
+
+def list_managed(api: ApiClient, kind_name: str, selector: str = DEFAULT_MANAGED_SELECTOR) -> list[dict[str, Any]]:
+    """The live objects of a kind that carry `selector`'s labels (e.g. to recover learned IPs).
+
+    Raises KubeApiError when the API server cannot be reached or refuses the list.
+    """
+    kind = _KINDS[kind_name]
+    labels = _parse_equality_selector(selector)
+    listed = _request(api, "GET", f"/apis/{CILIUM_API_VERSION}/{kind.plural}", {}, query=[("labelSelector", selector)])
+    if not listed.ok or not isinstance(listed.body, dict):
+        raise KubeApiError(_api_problem(listed, "list", kind))
+    return [
+        item for item in listed.body.get("items") or [] if isinstance(item, dict) and _carries_labels(item, labels)
+    ]
 
 
 def _host(api: ApiClient) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,21 @@ class DenyState:
                 del records[ip]
                 removed.append((deny_id, ip))
         return removed
+
+    def seed_from_groups(self, groups: Iterable[Mapping[str, Any]], now: float) -> int:
+        """Take back the IPs of CiliumCIDRGroups hushflow published before (a state file lost with
+        a pod, a first run with --apply): they stay denied for `min_ttl` unless seen again."""
+        added = 0
+        for group in groups:
+            deny_id = ((group.get("metadata") or {}).get("labels") or {}).get("hushflow.io/deny")
+            if not deny_id:
+                continue
+            for cidr in (group.get("spec") or {}).get("externalCIDRs") or []:
+                ip = str(cidr).split("/")[0]
+                if ip not in self.denies.get(deny_id, {}):
+                    self.add(deny_id, ip, "(from the cluster)", 0, now, "cluster")
+                    added += 1
+        return added
 
     def ips(self, deny_id: str) -> list[str]:
         return sorted(self.denies.get(deny_id, {}), key=ip_sort_key)
