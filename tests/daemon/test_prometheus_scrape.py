@@ -6,10 +6,8 @@ Prometheus's HTTP API for the series the dashboard and the alert rules rely on.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from hushflow.run import Daemon, RunOptions, serve_http
+from tests.processes import free_tcp_port, running
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def query(port: int, expr: str) -> list[dict]:
@@ -56,40 +49,43 @@ def test_prometheus_scrapes_the_daemon(tmp_path, prometheus_binary):
     target = f"127.0.0.1:{server.server_address[1]}"
     worker = threading.Thread(target=daemon.run)
     worker.start()
-    prom_port = free_port()
+    prom_port = free_tcp_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"scrape_configs:\n- job_name: hushflow\n  static_configs: [{{targets: ['{target}']}}]\n"
     )
-    prometheus = subprocess.Popen(
-        [prometheus_binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/-/ready", timeout=2) as response:
+            return bool(response.status == 200)
+
     try:
-        expr = 'hushflow_policy_verdicts_total{tag="app-explicit-traffic-blocked",expected="true"}'
-        found: list[dict] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not found:
-            with contextlib.suppress(OSError):  # Prometheus still starting (URLError is an OSError)
-                found = query(prom_port, expr)
-            if not found:
-                time.sleep(0.5)
-        assert found, "Prometheus never saw the hushflow series"
-        (series,) = found
-        assert series["metric"]["namespace"] == "my-namespace" and series["metric"]["job"] == "hushflow"
-        assert float(series["value"][1]) == 9
-        unexpected = query(prom_port, "sum(hushflow_unexpected_drops_total)")
-        assert float(unexpected[0]["value"][1]) == 3
-        assert query(prom_port, 'up{job="hushflow"}')[0]["value"][1] == "1"
-        assert query(prom_port, "hushflow_cidr_group_ips")[0]["value"][1] == "3"
+        with running(
+            [prometheus_binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            ready=ready, what="prometheus", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ):
+            check_series(prom_port)
     finally:
-        prometheus.terminate()
-        try:
-            prometheus.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            prometheus.kill()
         daemon.stop()
         worker.join(20)
         server.shutdown()
+
+
+def check_series(prom_port: int) -> None:
+    expr = 'hushflow_policy_verdicts_total{tag="app-explicit-traffic-blocked",expected="true"}'
+    found: list[dict] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not found:  # until the first scrapes are stored
+        found = query(prom_port, expr)
+        if not found:
+            time.sleep(0.5)
+    assert found, "Prometheus never saw the hushflow series"
+    (series,) = found
+    assert series["metric"]["namespace"] == "my-namespace" and series["metric"]["job"] == "hushflow"
+    assert float(series["value"][1]) == 9
+    unexpected = query(prom_port, "sum(hushflow_unexpected_drops_total)")
+    assert float(unexpected[0]["value"][1]) == 3
+    assert query(prom_port, 'up{job="hushflow"}')[0]["value"][1] == "1"
+    assert query(prom_port, "hushflow_cidr_group_ips")[0]["value"][1] == "3"

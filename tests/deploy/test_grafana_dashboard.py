@@ -6,11 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +22,7 @@ import yaml
 
 from hushflow.sinks.metric_names import contract_series_names
 from tests.deploy.promql import metric_names, require_tool, selects_by_name_label
+from tests.processes import free_tcp_port, running
 
 GRAFANA_DIR = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARD_FILE = GRAFANA_DIR / "hushflow-dashboard.json"
@@ -149,12 +148,6 @@ def test_queries_parse_with_promtool() -> None:
     assert result.returncode == 0, f"a dashboard query is not valid PromQL:\n{result.stdout}{result.stderr}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus_url() -> Iterator[str]:
     """A real Prometheus on loopback with an empty TSDB, always stopped at the end."""
@@ -162,37 +155,21 @@ def prometheus_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "prometheus.yml"
         config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
-        port = _free_port()
+        port = free_tcp_port()
         url = f"http://127.0.0.1:{port}"
-        log = (Path(tmp) / "prometheus.log").open("w")
-        process = subprocess.Popen(
+        log_path = Path(tmp) / "prometheus.log"
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+
+        with log_path.open("w") as log, running(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={Path(tmp) / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}"],
+            ready=ready, what="prometheus", timeout=PROMETHEUS_START_TIMEOUT, details=log_path.read_text,
             stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + PROMETHEUS_START_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"prometheus exited ({process.returncode}):\n{(Path(tmp) / 'prometheus.log').read_text()}")
-                try:
-                    with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"prometheus not ready after {PROMETHEUS_START_TIMEOUT}s")
-                time.sleep(0.2)
+        ):
             yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-            log.close()
 
 
 def _query(url: str, expr: str) -> tuple[int, dict[str, Any]]:

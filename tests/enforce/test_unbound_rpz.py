@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pytest
 from hushflow.enforce.dnsblock import BlockedName, rpz_zone
 from hushflow.policy.fqdn import FQDNSelector
 from hushflow.policy.source import Location
+from tests.processes import running
 
 WHERE = Location("policies/a.yaml", 15)
 REASON = "CiliumNetworkPolicy my-namespace/app-external-block-policy spec.egressDeny[0] policies/a.yaml:15"
@@ -167,34 +167,19 @@ def start_unbound(directory: Path, zone_text: str | None) -> Iterator[Unbound]:
         assert checked.returncode == 0, f"unbound-checkconf rejected the config:\n{checked.stdout}{checked.stderr}"
 
     server = Unbound(port, directory / "unbound.log")
-    process = subprocess.Popen(
-        [binary, "-d", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:  # bounded: the deadline above
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                pytest.fail(f"unbound exited with {process.returncode}:\n{output}\n{server.log_text()}")
-            try:
-                reply = server.query(ALLOWED_LOCAL[0], timeout=0.3)
-                if reply.rcode() == dns.rcode.NOERROR and reply.answer:
-                    break
-            except (dns.exception.Timeout, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"unbound did not answer on 127.0.0.1@{port} within 15 s:\n{server.log_text()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
+
+    def ready() -> bool:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
+            reply = server.query(ALLOWED_LOCAL[0], timeout=0.3)
+        except dns.exception.Timeout:
+            return False
+        return reply.rcode() == dns.rcode.NOERROR and bool(reply.answer)
+
+    with running(
+        [binary, "-d", "-c", str(conf)], ready=ready, what=f"unbound on 127.0.0.1@{port}", timeout=15,
+        details=server.log_text, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ):
+        yield server
 
 
 @pytest.fixture(scope="module", params=["nxdomain", "nodata", "null-ip", "refused"])
