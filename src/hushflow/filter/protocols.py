@@ -22,6 +22,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import re2
+
 from hushflow.filter.base import (
     COST_LOOKUP,
     COST_REGEX,
@@ -141,13 +143,21 @@ def compile_tcp_flags_filter(field: str, entries: Sequence[Mapping[str, Any]]) -
     return FieldFilter(field, match, COST_SCAN, needles)
 
 
-def _compile_regexes(patterns: Sequence[str], what: str) -> list[re.Pattern[str]]:
+def _compile_regexes(patterns: Sequence[str], what: str) -> list[Any]:
+    """Hubble compiles these with Go's regexp, which is RE2: so do we (same syntax, no lookaround,
+    no backreferences, linear time)."""
+    options = re2.Options()
+    options.log_errors = False  # the error goes into our message, not to stderr
     out = []
     for pattern in patterns:
         try:
-            out.append(re.compile(pattern))
-        except re.error as err:
-            raise FilterError(f"invalid {what} filter: failed to compile regexp: {err}") from None
+            out.append(re2.compile(pattern, options=options))
+        except re2.error as err:
+            reason = err.args[0].decode() if err.args and isinstance(err.args[0], bytes) else str(err)
+            code, _, expression = reason.partition(": ")
+            # Go words it `error parsing regexp: <what>: `<expr>``; RE2's <what> is close to Go's.
+            reason = f"error parsing regexp: {code}: `{expression}`" if expression else reason
+            raise FilterError(f"invalid {what} filter: failed to compile regexp: {reason}") from None
     return out
 
 
