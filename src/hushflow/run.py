@@ -235,16 +235,17 @@ class Daemon:
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
         )
+        def emitted(sink: str, outcome: str) -> None:
+            self.metrics.child(m.EVENTS_EMITTED_TOTAL, sink, outcome).inc()
+
         try:
-            sinks = [make_sink(spec) for spec in options.events]
+            sinks = [make_sink(spec, on_result=emitted) for spec in options.events]
         except (ValueError, OSError) as exc:
             raise RunError(f"--events: {exc}") from None
         self.events = UnexpectedDropEvents(
             sinks,
             window=options.event_window,
-            on_emit=lambda sink, ok: self.metrics[m.EVENTS_EMITTED_TOTAL]
-            .labels(sink=sink, outcome="delivered" if ok else "failed")
-            .inc(),
+            on_emit=lambda sink, ok: emitted(sink, "delivered" if ok else "failed"),
         )
         self.source = source or self._default_source()
 

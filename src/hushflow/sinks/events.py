@@ -13,7 +13,9 @@ event for that key. Events are JSON objects, one per line:
 from __future__ import annotations
 
 import json
+import queue
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -105,8 +107,47 @@ class WebhookSink:
         return None
 
 
-def make_sink(spec: str) -> EventSink:
-    """`stdout`, `file:PATH`, or an `http(s)://` URL."""
+class BackgroundSink:
+    """Sends through `inner` on a thread of its own, so a slow or failing receiver (a webhook
+    retrying for seconds) never holds up flow processing. At most `capacity` events wait; past
+    that, new events are dropped and counted (`dropped`), never silently lost."""
+
+    def __init__(
+        self, inner: EventSink, capacity: int = 1000, on_result: Callable[[str, str], None] | None = None
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.on_result = on_result
+        self.dropped = 0
+        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._work, name=f"hushflow-events-{inner.name}", daemon=True)
+        self._thread.start()
+
+    def send(self, event: Mapping[str, Any]) -> bool:
+        try:
+            self._queue.put_nowait(event)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            if self.on_result is not None:
+                self.on_result(self.name, "dropped")
+            return False
+
+    def _work(self) -> None:
+        while (event := self._queue.get()) is not None:
+            delivered = self.inner.send(event)
+            if self.on_result is not None:
+                self.on_result(self.name, "delivered" if delivered else "failed")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Deliver what is queued (bounded by `timeout`), then close the receiver."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.inner.close()
+
+
+def make_sink(spec: str, on_result: Callable[[str, str], None] | None = None) -> EventSink:
+    """`stdout`, `file:PATH`, or an `http(s)://` URL (sent from a background thread)."""
     import sys
 
     if spec == "stdout":
@@ -114,7 +155,7 @@ def make_sink(spec: str) -> EventSink:
     if spec.startswith("file:"):
         return FileSink(spec[5:])
     if spec.startswith(("http://", "https://")):
-        return WebhookSink(spec)
+        return BackgroundSink(WebhookSink(spec), on_result=on_result)
     raise ValueError(f"unknown event sink {spec!r}: use stdout, file:PATH or an http(s):// URL")
 
 
@@ -129,7 +170,7 @@ class UnexpectedDropEvents:
     sinks: list[EventSink]
     window: float = 300.0
     max_keys: int = 50_000
-    on_emit: Callable[[str, bool], None] | None = None  # (sink name, delivered)
+    on_emit: Callable[[str, bool], None] | None = None  # (sink name, delivered) for synchronous sinks
     _windows: dict[tuple[str, str, int, str], _Window] = field(default_factory=dict)
     sent: int = 0
     suppressed: int = 0
@@ -173,8 +214,8 @@ class UnexpectedDropEvents:
         }
         for sink in self.sinks:
             delivered = sink.send(event)
-            if self.on_emit is not None:
-                self.on_emit(sink.name, delivered)
+            if self.on_emit is not None and not isinstance(sink, BackgroundSink):
+                self.on_emit(sink.name, delivered)  # a background sink reports when it is done
         self.sent += 1
         return True
 
