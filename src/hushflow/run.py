@@ -34,7 +34,7 @@ from hushflow.engine.explain import render
 from hushflow.flow.reader import FlowEvent
 from hushflow.sinks import metric_names as m
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink
-from hushflow.sinks.metrics import HushflowMetrics, MetricsOptions, workload_of
+from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions, workload_of
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
 
@@ -85,6 +85,7 @@ class RunOptions:
     expire_interval: float = 30.0
     linger: float = 0.0
     max_series: int = 2000
+    metric_context: frozenset[str] = frozenset(CONTEXT_LABELS)
     cilium_version: tuple[int, int] = (1, 18)
     clock: str = "wall"  # or "flows": expire against flow time (replays)
 
@@ -165,7 +166,7 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.registry = registry or CollectorRegistry()
-        self.metrics = HushflowMetrics(self.registry, MetricsOptions(max_series=options.max_series))
+        self.metrics = HushflowMetrics(self.registry, MetricsOptions(options.max_series, options.metric_context))
         self.summary = RunSummary()
         self.ready = threading.Event()
         self.stopping = threading.Event()

@@ -248,3 +248,12 @@ def test_missing_input_and_bad_event_sink_are_start_up_errors(tmp_path):
         Daemon(options(tmp_path, input_files=(str(tmp_path / "nope.jsonl"),)))
     with pytest.raises(RunError, match="unknown event sink 'bogus'"):
         Daemon(options(tmp_path, events=("bogus",)))
+
+
+def test_metric_context_labels_can_be_left_empty(tmp_path):
+    daemon = Daemon(options(tmp_path, events=(), metric_context=frozenset({"namespace"})))
+    daemon.run()
+    assert sample(daemon, "hushflow_policy_verdicts_total", direction="egress", namespace="my-namespace",
+                  workload="", verdict="DROPPED", tag="", expected="true") == 9
+    assert sample(daemon, "hushflow_unexpected_drops_total", direction="egress", namespace="my-namespace",
+                  workload="", destination="") == 3

@@ -52,6 +52,9 @@ from hushflow.cli.options import cilium_version_option
 @click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True)
 @click.option("--max-series", type=click.IntRange(1), default=2000, show_default=True,
               help="Distinct label combinations per metric before new ones fold into _other.")
+@click.option("--metric-labels", default="namespace,workload,destination,tag", show_default=True,
+              metavar="LIST", help="Flow-derived metric labels to fill (the others stay empty): fewer labels, "
+                                   "fewer series.")
 @click.option("--linger", type=float, default=0, show_default=True,
               help="After a finite input ends, keep serving metrics this many seconds.")
 @click.option("--clock", type=click.Choice(["wall", "flows"]), default="wall", show_default=True,
@@ -101,6 +104,7 @@ def run(**kwargs: Any) -> None:
         group_cap=kwargs["group_cap"], max_total=kwargs["max_total"], max_series=kwargs["max_series"],
         instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"], clock=clock,
+        metric_context=_metric_context(kwargs["metric_labels"]),
     )
     try:
         daemon = Daemon(options)
@@ -134,6 +138,15 @@ def run(**kwargs: Any) -> None:
     server.shutdown()
     print_summary(daemon, Console(file=sys.stdout))
     sys.exit(result.get("code", 1))
+
+
+def _metric_context(text: str) -> frozenset[str]:
+    from hushflow.sinks.metrics import MetricsOptions
+
+    try:
+        return MetricsOptions.parse_context(text).context
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metric-labels") from None
 
 
 def print_summary(daemon: Any, console: Console) -> None:

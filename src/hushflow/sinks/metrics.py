@@ -23,12 +23,23 @@ OTHER = "_other"
 _EVENT_TYPES = {5: "policy-verdict", 1: "drop", 129: "l7", 4: "trace"}
 
 
+CONTEXT_LABELS = ("namespace", "workload", "destination", "tag")
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsOptions:
     max_series: int = 2000
-    # Which flow-derived labels to fill; the others stay "" (Hubble's "context" options).
-    with_workload: bool = True
-    with_destination: bool = True
+    # Which flow-derived labels to fill; the others stay "" (like Hubble's metric context options).
+    context: frozenset[str] = frozenset(CONTEXT_LABELS)
+
+    @classmethod
+    def parse_context(cls, text: str, max_series: int = 2000) -> MetricsOptions:
+        """`namespace,workload` -> the labels to fill. Raises ValueError naming a wrong one."""
+        wanted = {part.strip() for part in text.split(",") if part.strip()}
+        unknown = sorted(wanted - set(CONTEXT_LABELS))
+        if unknown:
+            raise ValueError(f"unknown metric label {', '.join(unknown)}: choose from {', '.join(CONTEXT_LABELS)}")
+        return cls(max_series, frozenset(wanted))
 
 
 class _Bounded:
@@ -111,17 +122,18 @@ class HushflowMetrics:
         if conn is None:
             return
         direction = conn.direction
-        namespace = str(conn.local.get("namespace", ""))
-        workload = workload_of(conn.local) if self.options.with_workload else ""
+        context = self.options.context
+        namespace = str(conn.local.get("namespace", "")) if "namespace" in context else ""
+        workload = workload_of(conn.local) if "workload" in context else ""
         verdict = str(flow.get("verdict", ""))
-        tag = m.TAG_SEPARATOR.join(attribution.policy_log)
+        tag = m.TAG_SEPARATOR.join(attribution.policy_log) if "tag" in context else ""
         expected = ""
         if attribution.expected is not None:
             expected = m.EXPECTED_TRUE if attribution.expected else m.EXPECTED_FALSE
         labels = self._verdicts((direction, namespace, workload, verdict, tag, expected), foldable=(1, 2, 4))
         self.child(m.POLICY_VERDICTS_TOTAL, *labels).inc()
         if attribution.expected is False:
-            destination = destination_of(flow, direction) if self.options.with_destination else ""
+            destination = destination_of(flow, direction) if "destination" in context else ""
             labels = self._unexpected((direction, namespace, workload, destination), foldable=(1, 2, 3))
             self.child(m.UNEXPECTED_DROPS_TOTAL, *labels).inc()
         if not attribution.agrees:
