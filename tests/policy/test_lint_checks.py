@@ -106,6 +106,15 @@ TRIGGERS = [
     ("dns-rule-refuses-the-fqdn-name",
      cnp(SEL + 'egress:\n- toFQDNs: [{matchName: api.partner.example}]\n', extra=DNS_PROXY.replace(
          'matchPattern: "*"', "matchName: internal.example.com")), "HF030", "spec.egress[0].toFQDNs[0]"),
+    ("server-names-with-l7-without-tls",
+     cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: "443", protocol: TCP}], serverNames: [a.example.com], '
+         'rules: {http: [{method: GET}]}}]\n'), "HF039", "spec.egress[0].toPorts[0]"),
+    ("listener-on-ingress",
+     cnp(SEL + 'ingress:\n- toPorts: [{ports: [{port: "80", protocol: TCP}], '
+         'listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: x}, name: l}}]\n'), "HF041", "spec.ingress[0].toPorts[0]"),
+    ("to-services-with-ports",
+     cnp(SEL + 'egress:\n- toServices: [{k8sService: {serviceName: db, namespace: shop}}]\n'
+         '  toPorts: [{ports: [{port: "5432", protocol: TCP}]}]\n'), "HF054", "spec.egress[0]"),
     ("bad-match-name-in-fqdn-deny", cnp(SEL + 'egressDeny:\n- toFQDNs: [{matchName: "bad name!"}]\n'), "HF010",
      "spec.egressDeny[0].toFQDNs[0].matchName"),
 ]
@@ -154,6 +163,14 @@ CLEAN = [
     ("dns-rule-lists-the-name",
      cnp(SEL + 'egress:\n- toFQDNs: [{matchPattern: "*.partner.example"}]\n', extra=DNS_PROXY.replace(
          'matchPattern: "*"', 'matchPattern: "*.partner.example"')), "HF030"),
+    ("server-names-with-terminating-tls",
+     cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: "443", protocol: TCP}], serverNames: [a.example.com], '
+         'terminatingTLS: {secret: {name: t}}, rules: {http: [{method: GET}]}}]\n'), "HF039"),
+    ("listener-on-egress",
+     cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: "80", protocol: TCP}], '
+         'listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: x}, name: l}}]\n'), "HF041"),
+    ("to-services-alone", cnp(SEL + 'egress:\n- toServices: [{k8sService: {serviceName: db, namespace: shop}}]\n'),
+     "HF054"),
     ("own-namespace", cnp('endpointSelector: {matchLabels: {"k8s:io.kubernetes.pod.namespace": team}}\n'
                           "egress: [{toEntities: [world]}]\n"), "HF013"),
 ]

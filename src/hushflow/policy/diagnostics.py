@@ -52,10 +52,13 @@ CHECKS: dict[str, Check] = {
         Check("HF036", "endport-below-port", Severity.WARNING, "endPort is below port: no range is enforced."),
         Check("HF037", "except-outside-cidr", Severity.ERROR, "An except entry is not inside its cidr."),
         Check("HF038", "l7-protocol", Severity.ERROR, "L7 rules where Cilium cannot apply them."),
+        Check("HF039", "server-names-with-l7", Severity.ERROR, "serverNames with L7 rules but no terminatingTLS."),
+        Check("HF041", "listener-on-ingress", Severity.ERROR, "A listener in an ingress rule."),
         Check("HF040", "log-value", Severity.ERROR, "log.value is too long or has non-printable characters."),
         Check("HF050", "deny-shadows-allow", Severity.WARNING, "A deny rule makes allow rules unreachable."),
         Check("HF051", "double-star-before-1.19", Severity.WARNING, "`**.` matches one label before Cilium 1.19."),
         Check("HF052", "empty-rule-default-deny", Severity.WARNING, "An empty rule silently turns on default-deny."),
+        Check("HF054", "to-services-with-ports", Severity.WARNING, "toServices combined with toPorts."),
         Check(
             "HF053", "deny-only-default-deny", Severity.WARNING, "Deny rules alone switch endpoints to default-deny."
         ),

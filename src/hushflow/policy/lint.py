@@ -145,6 +145,14 @@ def _lint_peer_rule(peer: PeerRule, rule: Rule) -> Iterator[Diagnostic]:
             where,
             "split it into one rule per peer kind",
         )
+    if peer.services and peer.ports:
+        yield Diagnostic(
+            "HF054",
+            "toServices with toPorts: Cilium's docs say not to combine them: the ports apply to every peer the "
+            "service's generated rules select, which can open more than the service",
+            where,
+            "select the backends with toEndpoints or toCIDRSet plus toPorts instead",
+        )
     if peer.icmps is not None and peer.ports is not None:
         yield Diagnostic(
             "HF032",
@@ -166,6 +174,21 @@ def _lint_peer_rule(peer: PeerRule, rule: Rule) -> Iterator[Diagnostic]:
             yield from _dns_ports(port_rule.ports, port_rule.where)
         if peer.deny:
             continue
+        if port_rule.server_names and port_rule.l7_kinds and "terminatingTLS" not in port_rule.tls:
+            yield Diagnostic(
+                "HF039",
+                "serverNames together with L7 rules needs terminatingTLS: without terminating TLS Cilium cannot "
+                "see inside the connection, and rejects the rule",
+                port_rule.where,
+                "add terminatingTLS (and originatingTLS) to inspect the traffic, or drop the L7 rules",
+            )
+        if port_rule.listener and peer.direction == "ingress":
+            yield Diagnostic(
+                "HF041",
+                "a listener (Envoy config redirect) is only allowed on egress: Cilium rejects it on ingress",
+                port_rule.where,
+                "move the listener to an egress rule",
+            )
         l7_other = [kind for kind in port_rule.l7_kinds if kind != "dns"]
         if l7_other:
             for port in port_rule.ports:
