@@ -3,21 +3,22 @@
 
 Usage: .venv/bin/python benchmarks/bench_grpc.py [--flows 100000] [--gen-flows PATH] [--repeat 1]
 
-A loopback gRPC server (``hushflow.testing.observer_server``, in its own process) streams a
+A loopback Observer server (``hushflow.testing.replay_server``, in its own process) streams a
 ``gen_flows.py`` corpus (generated once, like bench_observe.py; its protobuf encoding is cached
 next to it as ``.pb``) and each scenario reads it in a fresh client process, reporting flows/s
 (wall clock), the client's CPU time per flow (all its threads: the "one core" figure) and peak
-RSS (ru_maxrss; "+" is the growth during the run, past imports):
+RSS (ru_maxrss; "+" is the growth during the run, past imports).
 
-- ``grpc receive only``: the GetFlows stream iterated, messages decoded, nothing else (grpcio's
-  own ceiling);
-- ``proto_dict only``: the decoded messages converted to canonical dicts in memory, no gRPC;
-- ``GrpcFlowSource -> FlowEvent``: the real source: stream, convert, encode, FlowEvent;
-- ``... with HUSHFLOW_FIELD_MASK``: the same with flows cut down to the fields hushflow reads
-  (masked ahead of time on the server side, as Hubble masks them in Go).
+The server replays bytes prepared before the clock starts (filtered and masked for the request,
+as Hubble does in Go), so the client is not paced by a Python gRPC server (grpcio's own server
+spends ~30 µs a message, as much as the client: against it, a client measures its waiting).
 
-The server is Python too and costs about as much per message as the client's gRPC layer, so the
-"receive only" rate is bounded by it; the CPU-per-flow column is the client's own cost.
+- ``grpc receive only``: the GetFlows stream iterated as raw bytes (grpcio's own ceiling);
+- ``grpc receive + decode``: the same, each message decoded (upb);
+- ``proto_dict only``: decoded messages converted to canonical dicts in memory, no gRPC;
+- ``GrpcFlowSource -> FlowEvent``: the real source, every flow of the corpus;
+- ``HubbleSource -> FlowEvent``: what ``hushflow run`` asks for: only DNS, policy verdicts and
+  drops (the allowlist, applied by the server), cut to the fields hushflow reads (the mask).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from bench_observe import DEFAULT_GEN_FLOWS, ensure_corpus  # noqa: E402
 if TYPE_CHECKING:
     from hushflow.proto.observer_pb2 import GetFlowsResponse
 
-SCENARIOS = ["grpc receive only", "proto_dict only", "GrpcFlowSource -> FlowEvent", "... with HUSHFLOW_FIELD_MASK"]
+SCENARIOS = ["grpc receive only", "grpc receive + decode", "proto_dict only", "GrpcFlowSource -> FlowEvent",
+             "HubbleSource -> FlowEvent"]
 
 
 # -- corpus as protobuf -----------------------------------------------------------------------------
@@ -84,31 +86,28 @@ def read_protobuf_corpus(path: Path) -> Iterator[bytes]:
         pos += size
 
 
-def load_messages(path: Path, masked: bool) -> list[GetFlowsResponse]:
-    from hushflow.flow.grpc_source import HUSHFLOW_FIELD_MASK
-    from hushflow.proto import flow_pb2, observer_pb2
-    from hushflow.testing.observer_server import apply_field_mask, field_mask_tree
+def load_messages(path: Path) -> list[GetFlowsResponse]:
+    from hushflow.proto import observer_pb2
 
-    messages = [observer_pb2.GetFlowsResponse.FromString(b) for b in read_protobuf_corpus(path)]
-    if not masked:
-        return list(messages)
-    tree = field_mask_tree(flow_pb2.Flow.DESCRIPTOR, HUSHFLOW_FIELD_MASK)
-    out: list[GetFlowsResponse] = []
-    for m in messages:
-        flow = flow_pb2.Flow()
-        apply_field_mask(flow, m.flow, tree)
-        out.append(observer_pb2.GetFlowsResponse(flow=flow, node_name=flow.node_name, time=flow.time))
-    return out
+    return [observer_pb2.GetFlowsResponse.FromString(b) for b in read_protobuf_corpus(path)]
 
 
 # -- the server (its own process) -------------------------------------------------------------------
 
 
-def serve(path: Path, masked: bool, conn: multiprocessing.connection.Connection) -> None:
-    from hushflow.testing.observer_server import ObserverTestServer
+def serve(path: Path, conn: multiprocessing.connection.Connection) -> None:
+    """The server process: every request the scenarios make is prepared before the address is
+    sent, so no client waits for the filtering."""
+    from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
+    from hushflow.testing.replay_server import ReplayObserverServer
 
-    server = ObserverTestServer(load_messages(path, masked), max_workers=4).start()
-    conn.send(server.address)
+    server = ReplayObserverServer(list(read_protobuf_corpus(path)))
+    sent = {
+        "all": server.prepare(GrpcFlowSource(server.address, follow=False).request),
+        "hushflow": server.prepare(HubbleSource(server.address, follow=False).source.request),
+    }
+    server.start()
+    conn.send((server.address, sent))
     conn.recv()  # until the parent says stop
     server.stop()
 
@@ -120,22 +119,23 @@ def child(scenario: str, address: str, path: Path) -> None:
     import grpc
     import grpc.experimental
 
-    from hushflow.flow.grpc_source import GrpcFlowSource
+    from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
     from hushflow.flow.proto_dict import response_to_event
     from hushflow.proto import observer_pb2
 
-    messages = load_messages(path, masked=False) if scenario == "proto_dict only" else None
+    messages = load_messages(path) if scenario == "proto_dict only" else None
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu = time.process_time()
     start = time.perf_counter()
     count = 0
-    if scenario == "grpc receive only":
+    if scenario.startswith("grpc receive"):
         options = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]  # as GrpcFlowSource
         channel = grpc.insecure_channel(address, options=options)
+        decode = observer_pb2.GetFlowsResponse.FromString if scenario.endswith("decode") else None
         call = channel.unary_stream(
             "/observer.Observer/GetFlows",
             request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-            response_deserializer=observer_pb2.GetFlowsResponse.FromString,
+            response_deserializer=decode,
         )
         for _ in call(observer_pb2.GetFlowsRequest()):
             count += 1
@@ -144,6 +144,9 @@ def child(scenario: str, address: str, path: Path) -> None:
         assert messages is not None
         for m in messages:
             response_to_event(m)
+            count += 1
+    elif scenario.startswith("HubbleSource"):
+        for _ in HubbleSource(address, follow=False).events():
             count += 1
     else:
         for _ in GrpcFlowSource(address, follow=False):
@@ -190,19 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     pb = ensure_protobuf_corpus(jsonl)
     print(f"corpus: {jsonl} ({args.flows:,} flows, {pb.stat().st_size / args.flows:.0f} B/flow as protobuf)")
     print(f"python {sys.version.split()[0]}, server and each client in their own process, best of {args.repeat}\n")
-    print(f"{'scenario':<32} {'flows/s':>9} {'client CPU/flow':>16} {'flows/CPU-s':>12} {'peak RSS':>15}")
     ctx = multiprocessing.get_context("spawn")
-    servers: dict[bool, tuple[str, multiprocessing.connection.Connection, multiprocessing.process.BaseProcess]] = {}
-    proc: multiprocessing.process.BaseProcess
+    parent, child_end = ctx.Pipe()
+    proc = ctx.Process(target=serve, args=(pb, child_end), daemon=True)
+    proc.start()
+    address, sent = parent.recv()
+    print(f"HubbleSource's request selects {sent['hushflow']:,} of {sent['all']:,} events "
+          f"({sent['hushflow'] / sent['all']:.0%}): the rest stays in Hubble\n")
+    print(f"{'scenario':<32} {'flows/s':>9} {'client CPU/flow':>16} {'flows/CPU-s':>12} {'peak RSS':>15}")
     try:
         for scenario in SCENARIOS:
-            masked = "FIELD_MASK" in scenario
-            if masked not in servers:
-                parent, child_end = ctx.Pipe()
-                proc = ctx.Process(target=serve, args=(pb, masked, child_end), daemon=True)
-                proc.start()
-                servers[masked] = (parent.recv(), parent, proc)
-            address = servers[masked][0]
             r = run_client(scenario, address, pb, args.repeat)
             rate = r["count"] / r["seconds"]
             per_flow_us = r["cpu"] / r["count"] * 1e6
@@ -211,9 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario:<32} {rate:>9,.0f} {per_flow_us:>13.1f} µs {1e6 / per_flow_us:>12,.0f} "
                   f"{peak:>6.0f} MB (+{growth:.0f})")
     finally:
-        for _, conn, proc in servers.values():
-            conn.send("stop")
-            proc.join(10)
+        parent.send("stop")
+        proc.join(10)
     return 0
 
 

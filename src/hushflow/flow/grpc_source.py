@@ -465,6 +465,13 @@ class GrpcFlowSource:
         return self._streaming and self._channel_ready
 
     @property
+    def request(self) -> observer_pb2.GetFlowsRequest:
+        """The first ``GetFlowsRequest`` this source sends (a copy)."""
+        request = observer_pb2.GetFlowsRequest()
+        request.CopyFrom(self._first_request)
+        return request
+
+    @property
     def last_event_time(self) -> str | None:
         """The time of the last flow delivered (RFC 3339, as in the event), None before any."""
         return self._last_time
@@ -650,7 +657,6 @@ class GrpcFlowSource:
         lost_order: deque[bytes] = deque()
         window = self._dedup_window
         to_event = response_to_event
-        encode = protojson.encode_event
         source = self.server
         remaining = self._number_limit
         line = 0
@@ -706,7 +712,7 @@ class GrpcFlowSource:
                             line += 1
                             stats.flows += 1
                             stats.events += 1
-                            yield FlowEvent(encode(data), data, source, line)
+                            yield FlowEvent(None, data, source, line)
                             if remaining is not None:
                                 remaining -= 1
                                 if remaining <= 0:
@@ -725,7 +731,7 @@ class GrpcFlowSource:
                             stats.lost_events += message.lost_events.num_events_lost
                             line += 1
                             stats.events += 1
-                            yield FlowEvent(encode(data), data, source, line)
+                            yield FlowEvent(None, data, source, line)
                         elif kind == "node_status":
                             status = message.node_status
                             state = _node_state_name(status.state_change)

@@ -116,15 +116,25 @@ class FlowEvent:
     the canonical re-encoding. ``data``: the parsed canonical dict (``{"flow": {...}, "node_name":
     ..., "time": ...}`` or ``{"lost_events": ...}`` ...). ``source``/``line``: where it came from
     (1-based line number).
+
+    A source that has no line (gRPC) passes ``raw=None``: the line is encoded from ``data`` when
+    first asked for (~7 µs a flow that the daemon, which never prints flows, does not spend).
     """
 
-    __slots__ = ("data", "line", "raw", "source")
+    __slots__ = ("_raw", "data", "line", "source")
 
-    def __init__(self, raw: bytes, data: dict[str, Any], source: str, line: int) -> None:
-        self.raw = raw
+    def __init__(self, raw: bytes | None, data: dict[str, Any], source: str, line: int) -> None:
+        self._raw = raw
         self.data = data
         self.source = source
         self.line = line
+
+    @property
+    def raw(self) -> bytes:
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = protojson.encode_event(self.data)
+        return raw
 
     @property
     def flow(self) -> dict[str, Any] | None:

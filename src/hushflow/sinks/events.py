@@ -133,6 +133,11 @@ class BackgroundSink:
                 self.on_result(self.name, "dropped")
             return False
 
+    @property
+    def waiting(self) -> int:
+        """Events queued and not yet sent."""
+        return self._queue.qsize()
+
     def _work(self) -> None:
         while (event := self._queue.get()) is not None:
             delivered = self.inner.send(event)

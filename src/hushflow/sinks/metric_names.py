@@ -159,14 +159,15 @@ NODE_STATUS_CHANGES_TOTAL = MetricSpec(
 QUEUE_DEPTH = MetricSpec(
     "hushflow_queue_depth",
     "gauge",
-    "Items waiting in an internal queue.",
+    "Items waiting in an internal queue (events: unexpected-drop events waiting for a webhook).",
     ("queue",),
 )
-BACKPRESSURE_SECONDS_TOTAL = MetricSpec(
-    "hushflow_backpressure_seconds_total",
+PIPELINE_BUSY_SECONDS_TOTAL = MetricSpec(
+    "hushflow_pipeline_busy_seconds_total",
     "counter",
-    "Seconds a producer spent waiting because a queue was full.",
-    ("queue",),
+    "Seconds the pipeline spent processing flows rather than waiting for them: its rate is the "
+    "share of one core in use, and near 1 hushflow is falling behind Hubble.",
+    (),
 )
 ATTRIBUTION_DISAGREEMENTS_TOTAL = MetricSpec(
     "hushflow_attribution_disagreements_total",
@@ -203,7 +204,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     HUBBLE_LOST_EVENTS_TOTAL,
     NODE_STATUS_CHANGES_TOTAL,
     QUEUE_DEPTH,
-    BACKPRESSURE_SECONDS_TOTAL,
+    PIPELINE_BUSY_SECONDS_TOTAL,
     ATTRIBUTION_DISAGREEMENTS_TOTAL,
     EVENTS_EMITTED_TOTAL,
     BUILD_INFO,
