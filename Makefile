@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test system-deps bench clean proto
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/hushflow/flow/_wiredict.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

