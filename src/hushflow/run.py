@@ -420,7 +420,7 @@ class Daemon:
         if attribution.expected is None:
             return
         tag = ",".join(attribution.policy_log) or "(none)"
-        conn = connection_of(flow, now)
+        conn = attribution.connection or connection_of(flow, now)
         local = conn.local if conn is not None else {}
         workload = f"{local.get('namespace', '')}/{workload_of(local)}"
         self.summary.drops_by_tag[(tag, attribution.expected)] += 1
@@ -429,7 +429,7 @@ class Daemon:
             self.events.offer(flow, now, attribution.policy_log, self._explain(flow, attribution, now))
 
     def _explain(self, flow: dict[str, Any], attribution: Attribution, now: float) -> str:
-        conn = connection_of(flow, now)
+        conn = attribution.connection or connection_of(flow, now)
         if conn is None:
             return ""
         decision = self.attributor.engine.decide(conn, endpoint_labels(conn.local), explain=True)

@@ -91,6 +91,7 @@ class DenyLearner:
         self._allowed_ips: dict[str, set[tuple[str, int]]] = {}
         self._label_maps: dict[tuple[str, ...], dict[str, str]] = {}
         self._by_name: dict[str, tuple[tuple[int, ...], tuple[FqdnDeny, ...]]] = {}
+        self._by_name_and_client: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], tuple[FqdnDeny, ...]]] = {}
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -115,20 +116,15 @@ class DenyLearner:
         ips = list(dns["ips"])
         ttl = float(dns.get("ttl", 0))
         client = flow.get("destination") or {}
-        labels = self._labels(endpoint_labels(client))  # cached per label set
+        allow_hits, deny_hits = self._applying(name, endpoint_labels(client))
         changes: list[Change] = []
-        allow_hits, deny_hits = self._selecting(name)
         for index in allow_hits:
-            rule, _peer = self._allows[index]
-            if rule.subject is not None and rule.subject.matches(labels):
-                for ip in ips:
-                    self._allowed_ips.setdefault(ip, set()).add((name, index))
-                    changes.extend(self._unshare(ip))
+            for ip in ips:
+                self._allowed_ips.setdefault(ip, set()).add((name, index))
+                changes.extend(self._unshare(ip))
         for deny in deny_hits:
-            subject = deny.rule.subject
-            if subject is None or subject.matches(labels):
-                for ip in ips:
-                    changes.extend(self._add(deny, ip, name, ttl, now, "observed"))
+            for ip in ips:
+                changes.extend(self._add(deny, ip, name, ttl, now, "observed"))
         return changes
 
     # -- internals -----------------------------------------------------------------------------
@@ -146,6 +142,22 @@ class DenyLearner:
                 if any(selector.matches(name) for selector in peer.fqdns or ())
             )
             hit = self._by_name[name] = (allows, tuple(deny for deny in self.denies if deny.matches(name)))
+        return hit
+
+    def _applying(self, name: str, client: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[FqdnDeny, ...]]:
+        """The allow rules (by index) and denies that select `name` *and* the asking endpoint
+        (cached per name and label set: DNS answers repeat)."""
+        key = (name, client)
+        hit = self._by_name_and_client.get(key)
+        if hit is None:
+            if len(self._by_name_and_client) > 100_000:
+                self._by_name_and_client.clear()
+            labels = self._labels(client)
+            allow_hits, deny_hits = self._selecting(name)
+            hit = self._by_name_and_client[key] = (
+                tuple(i for i in allow_hits if (s := self._allows[i][0].subject) is not None and s.matches(labels)),
+                tuple(d for d in deny_hits if d.rule.subject is None or d.rule.subject.matches(labels)),
+            )
         return hit
 
     def _labels(self, labels: tuple[str, ...]) -> dict[str, str]:

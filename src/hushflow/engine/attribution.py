@@ -52,6 +52,7 @@ class Attribution:
     expected: bool | None  # for DROPPED/AUDIT flows: planned (a known tag) or not
     filled: tuple[str, ...]  # the flow fields hushflow filled
     note: str = ""
+    connection: Connection | None = None  # the connection decided on (so callers need not rebuild it)
 
     def findings(self) -> dict[str, Any]:
         """The documented `hushflow` object written next to `flow` in hushflow's own outputs."""
@@ -248,7 +249,7 @@ class Attributor:
         for name in filled:
             self.stats.filled[name] += 1
         self.stats.attributed += 1
-        return Attribution(decision, observed, agrees, rules, final_logs, expected, tuple(filled), note)
+        return Attribution(decision, observed, agrees, rules, final_logs, expected, tuple(filled), note, conn)
 
 
 def matches_for_explain(decision: Decision) -> tuple[RuleMatch, ...]:

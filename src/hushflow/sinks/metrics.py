@@ -139,7 +139,7 @@ class HushflowMetrics:
         self.add(m.FLOWS_TOTAL, kind, flow.get("verdict", "VERDICT_UNKNOWN"))
 
     def verdict(self, flow: Mapping[str, Any], attribution: Attribution) -> None:
-        conn = connection_of(flow, 0.0)  # the time is not needed here
+        conn = attribution.connection or connection_of(flow, 0.0)  # the time is not needed here
         if conn is None:
             return
         direction = conn.direction
