@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hushflow.engine.dns import DnsKnowledge
@@ -78,3 +78,42 @@ def test_reverse_index_matches_a_brute_force_model(steps):
         )
         assert list(dns.names_for_ip(ip, now)) == expected
     assert len(dns) <= 6
+
+
+# learn(endpoint, name, ips, ttl, now), names_for_ip(ip, now) or expire(now); flow time may go back.
+_STEP = st.one_of(
+    st.tuples(st.just("learn"), st.sampled_from("abcdef"), st.integers(0, 5), st.sets(st.integers(0, 3), min_size=1),
+              st.integers(0, 30), st.integers(0, 100)),
+    st.tuples(st.just("names"), st.integers(0, 3), st.integers(0, 120)),
+    st.tuples(st.just("expire"), st.integers(0, 120)),
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(_STEP, max_size=80), st.sampled_from([4, 8, 1000]))
+def test_names_for_ip_cache_agrees_with_the_entries(steps, max_names):
+    """names_for_ip remembers its answer for IPs that many endpoints resolved: it must equal the
+    names recomputed from the live entries after any sequence of answers, expiries, evictions and
+    lookups at times going back and forth."""
+    dns = DnsKnowledge(max_names=max_names)
+    for step in steps:
+        if step[0] == "learn":
+            _, endpoint, name_id, ip_ids, ttl, now = step
+            dns.learn(endpoint, f"n{name_id}.com", [f"10.0.0.{i}" for i in sorted(ip_ids)], ttl=ttl, now=now)
+        elif step[0] == "expire":
+            dns.expire(step[1])
+        else:
+            _, ip_id, now = step
+            ip = f"10.0.0.{ip_id}"
+            expected = sorted({key.split("\x00", 1)[1] for key, entry in dns.entries()
+                               if entry[0] >= now and ip in ((entry[2],) if isinstance(entry[2], str) else entry[2])})
+            assert dns.names_for_ip(ip, now) == tuple(expected)
+
+
+def test_an_answer_learned_again_after_expiring_shows_in_names_for_ip_at_once():
+    dns = DnsKnowledge()
+    dns.learn("a", "old.com", ["1.1.1.1"], ttl=10, now=0)
+    dns.learn("b", "long.com", ["1.1.1.1"], ttl=100, now=0)
+    assert dns.names_for_ip("1.1.1.1", 20) == ("long.com",)  # old.com expired at 10
+    dns.learn("a", "old.com", ["1.1.1.1"], ttl=10, now=25)  # the same answer again
+    assert dns.names_for_ip("1.1.1.1", 26) == ("long.com", "old.com")

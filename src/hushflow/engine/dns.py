@@ -14,6 +14,8 @@ entry is evicted first and counted in `evictions`.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,10 @@ class DnsKnowledge:
         self._old: dict[str, _Entry] = {}
         # ip -> one key, or a list of keys when several names/endpoints resolved to it
         self._by_ip: dict[str, str | list[str]] = {}
+        # names_for_ip of IPs many endpoints resolved (a shared CDN address can carry hundreds of
+        # keys): ip -> (computed at, valid until, names). Valid for lookups between the two times
+        # (flow time may go backwards); dropped whenever the IP's keys change.
+        self._names: dict[str, tuple[float, float, tuple[str, ...]]] = {}
         self.evictions = 0
         self.answers_seen = 0
 
@@ -109,6 +115,11 @@ class DnsKnowledge:
         if old is None:
             old = self._old.pop(key, None)
         expires = now + max(ttl, self.min_ttl) + self.grace
+        if old is None or old[0] < now:
+            # The key becomes valid again (or is new): names_for_ip of its IPs changes.
+            names = self._names
+            for ip in new_ips:
+                names.pop(ip, None)
         if old is not None:
             previous = _ips_of(old)
             if old[0] >= now:
@@ -127,6 +138,7 @@ class DnsKnowledge:
             self._rotate()
 
     def _rotate(self) -> None:
+        self._names.clear()
         for key, entry in self._old.items():
             for ip in _ips_of(entry):
                 self._unindex(ip, key)
@@ -160,10 +172,13 @@ class DnsKnowledge:
         elif isinstance(current, str):
             if current != key:
                 self._by_ip[ip] = [current, key]
+                self._names.pop(ip, None)
         elif key not in current:
             current.append(key)
+            self._names.pop(ip, None)
 
     def _unindex(self, ip: str, key: str) -> None:
+        self._names.pop(ip, None)
         current = self._by_ip.get(ip)
         if current is None:
             return
@@ -202,14 +217,25 @@ class DnsKnowledge:
 
     def names_for_ip(self, ip: str, now: float) -> tuple[str, ...]:
         """Every name any endpoint resolved to `ip` that has not expired (Cilium's global view)."""
+        cached = self._names.get(ip)
+        if cached is not None and cached[0] <= now <= cached[1]:
+            return cached[2]
         current = self._by_ip.get(ip)
         if current is None:
             return ()
-        keys = [current] if isinstance(current, str) else current
-        names = {
-            key.split("\x00", 1)[1] for key in keys if (entry := self._get(key)) is not None and entry[0] >= now
-        }
-        return tuple(sorted(names))
+        if isinstance(current, str):
+            entry = self._get(current)
+            return (current.split("\x00", 1)[1],) if entry is not None and entry[0] >= now else ()
+        names = set()
+        until = math.inf  # the names stay these until the first of their answers expires
+        for key in current:
+            entry = self._get(key)
+            if entry is not None and entry[0] >= now:
+                names.add(key.split("\x00", 1)[1])
+                until = min(until, entry[0])
+        result = tuple(sorted(names))
+        self._names[ip] = (now, until, result)
+        return result
 
     def expire(self, now: float) -> int:
         """Drop every expired entry; returns how many. Lookups ignore expired entries anyway."""

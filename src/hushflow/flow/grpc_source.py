@@ -13,7 +13,7 @@ attempt count resets once a stream delivers an event) and resumes with ``since``
 the last flow delivered (none yet, on a stream that followed from "now": our clock when it opened
 minus :data:`RESUME_CLOCK_MARGIN`). Hubble's ``since`` is inclusive and Relay merges nodes only
 roughly in time order, so a resumed stream drops flows whose ``uuid`` was already delivered (the
-last :data:`DEFAULT_DEDUP_WINDOW` uuids are remembered; a flow without uuid is dropped when it is
+last :data:`DEFAULT_DEDUP_WINDOW` uuids at least are remembered; a flow without uuid is dropped when it is
 not later than the resume time). Lost events are counted (``stats.lost_events``) and yielded like
 ``hubble observe`` prints them (a resumed stream's repeats of them are dropped); node status
 events (Relay's) are counted by state and not yielded, as ``hubble observe`` keeps them off
@@ -654,8 +654,10 @@ class GrpcFlowSource:
         stats = self.stats
         failures = 0  # consecutive attempts that delivered nothing
         resumed = False
+        # The uuids delivered lately, in two generations (a set each, swapped when the young one
+        # holds `window`): between `window` and twice that many are remembered, at O(1) a flow.
         delivered_uuids: set[str] = set()
-        uuid_order: deque[str] = deque()
+        delivered_before: set[str] = set()
         lost_seen: set[bytes] = set()
         lost_order: deque[bytes] = deque()
         window = self._dedup_window
@@ -697,7 +699,7 @@ class GrpcFlowSource:
                             uuid = flow.get("uuid")
                             if resumed:
                                 if uuid is not None:
-                                    if uuid in delivered_uuids:
+                                    if uuid in delivered_uuids or uuid in delivered_before:
                                         stats.duplicates_dropped += 1
                                         continue
                                 elif resume_time is not None and not _later(data, resume_time):
@@ -705,9 +707,8 @@ class GrpcFlowSource:
                                     continue
                             if uuid is not None:
                                 delivered_uuids.add(uuid)
-                                uuid_order.append(uuid)
-                                if len(uuid_order) > window:
-                                    delivered_uuids.discard(uuid_order.popleft())
+                                if len(delivered_uuids) >= window:
+                                    delivered_before, delivered_uuids = delivered_uuids, set()
                             time_text = data.get("time") or flow.get("time")
                             if time_text is not None:
                                 self._last_time = time_text
