@@ -150,6 +150,7 @@ class Attributor:
         self._times = FlowTimes()
         # The Policy entries of a set of rules never change: build them once per set.
         self._entries: dict[tuple[Rule, ...], list[dict[str, Any]]] = {}
+        self._derived_memo: dict[tuple[int, str], tuple[Decision, Any]] = {}
 
     def _policy_entries(self, rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
         entries = self._entries.get(rules)
@@ -158,6 +159,25 @@ class Attributor:
                 self._entries.clear()
             entries = self._entries[rules] = _policies(rules)
         return entries
+
+    def _derived(
+        self, decision: Decision, observed: str, responsible: tuple[RuleMatch, ...]
+    ) -> tuple[tuple[Rule, ...], tuple[str, ...], list[dict[str, Any]], set[tuple[str, str]]]:
+        """What a decision makes of the flows it decides (their rules, log values and Policy
+        entries), worked out once per decision: decisions are cached, and repeat flow after flow.
+        The memo holds the decision itself, so a recycled id() never matches."""
+        key = (id(decision), observed)
+        memo = self._derived_memo.get(key)
+        if memo is not None and memo[0] is decision:
+            return memo[1]
+        if len(self._derived_memo) > 10_000:
+            self._derived_memo.clear()
+        rules = tuple(dict.fromkeys(match.rule for match in responsible))
+        logs = tuple(sorted({rule.log_value for rule in rules if rule.log_value}))
+        entries = self._policy_entries(rules) if rules else []
+        derived = (rules, logs, entries, _names(entries))
+        self._derived_memo[key] = (decision, derived)
+        return derived
 
     def observe(self, event: dict[str, Any], explain: bool = False, now: float | None = None) -> Attribution | None:
         """Learn from and attribute one canonical event; fills its flow in place.
@@ -211,7 +231,7 @@ class Attributor:
             responsible = ()
             field_name = f"{direction}_denied_by"
 
-        rules = tuple(dict.fromkeys(match.rule for match in responsible))
+        rules, logs, entries, entry_names = self._derived(decision, observed, responsible)
         if not agrees:
             note = f"Cilium {observed}, policies say {decision.outcome}"
             self.stats.disagreements[f"{observed}/{decision.outcome}"] += 1
@@ -219,11 +239,11 @@ class Attributor:
         existing = flow.get(field_name)
         if rules:
             if existing:
-                if _names(existing) != _names(self._policy_entries(rules)):
+                if _names(existing) != entry_names:
                     note = (note + "; " if note else "") + f"Cilium's {field_name} names other policies"
                     self.stats.disagreements[f"{field_name} differs"] += 1
             else:
-                flow[field_name] = self._policy_entries(rules)
+                flow[field_name] = entries
                 filled.append(field_name)
         elif (
             self.attribute_default_deny
@@ -235,7 +255,6 @@ class Attributor:
             flow[field_name] = self._policy_entries(decision.default_deny_rules)
             filled.append(field_name)
 
-        logs = tuple(sorted({rule.log_value for rule in rules if rule.log_value}))
         if logs and not flow.get("policy_log"):
             flow["policy_log"] = list(logs)
             filled.append("policy_log")
