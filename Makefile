@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test system-deps bench clean proto
 
 $(STAMP): pyproject.toml src/hushflow/flow/_wiredict.c
+	@command -v cc >/dev/null 2>&1 || echo "note: no C compiler (cc): hushflow installs without its C module, slower on gRPC sources"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -322,6 +322,7 @@ class Daemon:
         monotonic = self.monotonic
         lock = self._lock
         process = self._process
+        stopping = self.stopping.is_set
         try:
             for event in self.source.events():
                 read_at = monotonic()
@@ -330,7 +331,7 @@ class Daemon:
                     process(event, read_at)
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
-                if self.stopping.is_set():
+                if stopping():
                     break
         except Exception as exc:  # a failing source ends the run; what was read is kept
             self.source_error = str(exc)
@@ -394,16 +395,20 @@ class Daemon:
         now = self._times.time_of(flow, data)
         if self._last_flow_time < now:
             self._last_flow_time = now
-        if "l7" in flow and "dns" in (flow.get("l7") or {}):
+        attributor = self.attributor
+        l7 = flow.get("l7")
+        if l7 is not None and "dns" in l7:
             changes = self.learner.learn_flow(flow, now)
-            self._published(changes, read_at)
-        answers_before = self.attributor.stats.dns_answers
-        attribution = self.attributor.observe(data, now=now)
-        if attribution is None:
-            if self.attributor.stats.dns_answers > answers_before:
+            if changes:
+                self._published(changes, read_at)
+            answers_before = attributor.stats.dns_answers
+            attributor.observe(data, now=now)  # learns the answer; DNS flows are no policy outcome
+            if attributor.stats.dns_answers > answers_before:
                 self.metrics.add(m.DNS_ANSWERS_TOTAL)
             return
-        self._count(flow, attribution, now)
+        attribution = attributor.observe(data, now=now)
+        if attribution is not None:
+            self._count(flow, attribution, now)
 
     def _published(self, changes: Sequence[Any], read_at: float) -> None:
         if not changes:

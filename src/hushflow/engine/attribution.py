@@ -161,17 +161,24 @@ class Attributor:
         return entries
 
     def _derived(
-        self, decision: Decision, observed: str, responsible: tuple[RuleMatch, ...]
+        self, decision: Decision, observed: str
     ) -> tuple[tuple[Rule, ...], tuple[str, ...], list[dict[str, Any]], set[tuple[str, str]]]:
-        """What a decision makes of the flows it decides (their rules, log values and Policy
-        entries), worked out once per decision: decisions are cached, and repeat flow after flow.
-        The memo holds the decision itself, so a recycled id() never matches."""
+        """What a decision makes of the flows it decides (the rules responsible for what Cilium
+        did, their log values and Policy entries), worked out once per decision and observed
+        outcome: decisions are cached, and repeat flow after flow. The memo holds the decision
+        itself, so a recycled id() never matches."""
         key = (id(decision), observed)
         memo = self._derived_memo.get(key)
         if memo is not None and memo[0] is decision:
             return memo[1]
         if len(self._derived_memo) > 10_000:
             self._derived_memo.clear()
+        if observed == "allowed":
+            responsible = decision.responsible if decision.outcome == "allowed" else ()
+        elif observed in ("audit", "denied"):
+            responsible = decision.denies
+        else:
+            responsible = ()
         rules = tuple(dict.fromkeys(match.rule for match in responsible))
         logs = tuple(sorted({rule.log_value for rule in rules if rule.log_value}))
         entries = self._policy_entries(rules) if rules else []
@@ -213,25 +220,21 @@ class Attributor:
         if verdict in ("FORWARDED", "REDIRECTED"):
             observed = "allowed"
             agrees = decision.outcome in ("allowed", "not-enforced")
-            responsible = decision.responsible if decision.outcome == "allowed" else ()
             field_name = f"{direction}_allowed_by"
         elif verdict == "AUDIT":
             observed = "audit"
             agrees = decision.outcome in ("denied", "default-deny")
-            responsible = decision.denies
             field_name = f"{direction}_denied_by"
         elif drop_reason == "POLICY_DENY":
             observed = "denied"
             agrees = decision.outcome == "denied"
-            responsible = decision.denies
             field_name = f"{direction}_denied_by"
         else:
             observed = "default-deny" if drop_reason == "POLICY_DENIED" else "dropped"
             agrees = decision.outcome == "default-deny"
-            responsible = ()
             field_name = f"{direction}_denied_by"
 
-        rules, logs, entries, entry_names = self._derived(decision, observed, responsible)
+        rules, logs, entries, entry_names = self._derived(decision, observed)
         if not agrees:
             note = f"Cilium {observed}, policies say {decision.outcome}"
             self.stats.disagreements[f"{observed}/{decision.outcome}"] += 1
@@ -239,7 +242,7 @@ class Attributor:
         existing = flow.get(field_name)
         if rules:
             if existing:
-                if _names(existing) != entry_names:
+                if existing != entries and _names(existing) != entry_names:  # equal: the usual case
                     note = (note + "; " if note else "") + f"Cilium's {field_name} names other policies"
                     self.stats.disagreements[f"{field_name} differs"] += 1
             else:

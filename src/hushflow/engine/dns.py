@@ -15,7 +15,6 @@ entry is evicted first and counted in `evictions`.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any

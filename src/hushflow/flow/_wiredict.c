@@ -108,6 +108,37 @@ static PyObject *json_double(double v) {
     return PyFloat_FromDouble(v);
 }
 
+/* -- strings ----------------------------------------------------------------------------------- */
+
+/* Hubble flows repeat the same short strings (labels, namespaces, pod and node names) flow after
+ * flow: a direct-mapped cache of recent short ASCII strings hands out the existing object instead
+ * of decoding and allocating again, and that object's hash, once computed, is reused by every dict
+ * and tuple the pipeline builds from it. Only touched with the GIL held. */
+#define STRING_CACHE_SIZE 8192  /* a power of two */
+#define STRING_CACHE_MAX_LEN 96
+static PyObject *string_cache[STRING_CACHE_SIZE];
+
+static PyObject *string_value(const uint8_t *p, Py_ssize_t n) {
+    if (n == 0 || n > STRING_CACHE_MAX_LEN)
+        return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    uint64_t h = 1469598103934665603ULL;  /* FNV-1a */
+    uint8_t high = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        high |= p[i];
+        h = (h ^ p[i]) * 1099511628211ULL;
+    }
+    if (high & 0x80)  /* not ASCII: decode (and validate) as usual */
+        return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    PyObject **slot = &string_cache[h & (STRING_CACHE_SIZE - 1)];
+    PyObject *cached = *slot;
+    if (cached != NULL && PyUnicode_GET_LENGTH(cached) == n && memcmp(PyUnicode_1BYTE_DATA(cached), p, (size_t)n) == 0)
+        return Py_NewRef(cached);
+    PyObject *value = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (value != NULL)
+        Py_XSETREF(*slot, Py_NewRef(value));
+    return value;
+}
+
 /* -- Timestamp ------------------------------------------------------------------------------- */
 
 /* Days since 1970-01-01 -> civil date (proleptic Gregorian), after H. Hinnant's algorithm. */
@@ -252,7 +283,7 @@ static PyObject *wrapper_value(int inner, const uint8_t *p, const uint8_t *end) 
         if (inner == K_STRING) {
             uint64_t n;
             if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return fallback("malformed wrapper");
-            value = PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, NULL);
+            value = string_value(p, (Py_ssize_t)n);
             if (value == NULL) { PyErr_Clear(); return fallback("invalid UTF-8"); }
             p += n;
         } else {
@@ -345,7 +376,7 @@ static PyObject *decode_message(Decoder *d, const uint8_t *p, const uint8_t *end
             p += n;
             switch (f->kind) {
             case K_STRING:
-                value = PyUnicode_DecodeUTF8((const char *)q, (Py_ssize_t)n, NULL);
+                value = string_value(q, (Py_ssize_t)n);
                 if (value == NULL) { PyErr_Clear(); fallback("invalid UTF-8"); goto done; }
                 zero = n == 0;
                 break;
