@@ -122,6 +122,12 @@ class DnsKnowledge:
         if old is not None:
             previous = _ips_of(old)
             if old[0] >= now:
+                if new_ips.issubset(previous):
+                    # The usual repeat of a live answer: the same IPs (all indexed), later expiry.
+                    self._young[key] = (max(expires, old[0]), now, old[2])
+                    if len(self._young) >= self.max_names // 2:
+                        self._rotate()
+                    return
                 # Cilium keeps the IPs of earlier answers until they expire: merge them.
                 new_ips.update(previous)
                 expires = max(expires, old[0])
