@@ -95,13 +95,13 @@ def load_messages(path: Path) -> list[GetFlowsResponse]:
 # -- the server (its own process) -------------------------------------------------------------------
 
 
-def serve(path: Path, conn: multiprocessing.connection.Connection) -> None:
+def serve(path: Path, conn: multiprocessing.connection.Connection, repeat: int = 1) -> None:
     """The server process: every request the scenarios make is prepared before the address is
-    sent, so no client waits for the filtering."""
+    sent, so no client waits for the filtering. ``repeat``: the corpus is streamed that many times."""
     from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
     from hushflow.testing.replay_server import ReplayObserverServer
 
-    server = ReplayObserverServer(list(read_protobuf_corpus(path)))
+    server = ReplayObserverServer(list(read_protobuf_corpus(path)), repeat=repeat)
     sent = {
         "all": server.prepare(GrpcFlowSource(server.address, follow=False).request),
         "hushflow": server.prepare(HubbleSource(server.address, follow=False).source.request),

@@ -13,9 +13,10 @@ written for the cluster gen_flows.py simulates; CIDR groups written to a tempora
   deny groups, attributes, and updates the Prometheus metrics. Reported: flows received and
   processed per second, the daemon's CPU per flow (all its threads: the one-core figure), and
   the node traffic that rate covers (received / share Hubble sends).
+- gRPC, long: the same stream sent over and over until `--long-flows` flows (10M by default)
+  have gone through the daemon: peak RSS against the short run shows whether memory stays flat.
 - files: the same pipeline reading the `--big-flows` corpus from a file once, then
-  `--replays` times in a row (10M flows by default): peak RSS after each shows whether memory
-  stays flat as flows accumulate.
+  `--replays` times in a row (10M flows by default): peak RSS after each, likewise.
 
 Target (issue 6): >= 50,000 flows/s end to end on one core, memory flat after 10M flows.
 """
@@ -86,6 +87,7 @@ def main() -> None:
                         help="corpus streamed over gRPC (Hubble sends ~37%% of it)")
     parser.add_argument("--big-flows", type=int, default=1_000_000, help="corpus replayed from a file")
     parser.add_argument("--replays", type=int, default=10)
+    parser.add_argument("--long-flows", type=int, default=10_000_000, help="flows in the long gRPC run")
     parser.add_argument("--repeat", type=int, default=5, help="gRPC runs (the least CPU is reported, and all)")
     parser.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS)
     parser.add_argument("--seed", type=int, default=1)
@@ -94,17 +96,19 @@ def main() -> None:
     jsonl = ensure_corpus(args.flows, args.gen_flows, args.seed)
     pb = ensure_protobuf_corpus(jsonl)
     ctx = multiprocessing.get_context("spawn")
-    parent, child_conn = ctx.Pipe()
-    server = ctx.Process(target=serve, args=(pb, child_conn), daemon=True)
-    server.start()
-    address, sent = parent.recv()
-    runs = []
-    try:
-        for _ in range(args.repeat):
-            runs.append(run_child("grpc", address))
-    finally:
-        parent.send("stop")
-        server.join(30)
+
+    def with_server(repeat: int, runs: int) -> tuple[dict[str, int], list[dict[str, float]]]:
+        parent, child_conn = ctx.Pipe()
+        server = ctx.Process(target=serve, args=(pb, child_conn, repeat), daemon=True)
+        server.start()
+        address, sent = parent.recv()
+        try:
+            return sent, [run_child("grpc", address) for _ in range(runs)]
+        finally:
+            parent.send("stop")
+            server.join(30)
+
+    sent, runs = with_server(1, args.repeat)
     grpc_run = min(runs, key=lambda r: r["cpu"])
     rates = sorted(r["flows"] / r["cpu"] for r in runs)
     median = rates[len(rates) // 2]
@@ -118,6 +122,12 @@ def main() -> None:
           f"(median {median:,.0f})")
     print(f"  Hubble sends {share:.0%} of this node's flows (DNS, verdicts, drops): {per_cpu:,.0f} received per "
           f"CPU-second covers a node emitting {per_cpu / share:,.0f} flows/s")
+
+    passes = max(1, round(args.long_flows / sent["hushflow"]))
+    _, (long_run,) = with_server(passes, 1)
+    print(f"gRPC -> hushflow run, {long_run['flows']:,.0f} flows ({passes} passes over the stream): "
+          f"{long_run['flows'] / long_run['seconds']:,.0f} flows/s, peak RSS {long_run['peak_mb']:.0f} MB "
+          f"({long_run['peak_mb'] - grpc_run['peak_mb']:+.0f} MB against {grpc_run['flows']:,.0f} flows)")
 
     big = ensure_corpus(args.big_flows, args.gen_flows, args.seed)
     once = run_child("files", str(big), 1)

@@ -108,6 +108,7 @@ class RunSummary:
     groups_written: int = 0
     events_sent: int = 0
     bad_lines: int = 0
+    flows_skipped: int = 0  # read, but of a shape the pipeline could not process
     lost_events: int = 0
     leak_p50: float | None = None
     leak_p99: float | None = None
@@ -153,6 +154,8 @@ class FileSource:
 
 #: /healthz fails when one flow (or one periodic round) has been in hand this long.
 STUCK_AFTER = 60.0
+#: Flows that fail processing are reported on stderr up to this many times, then only counted.
+_SKIPS_REPORTED = 10
 
 
 class Daemon:
@@ -328,14 +331,17 @@ class Daemon:
                 read_at = monotonic()
                 self._busy_since = read_at
                 with lock:
-                    process(event, read_at)
+                    try:
+                        process(event, read_at)
+                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                        self._skip(event, exc)  # a flow of a shape hushflow did not expect
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
                 if stopping():
                     break
-        except Exception as exc:  # a failing source ends the run; what was read is kept
+        except Exception as exc:  # a failing source (or disk) ends the run; what was read is kept
             self.source_error = str(exc)
-            self.stderr.write(f"hushflow: flow source stopped: {exc}\n")
+            self.stderr.write(f"hushflow: stopped reading flows: {exc}\n")
         finally:
             self._busy_since = None
             self._finished.set()
@@ -344,6 +350,16 @@ class Daemon:
         """Bring the metrics up to the last flow processed (done every 0.5 s and on each scrape)."""
         with self._lock:
             self.metrics.flush()
+
+    def _skip(self, event: FlowEvent, exc: Exception) -> None:
+        """Count, report (the first few) and skip a flow the pipeline could not process."""
+        self.summary.flows_skipped += 1
+        self.metrics[m.MALFORMED_INPUT_TOTAL].labels(source=self.source.name).inc()
+        if self.summary.flows_skipped <= _SKIPS_REPORTED:
+            more = " (further ones are only counted: hushflow_malformed_input_total)" \
+                if self.summary.flows_skipped == _SKIPS_REPORTED else ""
+            self.stderr.write(f"hushflow: {event.source}:{event.line}: flow skipped, it could not be processed "
+                              f"({type(exc).__name__}: {exc}){more}\n")
 
     def stuck_for(self) -> float:
         """Seconds the pipeline has held one flow, or the main thread has not run its periodic
@@ -542,7 +558,7 @@ class Daemon:
             stats.write_report(self.stderr)
         gc.unfreeze()
         # A finite run ends non-zero when input was lost: an unreadable source or skipped lines.
-        return 2 if self.source_error or self.summary.bad_lines else 0
+        return 2 if self.source_error or self.summary.bad_lines or self.summary.flows_skipped else 0
 
     def _finish_summary(self) -> None:
         windows = sorted(self.publisher.stats.leak_windows)

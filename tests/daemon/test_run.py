@@ -257,3 +257,23 @@ def test_metric_context_labels_can_be_left_empty(tmp_path):
                   workload="", verdict="DROPPED", tag="", expected="true") == 9
     assert sample(daemon, "hushflow_unexpected_drops_total", direction="egress", namespace="my-namespace",
                   workload="", destination="") == 3
+
+
+def test_a_flow_that_cannot_be_processed_is_counted_reported_and_skipped(tmp_path):
+    """Valid JSON of an unexpected shape (a port that is not a number) must not stop the daemon."""
+    import io
+
+    lines = FLOWS.read_bytes().splitlines()
+    broken = json.loads(next(line for line in lines if b'"event_type":{"type":5}' in line))
+    for proto in broken["flow"]["l4"].values():
+        proto["destination_port"] = "https"
+    bad = tmp_path / "odd.jsonl"
+    bad.write_bytes(lines[0] + b"\n" + json.dumps(broken, separators=(",", ":")).encode() + b"\n"
+                    + b"\n".join(lines[1:]) + b"\n")
+    stderr = io.StringIO()
+    daemon = Daemon(options(tmp_path, input_files=(str(bad),), events=()), stderr=stderr)
+    assert daemon.run() == 2  # a finite run that lost input says so
+    assert daemon.summary.flows_skipped == 1
+    assert daemon.summary.flows == len(lines) + 1  # every other flow went through
+    assert f"{bad}:2: flow skipped" in stderr.getvalue() and "ValueError" in stderr.getvalue()
+    assert sample(daemon, "hushflow_malformed_input_total", source=str(bad)) == 1

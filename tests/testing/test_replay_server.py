@@ -76,3 +76,9 @@ def test_requests_it_does_not_evaluate_are_refused(messages: list[observer_pb2.G
         source = GrpcFlowSource(server.address, follow=False, number=5, max_retries=0, backoff=Backoff(0.0, 0.0))
         with pytest.raises(GrpcSourceError, match="UNIMPLEMENTED"):
             list(source)
+
+
+def test_repeat_sends_the_recording_again(messages: list[observer_pb2.GetFlowsResponse]) -> None:
+    with ReplayObserverServer(messages[:40], repeat=3) as server:
+        got = [e.data["flow"]["uuid"] for e in GrpcFlowSource(server.address, follow=False)]
+    assert got == [m.flow.uuid for m in messages[:40]] * 3

@@ -168,7 +168,8 @@ def print_summary(daemon: Any, console: Console) -> None:
         console.print(table)
     if summary.leak_p50 is not None:
         console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
-    if summary.bad_lines or summary.lost_events:
+    if summary.bad_lines or summary.flows_skipped or summary.lost_events:
         console.print(
-            f"[yellow]{summary.bad_lines} malformed lines skipped, {summary.lost_events} Hubble events lost[/]"
+            f"[yellow]{summary.bad_lines} malformed lines skipped, {summary.flows_skipped} flows that could not be "
+            f"processed skipped, {summary.lost_events} Hubble events lost[/]"
         )

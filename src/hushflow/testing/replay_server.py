@@ -8,6 +8,8 @@ memory. This server stands in for that: it answers ``GetFlows`` with bytes prepa
 — the recorded events that pass the request's allow and deny lists (hushflow's implementation of
 Hubble's filter semantics), cut by the request's field mask as Hubble cuts them, serialized and
 gRPC-framed — so streaming costs it a few microseconds per HTTP/2 frame of many messages.
+``repeat`` sends the recorded part that many times over (a long stream from a short recording,
+for memory measurements).
 
 It speaks just enough HTTP/2 (the ``h2`` library does the protocol: settings, flow control,
 pings, resets) and gRPC for a real gRPC client: unary ``ServerStatus``, server-streaming
@@ -60,13 +62,14 @@ def _status(code: int, message: str) -> list[tuple[bytes, bytes]]:
 
 
 class _Stream:
-    __slots__ = ("body", "out", "path", "pos", "trailers")
+    __slots__ = ("again", "body", "out", "path", "pos", "trailers")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.body = bytearray()
         self.out = b""  # what is left to send: view over a prepared payload
         self.pos = 0
+        self.again = 0  # times `out` is sent again once sent
         self.trailers: list[tuple[bytes, bytes]] | None = None  # sent once `out` is sent; None: stay open
 
 
@@ -76,8 +79,9 @@ class ReplayObserverServer:
     :attr:`address` is what a client dials once started."""
 
     def __init__(self, events: Iterable[observer_pb2.GetFlowsResponse | bytes], *, host: str = "127.0.0.1",
-                 port: int = 0, version: str = "hushflow-replay-server") -> None:
+                 port: int = 0, version: str = "hushflow-replay-server", repeat: int = 1) -> None:
         self._events = [e if isinstance(e, bytes) else e.SerializeToString() for e in events]
+        self._repeat = max(1, repeat)
         self._version = version
         self._payloads: dict[bytes, tuple[bytes, int]] = {}
         self._lock = threading.Lock()
@@ -243,6 +247,7 @@ class ReplayObserverServer:
         payload, _ = self._payload(request)
         conn.send_headers(stream_id, _RESPONSE_HEADERS)
         stream.out = payload
+        stream.again = self._repeat - 1
         stream.trailers = None if request.follow else _OK
 
     def _pump(self, conn: h2.connection.H2Connection, streams: dict[int, _Stream]) -> None:
@@ -256,6 +261,9 @@ class ReplayObserverServer:
                 end = min(stream.pos + room, len(out))
                 conn.send_data(stream_id, out[stream.pos:end])
                 stream.pos = end
+                if stream.pos >= len(out) and stream.again:
+                    stream.again -= 1
+                    stream.pos = 0
             if stream.pos >= len(out) and stream.trailers is not None:
                 conn.send_headers(stream_id, stream.trailers, end_stream=True)
                 del streams[stream_id]
