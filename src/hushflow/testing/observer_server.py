@@ -51,7 +51,7 @@ from google.protobuf.message import Message
 
 from hushflow.proto import flow_pb2, observer_pb2, observer_pb2_grpc
 
-__all__ = ["EventInput", "ObserverTestServer", "ServerTLS", "apply_field_mask", "field_mask_tree"]
+__all__ = ["EventInput", "ObserverTestServer", "ServerTLS", "apply_field_mask", "field_mask_tree", "masked_response"]
 
 #: A recorded event: a jsonpb line (bytes or str), its parsed dict, or the message itself.
 EventInput = bytes | str | Mapping[str, Any] | observer_pb2.GetFlowsResponse
@@ -268,7 +268,7 @@ class ObserverTestServer:
                     time.sleep(self.send_delay)
                 message = event.message
                 if mask is not None and event.is_flow:
-                    message = _masked_response(message, mask)
+                    message = masked_response(message, mask)
                 yield message
                 sent_here += 1
                 self._sent_by_stream[stream_id] = sent_here
@@ -396,7 +396,8 @@ def apply_field_mask(dst: Message, src: Message, tree: FieldMaskTree) -> None:
                 setattr(dst, name, value)
 
 
-def _masked_response(response: observer_pb2.GetFlowsResponse, tree: FieldMaskTree) -> observer_pb2.GetFlowsResponse:
+def masked_response(response: observer_pb2.GetFlowsResponse, tree: FieldMaskTree) -> observer_pb2.GetFlowsResponse:
+    """``response`` with its flow cut by ``tree`` as Hubble cuts it (a new message)."""
     flow = flow_pb2.Flow()
     apply_field_mask(flow, response.flow, tree)
     # Hubble builds the response from the masked flow: its time and node name, if kept.

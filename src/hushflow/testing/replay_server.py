@@ -42,7 +42,7 @@ from google.protobuf import json_format
 from hushflow.filter.compile import compile_filters
 from hushflow.flow.proto_dict import response_to_event
 from hushflow.proto import flow_pb2, observer_pb2
-from hushflow.testing.observer_server import apply_field_mask, field_mask_tree
+from hushflow.testing.observer_server import field_mask_tree, masked_response
 
 __all__ = ["ReplayObserverServer", "grpc_frame"]
 
@@ -143,13 +143,7 @@ class ReplayObserverServer:
             if not matches(response_to_event(message)):
                 continue
             if tree is not None and message.WhichOneof("response_types") == "flow":
-                flow = flow_pb2.Flow()
-                apply_field_mask(flow, message.flow, tree)
-                # As Hubble: the response's time and node name come from the masked flow.
-                message = observer_pb2.GetFlowsResponse(flow=flow, node_name=flow.node_name)
-                if flow.HasField("time"):
-                    message.time.CopyFrom(flow.time)
-                raw = message.SerializeToString()
+                raw = masked_response(message, tree).SerializeToString()
             parts.append(grpc_frame(raw))
         result = (b"".join(parts), len(parts))
         with self._lock:
