@@ -90,7 +90,7 @@ def _load_seconds(policies: Path) -> float:
 
 
 def _enrich(path: Path, policies: Path) -> tuple[int, str]:
-    from hushflow.observe import run_observe
+    from hushflow.app.observe import run_observe
 
     with open(os.devnull, "wb") as out:
         err = io.StringIO()
@@ -104,7 +104,7 @@ def _enrich(path: Path, policies: Path) -> tuple[int, str]:
 def _dns(names: int) -> dict[str, float]:
     import gc
 
-    from hushflow.engine.dns import DnsKnowledge
+    from hushflow.engine.dns_knowledge import DnsKnowledge
 
     gc.collect()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

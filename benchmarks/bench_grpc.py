@@ -3,7 +3,7 @@
 
 Usage: .venv/bin/python benchmarks/bench_grpc.py [--flows 100000] [--gen-flows PATH] [--repeat 1]
 
-A loopback Observer server (``hushflow.testing.replay_server``, in its own process) streams a
+A loopback Observer server (``benchmarks.replay_server``, in its own process) streams a
 ``gen_flows.py`` corpus (generated once, like bench_observe.py; its protobuf encoding is cached
 next to it as ``.pb``) and each scenario reads it in a fresh client process, reporting flows/s
 (wall clock), the client's CPU time per flow (all its threads: the "one core" figure) and peak
@@ -99,7 +99,7 @@ def serve(path: Path, conn: multiprocessing.connection.Connection, repeat: int =
     """The server process: every request the scenarios make is prepared before the address is
     sent, so no client waits for the filtering. ``repeat``: the corpus is streamed that many times."""
     from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
-    from hushflow.testing.replay_server import ReplayObserverServer
+    from replay_server import ReplayObserverServer
 
     server = ReplayObserverServer(list(read_protobuf_corpus(path)), repeat=repeat)
     sent = {

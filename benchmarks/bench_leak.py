@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hushflow.enforce.denies import fqdn_denies
 from hushflow.enforce.learner import DenyLearner
-from hushflow.enforce.live import GroupPublisher
+from hushflow.enforce.publish import GroupPublisher
 from hushflow.enforce.state import DenyState, Journal
 from hushflow.policy.loading import load_policies
 

@@ -13,7 +13,7 @@ orjson parse-only, and peak RSS (ru_maxrss; "+" is the growth during the run, pa
 - observe with a CEL filter (--cel-expression '_flow.verdict == Verdict.DROPPED');
 - observe with a label + namespace filter (-n payments -l app=payments-api).
 
-The observe scenarios run `hushflow.observe.run_observe` with output to /dev/null; they print
+The observe scenarios run `hushflow.app.observe.run_observe` with output to /dev/null; they print
 "not available" while that command or the filters are missing.
 """
 
@@ -90,7 +90,7 @@ def _reader(path: Path) -> int:
 def _observe(path: Path, args: list[str]) -> int:
     import io
 
-    from hushflow.observe import run_observe
+    from hushflow.app.observe import run_observe
 
     with open(os.devnull, "wb") as out:
         code = run_observe(["--input-file", str(path), *args], stdout=out, stderr=io.StringIO())
@@ -103,7 +103,7 @@ def child(scenario: str, path: Path) -> None:
     if scenario in OBSERVE_SCENARIOS:
         try:
             import hushflow.filter
-            from hushflow.observe import run_observe  # noqa: F401
+            from hushflow.app.observe import run_observe  # noqa: F401
         except ImportError as e:
             print(json.dumps({"unavailable": str(e)}))
             return

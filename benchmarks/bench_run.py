@@ -45,7 +45,7 @@ POLICIES = HERE / "policies" / "genflows.yaml"
 
 
 def child(kind: str, target: str, replays: int) -> None:
-    from hushflow.run import Daemon, FileSource, RunOptions
+    from hushflow.app.daemon import Daemon, FileSource, RunOptions
 
     with tempfile.TemporaryDirectory() as out:
         options = RunOptions(policies=(str(POLICIES),), resolve=False, out_dir=out, clock="flows")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hushflow.observe import (
+from hushflow.app.observe import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_USAGE,

@@ -13,7 +13,7 @@ import pytest
 
 from hushflow.enforce.compile import cidr_groups, shard_bits
 from hushflow.enforce.denies import fqdn_denies
-from hushflow.enforce.job import CompileError, CompileJob, run_compile
+from hushflow.app.compile import CompileError, CompileJob, run_compile
 from hushflow.enforce.learner import DenyLearner
 from hushflow.enforce.state import DenyState, StateError
 from hushflow.policy.lint import lint_paths
@@ -269,12 +269,12 @@ def test_policy_errors_are_refused(tmp_path):
 
 def test_compile_apply_against_the_api_double(tmp_path):
     """`hushflow compile --apply` end to end. No Kubernetes API server runs here: this runs against
-    hushflow.testing.FakeApiServer (a local test double); the code path is the production one."""
+    tests.doubles.fake_apiserver.FakeApiServer (a local test double); the code path is the production one."""
     import yaml
     from click.testing import CliRunner
 
     from hushflow.cli import main
-    from hushflow.testing import FakeApiServer
+    from tests.doubles.fake_apiserver import FakeApiServer
 
     with FakeApiServer() as server:
         config = tmp_path / "kubeconfig"

@@ -1,6 +1,6 @@
 """`hushflow compile --apply`: server-side apply, ownership, prune and dry run.
 
-No Kubernetes API server can run here, so every test talks to `hushflow.testing.FakeApiServer`,
+No Kubernetes API server can run here, so every test talks to `tests.doubles.fake_apiserver.FakeApiServer`,
 a local HTTP test double of the few cilium.io/v2 endpoints hushflow uses, through the production
 code path: the official `kubernetes.client.ApiClient` over real HTTP.
 """
@@ -28,7 +28,7 @@ from hushflow.enforce.kube import (
     apply_objects,
     load_kube_api,
 )
-from hushflow.testing import FakeApiServer
+from tests.doubles.fake_apiserver import FakeApiServer
 
 MANAGED = {"app.kubernetes.io/managed-by": "hushflow"}
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from hushflow.flow.reader import events_from_bytes
-from hushflow.observe import run_observe
+from hushflow.app.observe import run_observe
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"

@@ -269,7 +269,7 @@ def test_fields_are_evaluated_cheapest_first() -> None:
 
 
 def test_every_flow_filter_field_has_a_builder() -> None:
-    from hushflow.filter.compile import _BUILDERS
+    from hushflow.filter.flow_filter import _BUILDERS
     from hushflow.filter.protocols import HTTP_FIELDS
     from hushflow.proto import FLOW_FILTER_DESCRIPTOR
 

@@ -56,7 +56,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
       hushflow compile policies/ --out out/ --flows hubble-export.json --no-resolve
       hushflow compile policies/ --out out/ --apply --dry-run
     """
-    from hushflow.enforce.job import CompileError, CompileJob, run_compile
+    from hushflow.app.compile import CompileError, CompileJob, run_compile
     from hushflow.enforce.state import StateError
 
     if not out_dir and not apply_:

@@ -11,7 +11,7 @@ import sys
 import click
 
 from hushflow.cli.observe import RawArgumentsCommand, raw_arguments, run_observe_piped
-from hushflow.observe import EXIT_USAGE
+from hushflow.app.observe import EXIT_USAGE
 
 _HELP = """\
 Usage: hushflow explain --policies PATH --input-file FILE [hubble observe filter flags]

@@ -1,4 +1,4 @@
-"""`hushflow observe`: a thin shell over `hushflow.observe.run_observe`.
+"""`hushflow observe`: a thin shell over `hushflow.app.observe.run_observe`.
 
 Click only hands over the raw arguments: `hubble observe` flags are order-sensitive (`--not`
 negates the next flag only) and are parsed with pflag's rules by `hushflow.filter.flags`.
@@ -11,9 +11,9 @@ import sys
 
 import click
 
-from hushflow.observe import EXIT_BROKEN_PIPE, run_observe
+from hushflow.app.observe import EXIT_BROKEN_PIPE, run_observe
 
-_RAW_ARGS = "hushflow.observe.argv"
+_RAW_ARGS = "hushflow.app.observe.argv"
 
 
 class RawArgumentsCommand(click.Command):

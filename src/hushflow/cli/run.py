@@ -74,7 +74,7 @@ def run(**kwargs: Any) -> None:
       hushflow run --policies /policies --hubble-server hubble-relay.kube-system.svc:80 --apply
       hushflow run --policies policies/ --input-file hubble-export.json --follow --out groups/
     """
-    from hushflow.run import EXAMPLE_DIR, Daemon, RunError, RunOptions, serve_http
+    from hushflow.app.daemon import EXAMPLE_DIR, Daemon, RunError, RunOptions, serve_http
 
     policies = kwargs["policies"]
     input_files = kwargs["input_files"]

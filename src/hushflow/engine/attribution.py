@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hushflow.engine.connection import (
+from hushflow.flow.connection import (
     Connection,
     FlowTimes,
     connection_of,
@@ -34,7 +34,7 @@ from hushflow.engine.connection import (
     policy_drop_reason,
 )
 from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
-from hushflow.engine.dns import DnsKnowledge
+from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
 
 ExpectedPredicate = Callable[[dict[str, Any]], bool]

@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from hushflow.engine.connection import Connection
+from hushflow.flow.connection import Connection
 from hushflow.policy.labels import Selector
 from hushflow.policy.model import IPNetwork, PeerRule, PolicySet
 

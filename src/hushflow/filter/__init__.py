@@ -1,7 +1,7 @@
 """Hubble FlowFilter semantics, CEL, and `hubble observe` flag translation."""
 
-from hushflow.filter.base import FilterError
-from hushflow.filter.compile import (
+from hushflow.filter.field_filter import FilterError
+from hushflow.filter.flow_filter import (
     CompiledFilters,
     CompiledFlowFilter,
     EventPredicate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from hushflow.filter.base import COST_SCAN, COST_STRING, FieldFilter, FilterError, FlowDict, json_safe, quoted
+from hushflow.filter.field_filter import COST_SCAN, COST_STRING, FieldFilter, FilterError, FlowDict, json_safe, quoted
 from hushflow.filter.flags import go_quote
 
 # Bounded per-filter memo of parsed flow addresses: cluster traffic reuses few addresses, so

@@ -26,7 +26,7 @@ from typing import Any
 from cel_expr_python import cel
 from google.protobuf import descriptor_pool
 
-from hushflow.filter.base import (
+from hushflow.filter.field_filter import (
     COST_CEL,
     COST_SCAN,
     FieldFilter,

@@ -37,7 +37,7 @@ from typing import Any
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from hushflow.filter.base import FlowDict, Needles, enum_name, json_safe, key_string, quoted
+from hushflow.filter.field_filter import FlowDict, Needles, enum_name, json_safe, key_string, quoted
 from hushflow.proto import flow_pb2
 
 FLOW_VARIABLE = "_flow"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hushflow.filter.base import (
+from hushflow.filter.field_filter import (
     COST_LOOKUP,
     COST_SCAN,
     COST_STRING,

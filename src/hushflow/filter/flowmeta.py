@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hushflow.filter.base import (
+from hushflow.filter.field_filter import (
     COST_LOOKUP,
     COST_SCAN,
     FieldFilter,

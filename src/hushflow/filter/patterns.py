@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from hushflow.filter.base import COST_REGEX, FieldFilter, FilterError, FlowDict, quoted
+from hushflow.filter.field_filter import COST_REGEX, FieldFilter, FilterError, FlowDict, quoted
 from hushflow.filter.flags import go_quote_rune
 
 _ANY_FQDN = r"(?:[-0-9_a-z]+(?:\.[-0-9_a-z]+)*)"

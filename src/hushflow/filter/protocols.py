@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import re2
 
-from hushflow.filter.base import (
+from hushflow.filter.field_filter import (
     COST_LOOKUP,
     COST_REGEX,
     COST_SCAN,

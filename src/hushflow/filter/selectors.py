@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hushflow.filter.base import COST_LABELS, FieldFilter, FilterError, FlowDict, Needles, json_safe
+from hushflow.filter.field_filter import COST_LABELS, FieldFilter, FilterError, FlowDict, Needles, json_safe
 
 ANY_SOURCE = "any"
 UNSPEC_SOURCE = "unspec"

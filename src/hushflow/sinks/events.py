@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from hushflow.engine.connection import connection_of
+from hushflow.flow.connection import connection_of
 from hushflow.sinks.metrics import destination_of, workload_of
 
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hushflow import __version__
 from hushflow.engine.attribution import Attribution
-from hushflow.engine.connection import connection_of
+from hushflow.flow.connection import connection_of
 from hushflow.sinks import metric_names as m
 
 OTHER = "_other"

@@ -30,7 +30,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from hushflow.filter import addresses, endpoints, flowmeta, patterns, protocols, selectors
-from hushflow.filter.base import FieldFilter, FilterError, Needles
+from hushflow.filter.field_filter import FieldFilter, FilterError, Needles
 from hushflow.proto import flow_pb2
 
 Event = Mapping[str, Any]

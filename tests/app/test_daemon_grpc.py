@@ -1,6 +1,6 @@
 """hushflow run against Hubble's Observer API: the real gRPC client and the test double server.
 
-No Hubble runs here; `hushflow.testing.observer_server` serves observer.Observer over real gRPC
+No Hubble runs here; `tests.doubles.observer_server` serves observer.Observer over real gRPC
 on loopback, and the daemon reads it through the same `HubbleSource` as in production.
 """
 
@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, HubbleSource
-from hushflow.run import Daemon, RunOptions
-from hushflow.testing.observer_server import ObserverTestServer
+from hushflow.app.daemon import Daemon, RunOptions
+from tests.doubles.observer_server import ObserverTestServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hushflow.run import Daemon, RunOptions, serve_http
+from hushflow.app.daemon import Daemon, RunOptions, serve_http
 from tests.processes import free_tcp_port, running
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from hushflow.engine.attribution import Attribution, Attributor
-from hushflow.engine.connection import FlowTimes, connection_of, endpoint_labels
+from hushflow.flow.connection import FlowTimes, connection_of, endpoint_labels
 from hushflow.engine.explain import render
 from hushflow.flow.reader import FlowEvent
 from hushflow.sinks import metric_names as m
@@ -200,7 +200,7 @@ class Daemon:
     def _setup(self, source: FlowSource | None) -> None:
         from hushflow.enforce.denies import fqdn_denies
         from hushflow.enforce.learner import DenyLearner
-        from hushflow.enforce.live import GroupPublisher
+        from hushflow.enforce.publish import GroupPublisher
         from hushflow.enforce.state import DenyState, Journal, StateError
         from hushflow.policy.diagnostics import Severity
         from hushflow.policy.loading import load_policies
@@ -228,7 +228,7 @@ class Daemon:
         self.journal = Journal(options.state_path) if options.state_path else None
         predicate = None
         if options.expected_cel:
-            from hushflow.engine.enrich import expected_predicate_from_cel
+            from hushflow.app.enrich import expected_predicate_from_cel
 
             predicate = expected_predicate_from_cel(list(options.expected_cel))
         self.attributor = Attributor(

@@ -8,7 +8,7 @@ from pathlib import Path
 from hushflow.enforce.compile import group_name
 from hushflow.enforce.denies import fqdn_denies
 from hushflow.enforce.learner import Change
-from hushflow.enforce.live import GroupPublisher
+from hushflow.enforce.publish import GroupPublisher
 from hushflow.enforce.state import DenyState, Journal
 from hushflow.policy.loading import load_policies
 

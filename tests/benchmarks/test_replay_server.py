@@ -1,4 +1,4 @@
-"""The benchmarks' fast Observer (hushflow.testing.replay_server), read by the real gRPC client.
+"""The benchmarks' fast Observer (benchmarks.replay_server), read by the real gRPC client.
 
 Its numbers are only worth something if it sends what Hubble would: the same events as the
 grpcio test double for the same request, with the allowlist applied (Hubble filters server-side;
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
-from hushflow.filter.compile import compile_filters
+from hushflow.filter.flow_filter import compile_filters
 from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, GrpcFlowSource, GrpcSourceError, HubbleSource
 from hushflow.proto import observer_pb2
-from hushflow.testing.observer_server import ObserverTestServer
-from hushflow.testing.replay_server import ReplayObserverServer
+from tests.doubles.observer_server import ObserverTestServer
+from benchmarks.replay_server import ReplayObserverServer
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hushflow.engine.dns import DnsKnowledge
+from hushflow.engine.dns_knowledge import DnsKnowledge
 
 
 def test_answers_and_names():

@@ -1,6 +1,6 @@
 """Hubble's Observer at Go speed, for benchmarks: recorded events replayed over plain HTTP/2.
 
-:class:`~hushflow.testing.observer_server.ObserverTestServer` is grpcio's Python server: it spends
+:class:`~tests.doubles.observer_server.ObserverTestServer` is grpcio's Python server: it spends
 about as much CPU per message as a Python client does, so a client reading from it is paced by
 it, not by its own work (measured: 37 µs of client CPU per message against it, 5 µs against this
 server, for the same grpcio client). Hubble is written in Go and sends from a ring buffer in
@@ -39,10 +39,10 @@ import h2.events
 import h2.exceptions
 from google.protobuf import json_format
 
-from hushflow.filter.compile import compile_filters
+from hushflow.filter.flow_filter import compile_filters
 from hushflow.flow.proto_dict import response_to_event
 from hushflow.proto import flow_pb2, observer_pb2
-from hushflow.testing.observer_server import field_mask_tree, masked_response
+from hushflow.flow.field_mask import field_mask_tree, masked_response
 
 __all__ = ["ReplayObserverServer", "grpc_frame"]
 

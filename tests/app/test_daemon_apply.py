@@ -1,6 +1,6 @@
 """hushflow run --apply: CIDR groups server-side applied, per instance, recovered after a lost state.
 
-No Kubernetes API server runs here: these tests run against hushflow.testing.FakeApiServer, a
+No Kubernetes API server runs here: these tests run against tests.doubles.fake_apiserver.FakeApiServer, a
 local test double of the few endpoints used; the daemon's code path (kubeconfig loader,
 ApiClient, server-side apply, list with a label selector) is the production one.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from hushflow.run import Daemon, RunOptions
-from hushflow.testing import FakeApiServer
+from hushflow.app.daemon import Daemon, RunOptions
+from tests.doubles.fake_apiserver import FakeApiServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hushflow.run import Daemon, RunOptions, serve_http
+from hushflow.app.daemon import Daemon, RunOptions, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"
@@ -114,7 +114,7 @@ def test_http_endpoints(tmp_path):
 def test_policy_errors_stop_the_start(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\nspec: {egres: []}\n")
-    from hushflow.run import RunError
+    from hushflow.app.daemon import RunError
 
     with pytest.raises(RunError, match="run `hushflow lint` on them"):
         Daemon(options(tmp_path, policies=(str(bad),)))
@@ -242,7 +242,7 @@ def test_bad_lines_are_counted_reported_and_make_a_finite_run_exit_2(tmp_path):
 
 
 def test_missing_input_and_bad_event_sink_are_start_up_errors(tmp_path):
-    from hushflow.run import RunError
+    from hushflow.app.daemon import RunError
 
     with pytest.raises(RunError, match="no such input file"):
         Daemon(options(tmp_path, input_files=(str(tmp_path / "nope.jsonl"),)))
