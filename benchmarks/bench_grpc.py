@@ -98,8 +98,9 @@ def load_messages(path: Path) -> list[GetFlowsResponse]:
 def serve(path: Path, conn: multiprocessing.connection.Connection, repeat: int = 1) -> None:
     """The server process: every request the scenarios make is prepared before the address is
     sent, so no client waits for the filtering. ``repeat``: the corpus is streamed that many times."""
-    from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
     from replay_server import ReplayObserverServer
+
+    from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
 
     server = ReplayObserverServer(list(read_protobuf_corpus(path)), repeat=repeat)
     sent = {

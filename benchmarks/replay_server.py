@@ -40,9 +40,9 @@ import h2.exceptions
 from google.protobuf import json_format
 
 from hushflow.filter.flow_filter import compile_filters
+from hushflow.flow.field_mask import field_mask_tree, masked_response
 from hushflow.flow.proto_dict import response_to_event
 from hushflow.proto import flow_pb2, observer_pb2
-from hushflow.flow.field_mask import field_mask_tree, masked_response
 
 __all__ = ["ReplayObserverServer", "grpc_frame"]
 

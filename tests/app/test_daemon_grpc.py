@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, HubbleSource
 from hushflow.app.daemon import Daemon, RunOptions
+from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, HubbleSource
 from tests.doubles.observer_server import ObserverTestServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,13 +12,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from benchmarks.replay_server import ReplayObserverServer
 from google.protobuf import json_format
 
 from hushflow.filter.flow_filter import compile_filters
 from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, GrpcFlowSource, GrpcSourceError, HubbleSource
 from hushflow.proto import observer_pb2
 from tests.doubles.observer_server import ObserverTestServer
-from benchmarks.replay_server import ReplayObserverServer
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 

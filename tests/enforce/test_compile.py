@@ -11,9 +11,9 @@ import dns.exception
 import dns.resolver
 import pytest
 
+from hushflow.app.compile import CompileError, CompileJob, run_compile
 from hushflow.enforce.compile import cidr_groups, shard_bits
 from hushflow.enforce.denies import fqdn_denies
-from hushflow.app.compile import CompileError, CompileJob, run_compile
 from hushflow.enforce.learner import DenyLearner
 from hushflow.enforce.state import DenyState, StateError
 from hushflow.policy.lint import lint_paths

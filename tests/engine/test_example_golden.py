@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hushflow.flow.reader import events_from_bytes
 from hushflow.app.observe import run_observe
+from hushflow.flow.reader import events_from_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"

@@ -15,6 +15,7 @@ import grpc
 import orjson
 import pytest
 from google.protobuf import json_format
+from tests.doubles.observer_server import EventInput, ObserverTestServer, ServerTLS
 
 from hushflow.flow.grpc_source import (
     HUSHFLOW_FIELD_MASK,
@@ -29,7 +30,6 @@ from hushflow.flow.grpc_source import (
 from hushflow.flow.protojson import format_timestamp
 from hushflow.flow.reader import FlowEvent
 from hushflow.proto import flow_pb2
-from tests.doubles.observer_server import EventInput, ObserverTestServer, ServerTLS
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 NO_WAIT = Backoff(initial=0.0, maximum=0.0)

@@ -38,8 +38,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from hushflow.engine.attribution import Attribution, Attributor
-from hushflow.flow.connection import FlowTimes, connection_of, endpoint_labels
 from hushflow.engine.explain import render
+from hushflow.flow.connection import FlowTimes, connection_of, endpoint_labels
 from hushflow.flow.reader import FlowEvent
 from hushflow.sinks import metric_names as m
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink

@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 
 from hushflow.engine.attribution import Attributor
-from hushflow.flow.connection import connection_of, flow_time
 from hushflow.engine.explain import render
+from hushflow.flow.connection import connection_of, flow_time
 from hushflow.flow.protojson import encode_event
 from hushflow.flow.reader import FlowEvent
 from hushflow.proto import FLOW_DESCRIPTOR

@@ -575,8 +575,8 @@ def _observe(
 
 def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Any:
     """Load the policies for --enrich; problems that make attribution wrong stop the run."""
-    from hushflow.engine.attribution import Attributor
     from hushflow.app.enrich import Enricher, expected_predicate_from_cel
+    from hushflow.engine.attribution import Attributor
     from hushflow.policy.diagnostics import Severity
     from hushflow.policy.fqdn import parse_cilium_version
     from hushflow.policy.loading import load_policies

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from hushflow.cli.observe import RawArgumentsCommand, raw_arguments, run_observe_piped
 from hushflow.app.observe import EXIT_USAGE
+from hushflow.cli.observe import RawArgumentsCommand, raw_arguments, run_observe_piped
 
 _HELP = """\
 Usage: hushflow explain --policies PATH --input-file FILE [hubble observe filter flags]

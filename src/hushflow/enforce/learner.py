@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from hushflow.enforce.denies import FqdnDeny
 from hushflow.enforce.state import DenyState
-from hushflow.flow.connection import endpoint_labels
 from hushflow.engine.dns_knowledge import normalize_dns_name
+from hushflow.flow.connection import endpoint_labels
 from hushflow.policy.labels import Selector, endpoint_label_map
 from hushflow.policy.model import PeerRule, PolicySet, Rule
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
+from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.flow.connection import (
     Connection,
     FlowTimes,
@@ -33,8 +35,6 @@ from hushflow.flow.connection import (
     is_policy_outcome,
     policy_drop_reason,
 )
-from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
-from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
 
 ExpectedPredicate = Callable[[dict[str, Any]], bool]

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hushflow.flow.connection import Connection, Direction
 from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.engine.peers import CompiledPeer, compile_peer, is_world_peer
+from hushflow.flow.connection import Connection, Direction
 from hushflow.policy.labels import NAMESPACE_KEY, endpoint_label_map
 from hushflow.policy.model import PolicySet, Rule
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from hushflow.engine.attribution import Attribution, Attributor
-from hushflow.flow.connection import Connection, connection_of, flow_time
 from hushflow.engine.decision import RuleMatch
+from hushflow.flow.connection import Connection, connection_of, flow_time
 from hushflow.policy.model import CCNP, Rule
 
 _OUTCOME_WORDS = {

@@ -26,6 +26,7 @@ from typing import Any
 from cel_expr_python import cel
 from google.protobuf import descriptor_pool
 
+from hushflow.filter.celfast import FastPath, fast_path
 from hushflow.filter.field_filter import (
     COST_CEL,
     COST_SCAN,
@@ -35,7 +36,6 @@ from hushflow.filter.field_filter import (
     Needles,
     any_of,
 )
-from hushflow.filter.celfast import FastPath, fast_path
 from hushflow.filter.flowmessage import FlowMessageBuilder
 from hushflow.proto import flow_pb2
 
