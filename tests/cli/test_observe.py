@@ -23,11 +23,10 @@ from hushflow.app.observe import (
     EXIT_USAGE,
     FollowControl,
     observe_help,
-    parse_go_duration_ns,
-    parse_hubble_time,
     parse_observe_args,
     run_observe,
 )
+from hushflow.flow.times import parse_go_duration_ns, parse_hubble_time
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "hubble-1.19.4-golden"
 FLOWS = GOLDEN / "flows-4k.jsonl.gz"

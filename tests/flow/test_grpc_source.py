@@ -27,8 +27,8 @@ from hushflow.flow.grpc_source import (
     TLSOptions,
     upstream_request,
 )
-from hushflow.flow.protojson import format_timestamp
 from hushflow.flow.reader import FlowEvent
+from hushflow.flow.times import format_timestamp
 from hushflow.proto import flow_pb2
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"

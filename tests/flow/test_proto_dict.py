@@ -16,7 +16,8 @@ from hushflow.flow.proto_dict import (
     format_duration,
     response_to_event,
 )
-from hushflow.flow.protojson import encode_event, format_timestamp
+from hushflow.flow.protojson import encode_event
+from hushflow.flow.times import format_timestamp
 from hushflow.proto import flow_pb2, observer_pb2
 
 RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"

@@ -22,7 +22,7 @@ from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMod
 from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
 from hushflow.enforce.writer import WriteResult, write_directory
-from hushflow.flow.connection import FlowTimes
+from hushflow.flow.times import FlowTimes
 from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.lint import lint_policy_set

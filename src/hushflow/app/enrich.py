@@ -27,9 +27,10 @@ import orjson
 
 from hushflow.engine.attribution import Attributor
 from hushflow.engine.explain import render
-from hushflow.flow.connection import connection_of, flow_time
+from hushflow.flow.connection import connection_of
 from hushflow.flow.protojson import encode_event
 from hushflow.flow.reader import FlowEvent
+from hushflow.flow.times import flow_time
 from hushflow.proto import FLOW_DESCRIPTOR
 
 FINDINGS_KEY = "hushflow"

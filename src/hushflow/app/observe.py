@@ -18,9 +18,7 @@ Deliberate differences from `hubble observe --input-file`, all additions:
 
 from __future__ import annotations
 
-import calendar
 import collections
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +38,7 @@ from hushflow.filter.flags import (
     parse_go_bool,
     parse_go_uint,
 )
+from hushflow.flow.times import FlowTimes, parse_hubble_time
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # what hubble returns for every error
@@ -260,126 +259,6 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
 
 
 # --------------------------------------------------------------------------------------------
-# Times, the way Hubble reads --since/--until (hubble/pkg/time.FromString).
-
-_NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
-                "h": 3600 * 10**9}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]+)")
-_ZONE = r"(Z|[+-]\d{2}:\d{2})"
-_LAYOUTS = (
-    re.compile(r"(\d{4})-(\d{2})-(\d{2})()()()()()"),
-    re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2})()()()" + _ZONE),
-    re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})()()" + _ZONE),
-    re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?" + _ZONE),
-)
-_RFC1123Z = re.compile(
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) "
-    r"(\d{2}):(\d{2}):(\d{2}) ([+-]\d{4})"
-)
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def parse_go_duration_ns(text: str) -> int | None:
-    """Go's `time.ParseDuration` in nanoseconds, or None if it does not parse."""
-    sign, body = 1, text
-    if body[:1] in ("+", "-"):
-        sign, body = (-1 if body[0] == "-" else 1), body[1:]
-    if body == "0":
-        return 0
-    if not body:
-        return None
-    total, position = 0, 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            return None
-        whole, fraction, unit = match.group(1), match.group(2), match.group(3)
-        if unit not in _NS_PER_UNIT or not (whole or fraction):
-            return None
-        scale = _NS_PER_UNIT[unit]
-        total += int(whole or "0") * scale
-        if fraction:
-            total += int(fraction) * scale // 10 ** len(fraction)
-        position = match.end()
-    return sign * total
-
-
-def _timestamp_ns(year: int, month: int, day: int, hour: int, minute: int, second: int, fraction: str,
-                  offset_seconds: int) -> int | None:
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
-        return None
-    if hour > 23 or minute > 59 or second > 59:
-        return None
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset_seconds
-    nanos = int((fraction + "000000000")[:9]) if fraction else 0
-    return seconds * 10**9 + nanos
-
-
-def _zone_offset(zone: str) -> int:
-    if zone in ("", "Z"):
-        return 0
-    sign = -1 if zone[0] == "-" else 1
-    return sign * (int(zone[1:3]) * 3600 + int(zone[-2:]) * 60)
-
-
-def parse_hubble_time(text: str, now_ns: Callable[[], int] = time.time_ns) -> int | None:
-    """`--since/--until` value → Unix nanoseconds: a duration back from now, or an absolute time."""
-    duration = parse_go_duration_ns(text)
-    if duration is not None:
-        return now_ns() - duration
-    for layout in _LAYOUTS:
-        match = layout.fullmatch(text)
-        if match:
-            year, month, day, hour, minute, second, fraction, zone = match.groups()
-            return _timestamp_ns(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-                                 int(second or 0), fraction or "", _zone_offset(zone or ""))
-    match = _RFC1123Z.fullmatch(text)
-    if match:
-        day, month_name, year, hour, minute, second, zone = match.groups()
-        offset = (1 if zone[0] == "+" else -1) * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
-        return _timestamp_ns(int(year), _MONTHS.index(month_name) + 1, int(day), int(hour), int(minute),
-                             int(second), "", offset)
-    return None
-
-
-class _EventTime:
-    """Event `time` strings → Unix nanoseconds, caching the last whole second (flows come in order)."""
-
-    def __init__(self) -> None:
-        self._prefix = ""
-        self._seconds = 0
-
-    def __call__(self, value: Any) -> int:
-        if not value:
-            return 0  # Hubble: a missing time reads as the Unix epoch
-        if (
-            isinstance(value, str)
-            and len(value) >= 20
-            and value[-1] == "Z"
-            and value[10] == "T"
-            and value[19] in ".Z"
-            and value[:19].replace("-", "").replace(":", "").replace("T", "").isdigit()
-        ):
-            prefix = value[:19]
-            if prefix != self._prefix:
-                self._seconds = calendar.timegm((
-                    int(value[0:4]), int(value[5:7]), int(value[8:10]),
-                    int(value[11:13]), int(value[14:16]), int(value[17:19]), 0, 0, 0,
-                ))
-                self._prefix = prefix
-            fraction = value[20:-1]
-            nanos = int((fraction + "000000000")[:9]) if fraction.isdigit() else 0
-            return self._seconds * 10**9 + nanos
-        match = _LAYOUTS[3].fullmatch(value) if isinstance(value, str) else None
-        if match is None:
-            return 0
-        year, month, day, hour, minute, second, fraction, zone = match.groups()
-        parsed = _timestamp_ns(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                               fraction or "", _zone_offset(zone))
-        return parsed if parsed is not None else 0
-
-
-# --------------------------------------------------------------------------------------------
 # Running
 
 
@@ -459,7 +338,7 @@ def select_events(
 ) -> Iterator[Any]:
     """Hubble's io-reader selection: time window, filters, then --first / --last."""
     since, until = options.since_ns, options.until_ns
-    event_time = _EventTime()
+    event_time = FlowTimes().nanos_of
 
     def selected() -> Iterator[Any]:
         for event in events:

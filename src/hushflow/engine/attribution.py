@@ -29,12 +29,12 @@ from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
 from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.flow.connection import (
     Connection,
-    FlowTimes,
     connection_of,
     endpoint_labels,
     is_policy_outcome,
     policy_drop_reason,
 )
+from hushflow.flow.times import FlowTimes
 from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
 
 ExpectedPredicate = Callable[[dict[str, Any]], bool]

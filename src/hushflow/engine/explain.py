@@ -8,7 +8,8 @@ from typing import Any
 
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.decision import RuleMatch
-from hushflow.flow.connection import Connection, connection_of, flow_time
+from hushflow.flow.connection import Connection, connection_of
+from hushflow.flow.times import flow_time
 from hushflow.policy.model import CCNP, Rule
 
 _OUTCOME_WORDS = {

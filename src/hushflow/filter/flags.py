@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hushflow.flow.identities import RESERVED_IDENTITY_NUMBERS
+
 FlowFilterDict = dict[str, Any]
 
 # FlowFilter fields in flow.proto declaration order: protojson (and so Hubble) prints them in
@@ -154,19 +156,6 @@ def parse_go_bool(text: str) -> bool:
 VERDICTS: tuple[str, ...] = (
     "VERDICT_UNKNOWN", "FORWARDED", "DROPPED", "ERROR", "AUDIT", "REDIRECTED", "TRACED", "TRANSLATED",
 )
-# Hubble sorts them by identity number for its error message.
-RESERVED_IDENTITIES: dict[str, int] = {
-    "host": 1,
-    "world": 2,
-    "unmanaged": 3,
-    "health": 4,
-    "init": 5,
-    "remote-node": 6,
-    "kube-apiserver": 7,
-    "ingress": 8,
-    "world-ipv4": 9,
-    "world-ipv6": 10,
-}
 EVENT_TYPES: dict[str, int] = {
     "drop": 1,
     "debug": 2,
@@ -247,13 +236,13 @@ def _drop_reason_names() -> frozenset[str]:
 
 
 def _identity(value: str) -> int:
-    reserved = RESERVED_IDENTITIES.get(value)
+    reserved = RESERVED_IDENTITY_NUMBERS.get(value)
     if reserved is not None:
         return reserved
     try:
         return parse_go_uint(value, 0, 32)
     except ValueError:
-        names = " ".join(RESERVED_IDENTITIES)
+        names = " ".join(RESERVED_IDENTITY_NUMBERS)  # Hubble lists them by number
         raise ValueError(f"invalid security identity, expected one of [{names}] or a numeric value") from None
 
 

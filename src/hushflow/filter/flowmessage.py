@@ -21,7 +21,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from hushflow.flow.protojson import parse_timestamp
+from hushflow.flow.times import FlowTimes
 from hushflow.proto import flow_pb2
 
 Convert = Callable[[Any], Any]
@@ -69,27 +69,18 @@ def _repeated(conv: Convert) -> Convert:
 
 
 class _TimestampParser:
-    """RFC 3339 -> {"seconds", "nanos"}, memoising the whole-second part (flows arrive in order)."""
+    """RFC 3339 -> {"seconds", "nanos"} (one FlowTimes per builder: flows arrive in order)."""
 
-    __slots__ = ("_prefix", "_seconds")
+    __slots__ = ("_parse",)
 
     def __init__(self) -> None:
-        self._prefix = ""
-        self._seconds = 0
+        self._parse = FlowTimes().parse
 
     def __call__(self, text: Any) -> dict[str, int]:
         if not isinstance(text, str):
             raise _Unconvertible
-        if len(text) >= 20 and text[-1] == "Z" and text[19] in ".Z":
-            prefix = text[:19]
-            if prefix != self._prefix:
-                self._seconds = parse_timestamp(prefix + "Z")[0]
-                self._prefix = prefix
-            frac = text[20:-1]
-            nanos = int(frac.ljust(9, "0")) if frac else 0
-            return {"seconds": self._seconds, "nanos": nanos}
-        secs, nanos = parse_timestamp(text)
-        return {"seconds": secs, "nanos": nanos}
+        seconds, nanos = self._parse(text)
+        return {"seconds": seconds, "nanos": nanos}
 
 
 def _scalar_converter(fd: FieldDescriptor) -> Convert | None:

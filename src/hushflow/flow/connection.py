@@ -12,23 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hushflow.flow.protojson import parse_timestamp
+from hushflow.flow.identities import RESERVED_IDENTITY_LABELS
+from hushflow.flow.times import flow_time
 
 Direction = Literal["ingress", "egress"]
 
-# Reserved numeric identities (pkg/identity/numericidentity.go) and the label each stands for.
-RESERVED_IDENTITIES = {
-    1: "reserved:host",
-    2: "reserved:world",
-    3: "reserved:unmanaged",
-    4: "reserved:health",
-    5: "reserved:init",
-    6: "reserved:remote-node",
-    7: "reserved:kube-apiserver",
-    8: "reserved:ingress",
-    9: "reserved:world-ipv4",
-    10: "reserved:world-ipv6",
-}
 POLICY_DROP_REASONS = {"POLICY_DENY": 181, "POLICY_DENIED": 133}
 _POLICY_DROP_CODES = {181: "POLICY_DENY", 133: "POLICY_DENIED"}
 
@@ -48,42 +36,6 @@ class Connection:
     node_name: str
     node_labels: tuple[str, ...]
     time: float
-
-
-class FlowTimes:
-    """Flow times to epoch seconds, parsing each whole second only once (one per stream).
-
-    Flows arrive in time order, so consecutive flows share their `YYYY-MM-DDTHH:MM:SS` prefix;
-    anything unusual (an offset instead of Z, a malformed value) goes through the full parser.
-    """
-
-    def __init__(self) -> None:
-        self.prefix = ""
-        self.seconds = 0
-
-    def time_of(self, flow: Mapping[str, Any], event: Mapping[str, Any] | None = None) -> float:
-        """The flow's time in seconds since the epoch (0.0 when it has none)."""
-        text = flow.get("time") or (event or {}).get("time")
-        return self.seconds_of(text) if text else 0.0
-
-    def seconds_of(self, text: str) -> float:
-        if len(text) >= 20 and text[-1] == "Z" and (len(text) == 20 or text[19] == "."):
-            prefix = text[:19]
-            if prefix != self.prefix:
-                seconds, _ = parse_timestamp(prefix + "Z")
-                self.prefix, self.seconds = prefix, seconds
-            fraction = text[20:-1]
-            if not fraction:
-                return float(self.seconds)
-            if fraction.isdigit():
-                return self.seconds + int(fraction) / 10 ** len(fraction)
-        seconds, nanos = parse_timestamp(text)
-        return seconds + nanos / 1e9
-
-
-def flow_time(flow: Mapping[str, Any], event: Mapping[str, Any] | None = None) -> float:
-    """The flow's time in seconds since the epoch (0.0 when it has none)."""
-    return FlowTimes().time_of(flow, event)
 
 
 def policy_drop_reason(flow: Mapping[str, Any]) -> str | None:
@@ -119,7 +71,7 @@ def endpoint_labels(endpoint: Mapping[str, Any]) -> tuple[str, ...]:
     labels = endpoint.get("labels")
     if labels:
         return tuple(labels)
-    reserved = RESERVED_IDENTITIES.get(endpoint.get("identity", 0))
+    reserved = RESERVED_IDENTITY_LABELS.get(endpoint.get("identity", 0))
     return (reserved,) if reserved else ()
 
 

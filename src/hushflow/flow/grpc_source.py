@@ -47,9 +47,9 @@ import grpc.experimental
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import DecodeError
 
-from hushflow.flow import protojson
 from hushflow.flow.proto_dict import ProtoDictError, response_bytes_to_event
 from hushflow.flow.reader import FlowEvent
+from hushflow.flow.times import parse_timestamp
 from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
 
 __all__ = [
@@ -282,7 +282,7 @@ def _timestamp(since: SinceLike) -> timestamp_pb2.Timestamp:
         nanos = delta.microseconds * 1000
     else:
         try:
-            seconds, nanos = protojson.parse_timestamp(since)
+            seconds, nanos = parse_timestamp(since)
         except ValueError as e:
             raise ValueError(f"since: {e} (expected RFC 3339, e.g. 2026-03-02T09:00:00Z)") from None
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
@@ -822,7 +822,7 @@ def _later(data: Mapping[str, Any], resume_time: str) -> bool:
     text = data.get("time") or data["flow"].get("time")
     if text is None:
         return True
-    return protojson.parse_timestamp(text) > protojson.parse_timestamp(resume_time)
+    return parse_timestamp(text) > parse_timestamp(resume_time)
 
 
 def _describe(e: grpc.RpcError) -> str:

@@ -13,8 +13,6 @@ f.time}``). The conversion is driven by the descriptors in :mod:`hushflow.proto`
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,6 +21,7 @@ from typing import Any
 import orjson
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from hushflow.flow.times import format_timestamp, parse_timestamp
 from hushflow.proto import EXPORT_EVENT_DESCRIPTOR, FLOW_DESCRIPTOR
 
 #: The oneof members of the event wrapper, in declaration order.
@@ -156,42 +155,6 @@ def _event_schema() -> _Message:
 
 
 # -- timestamps --------------------------------------------------------------------------------
-
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
-)
-
-
-def parse_timestamp(s: str) -> tuple[int, int]:
-    """RFC 3339 string -> (unix seconds, nanos). Raises ValueError."""
-    m = _RFC3339.match(s)
-    if m is None:
-        raise ValueError(f"invalid timestamp {s!r}")
-    year, mon, day, hh, mm, ss = (int(m.group(i)) for i in range(1, 7))
-    if not (1 <= mon <= 12 and 1 <= day <= 31 and hh < 24 and mm < 60 and ss < 60):
-        raise ValueError(f"invalid timestamp {s!r}")
-    secs = calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0))
-    if m.group(9):
-        off = int(m.group(10)) * 3600 + int(m.group(11)) * 60
-        secs -= off if m.group(9) == "+" else -off
-    frac = m.group(7) or ""
-    nanos = int(frac.ljust(9, "0")) if frac else 0
-    return secs, nanos
-
-
-def format_timestamp(secs: int, nanos: int) -> str:
-    """protojson's Timestamp spelling: UTC, ``Z``, 0/3/6/9 fraction digits."""
-    import time as _time
-
-    base = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs))
-    if nanos == 0:
-        return base + "Z"
-    if nanos % 1_000_000 == 0:
-        return f"{base}.{nanos // 1_000_000:03d}Z"
-    if nanos % 1_000 == 0:
-        return f"{base}.{nanos // 1_000:06d}Z"
-    return f"{base}.{nanos:09d}Z"
-
 
 # -- normalization -----------------------------------------------------------------------------
 
@@ -532,8 +495,6 @@ __all__ = [
     "Normalized",
     "ProtoJSONError",
     "encode_event",
-    "format_timestamp",
     "go_json_escape",
     "is_canonical_flow_event",
-    "parse_timestamp",
 ]

@@ -28,8 +28,10 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
-from hushflow.flow.protojson import go_json_escape, parse_timestamp
+from hushflow.flow.identities import RESERVED_IDENTITY_NAMES, UNKNOWN_IDENTITY, UNKNOWN_IDENTITY_NAME
+from hushflow.flow.protojson import go_json_escape
 from hushflow.flow.reader import FlowEvent
+from hushflow.flow.times import parse_timestamp
 
 OUTPUT_FORMATS = ("compact", "dict", "json", "jsonpb", "table")
 
@@ -80,11 +82,6 @@ _DROP_REASONS = {
 }
 # pkg/monitor/api PolicyMatchType.String().
 _MATCH_TYPES = {0: "none", 1: "L3-Only", 2: "L3-L4", 3: "L4-Only", 4: "all", 5: "L3-Proto", 6: "Proto-Only"}
-# pkg/identity: reserved numeric identities print by name.
-_RESERVED_IDENTITIES = {
-    0: "unknown", 1: "host", 2: "world", 3: "unmanaged", 4: "health", 5: "init", 6: "remote-node",
-    7: "kube-apiserver", 8: "ingress", 9: "world-ipv4", 10: "world-ipv6",
-}
 _SOCK_XLATE = {
     "SOCK_XLATE_POINT_POST_DIRECTION_FWD": "post-xlate-fwd",
     "SOCK_XLATE_POINT_POST_DIRECTION_REV": "post-xlate-rev",
@@ -216,7 +213,7 @@ def flow_hostnames(f: Mapping[str, Any], translate: bool = True) -> tuple[str, s
 
 
 def format_identity(identity: int) -> str:
-    name = _RESERVED_IDENTITIES.get(identity)
+    name = UNKNOWN_IDENTITY_NAME if identity == UNKNOWN_IDENTITY else RESERVED_IDENTITY_NAMES.get(identity)
     return f"({name})" if name is not None else f"(ID:{identity})"
 
 

@@ -1,0 +1,63 @@
+"""The one parser of flow times: cached whole seconds must give what the full parser gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from hushflow.flow.times import FlowTimes, flow_time, format_timestamp, parse_timestamp
+
+EPOCH_2026_11_27_09 = 1795770000  # 2026-11-27T09:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T09:00:00Z", (EPOCH_2026_11_27_09, 0)),
+        ("2026-11-27T09:00:00.558Z", (EPOCH_2026_11_27_09, 558_000_000)),
+        ("2026-11-27T09:00:00.000000001Z", (EPOCH_2026_11_27_09, 1)),
+        ("2026-11-27T10:00:00+01:00", (EPOCH_2026_11_27_09, 0)),
+        ("2026-11-27T08:30:00.5-00:30", (EPOCH_2026_11_27_09, 500_000_000)),
+        ("2026-11-27t09:00:00z", (EPOCH_2026_11_27_09, 0)),
+    ],
+)
+def test_cached_and_full_parsers_agree(text: str, expected: tuple[int, int]) -> None:
+    times = FlowTimes()
+    assert parse_timestamp(text) == expected
+    assert times.parse(text) == expected
+    assert times.parse(text) == expected  # the second time from the cache
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "2026-02-30T00:00:00Z", "2026-11-27T24:00:00Z", "2026-11-27T09:00:00.1234567890Z", "2026-11-27 09:00:00Z",
+     "2026-11-27T09:00:00.12aZ", "not a time"],
+)
+def test_invalid_times_are_rejected_by_both(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+    with pytest.raises(ValueError):
+        FlowTimes().parse(text)
+    assert FlowTimes().nanos_of(text) == 0  # observe reads an unreadable time as the epoch, like Hubble
+
+
+def test_a_new_second_after_a_cached_one_is_parsed_again() -> None:
+    times = FlowTimes()
+    assert times.seconds_of("2026-11-27T09:00:00.250Z") == EPOCH_2026_11_27_09 + 0.25
+    assert times.seconds_of("2026-11-27T09:00:01Z") == EPOCH_2026_11_27_09 + 1
+    assert times.nanos_of("2026-11-27T09:00:01.5Z") == (EPOCH_2026_11_27_09 + 1) * 10**9 + 500_000_000
+
+
+def test_flow_time_falls_back_to_the_event_and_then_to_zero() -> None:
+    assert flow_time({"time": "2026-11-27T09:00:00Z"}) == EPOCH_2026_11_27_09
+    assert flow_time({}, {"time": "2026-11-27T09:00:00Z"}) == EPOCH_2026_11_27_09
+    assert flow_time({}) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "text"),
+    [(EPOCH_2026_11_27_09, 0, "2026-11-27T09:00:00Z"), (EPOCH_2026_11_27_09, 5_000_000, "2026-11-27T09:00:00.005Z"),
+     (EPOCH_2026_11_27_09, 5_000, "2026-11-27T09:00:00.000005Z"), (EPOCH_2026_11_27_09, 5, "2026-11-27T09:00:00.000000005Z")],
+)
+def test_format_round_trips(seconds: int, nanos: int, text: str) -> None:
+    assert format_timestamp(seconds, nanos) == text
+    assert parse_timestamp(text) == (seconds, nanos)
