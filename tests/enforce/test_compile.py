@@ -263,7 +263,7 @@ def test_unobserved_denies_are_refused_unless_allowed(tmp_path):
 
 def test_policy_errors_are_refused(tmp_path):
     policies = write(tmp_path, DNS_RULE.replace("egress:", "egres:", 1))
-    with pytest.raises(CompileError, match="the policies have errors"):
+    with pytest.raises(CompileError, match=r"the policies have 2 error\(s\); run `hushflow lint` on them"):
         run_compile(CompileJob([str(policies)]))
 
 

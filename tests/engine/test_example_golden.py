@@ -120,7 +120,7 @@ def test_policies_with_errors_stop_enrichment(tmp_path):
     code = run_observe(["--input-file", str(FLOWS), "--enrich", str(bad)], stdout=out, stderr=err)
     assert code == 1
     assert "cannot enrich: the policies have 2 error(s)" in err.getvalue()
-    assert f"{bad}:6:3 spec.egres: unknown field" in err.getvalue()
+    assert f"{bad}:6:3 spec.egres: [HF010] unknown field" in err.getvalue()
 
 
 def test_explain_command_line(tmp_path):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hushflow.app.policies import PolicyError, diagnostics_listing, load_job_policies
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
 from hushflow.enforce.dnsblock import BlockedName, DnsAnswer, coredns_snippet, rpz_zone
@@ -23,10 +24,9 @@ from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
 from hushflow.enforce.writer import WriteResult, write_directory
 from hushflow.flow.times import FlowTimes
-from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.lint import lint_policy_set
-from hushflow.policy.loading import LoadedPolicies, load_policies
+from hushflow.policy.loading import LoadedPolicies
 from hushflow.policy.model import BuildOptions
 
 
@@ -89,9 +89,6 @@ def state_path_for(job: CompileJob) -> str | None:
 
 
 def check_policies(loaded: LoadedPolicies, allow_unobserved: bool) -> None:
-    errors = [d for d in loaded.diagnostics if d.level == Severity.ERROR and d.code != "HF020"]
-    if errors:
-        raise CompileError(_listing("the policies have errors; run `hushflow lint` on them", errors))
     if allow_unobserved:
         return
     unobserved = [
@@ -101,19 +98,13 @@ def check_policies(loaded: LoadedPolicies, allow_unobserved: bool) -> None:
     ]
     if unobserved:
         raise CompileError(
-            _listing(
+            diagnostics_listing(
                 "these FQDN denies apply to endpoints whose DNS traffic no L7 DNS rule sends through Cilium's "
                 "DNS proxy, so their IPs could only come from hushflow's own resolution. Add the DNS rule, "
                 "or pass --allow-unobserved to accept that",
                 unobserved,
             )
         )
-
-
-def _listing(title: str, diagnostics: Sequence[Diagnostic]) -> str:
-    shown = "\n".join(f"  {d.location}: [{d.code}] {d.message}" for d in diagnostics[:8])
-    more = f"\n  ... and {len(diagnostics) - 8} more" if len(diagnostics) > 8 else ""
-    return f"{title}:\n{shown}{more}"
 
 
 def blocked_entries(denies: Sequence[FqdnDeny]) -> list[BlockedName]:
@@ -160,7 +151,10 @@ def run_compile(
     """Run the whole compile. `seed_groups`: CiliumCIDRGroups hushflow already applied to the
     cluster, whose IPs are taken back into the state (with --apply, the cluster is state too)."""
     say = progress or (lambda _message: None)
-    loaded = load_policies(list(job.policies), BuildOptions(cilium_version=job.cilium_version))
+    try:
+        loaded = load_job_policies(job.policies, BuildOptions(cilium_version=job.cilium_version))
+    except PolicyError as exc:
+        raise CompileError(str(exc)) from None
     check_policies(loaded, job.allow_unobserved)
     denies = fqdn_denies(loaded.policy_set)
     state_path = state_path_for(job)

@@ -28,19 +28,21 @@ import gc
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
-from hushflow.flow.connection import FlowTimes, connection_of, endpoint_labels
+from hushflow.flow.connection import connection_of, endpoint_labels
 from hushflow.flow.reader import FlowEvent
+from hushflow.flow.sources import FileSource, FlowSource
+from hushflow.flow.times import FlowTimes
 from hushflow.sinks import metric_names as m
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink
 from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions, workload_of
@@ -50,18 +52,6 @@ EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "telemetry-bloc
 
 class RunError(Exception):
     """A reason the daemon cannot start, worded for the user."""
-
-
-class FlowSource(Protocol):
-    """Anything that yields FlowEvents until stopped (files, Hubble's gRPC API)."""
-
-    name: str
-
-    def events(self) -> Iterator[FlowEvent]: ...
-
-    def stop(self) -> None: ...
-
-    def connected(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,44 +104,6 @@ class RunSummary:
     leak_p99: float | None = None
 
 
-class FileSource:
-    """Recorded flows (or an exporter file with --follow), through the regular reader."""
-
-    def __init__(self, paths: Sequence[str], follow: bool) -> None:
-        from hushflow.flow.reader import ReadStats
-
-        self.paths = list(paths)
-        self.follow = follow
-        self.name = ",".join(self.paths)
-        self.read_stats = ReadStats()
-        self._stop = threading.Event()
-
-    def events(self) -> Iterator[FlowEvent]:
-        from hushflow.flow.reader import FlowReader
-
-        reader = FlowReader(
-            self.paths,
-            follow=self.follow,
-            stats=self.read_stats,
-            sleep=self._wait,
-            stop=self._stop.is_set,
-            poll_interval=0.1,
-        )
-        for event in reader:
-            if self._stop.is_set():
-                return
-            yield event
-
-    def _wait(self, seconds: float) -> None:
-        self._stop.wait(seconds)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def connected(self) -> bool:
-        return True
-
-
 #: /healthz fails when one flow (or one periodic round) has been in hand this long.
 STUCK_AFTER = 60.0
 #: Flows that fail processing are reported on stderr up to this many times, then only counted.
@@ -198,22 +150,18 @@ class Daemon:
     # -- set-up --------------------------------------------------------------------------------
 
     def _setup(self, source: FlowSource | None) -> None:
+        from hushflow.app.policies import PolicyError, load_job_policies
         from hushflow.enforce.denies import fqdn_denies
         from hushflow.enforce.learner import DenyLearner
         from hushflow.enforce.publish import GroupPublisher
         from hushflow.enforce.state import DenyState, Journal, StateError
-        from hushflow.policy.diagnostics import Severity
-        from hushflow.policy.loading import load_policies
         from hushflow.policy.model import BuildOptions
 
         options = self.options
-        loaded = load_policies(list(options.policies), BuildOptions(cilium_version=options.cilium_version))
-        errors = [d for d in loaded.diagnostics if d.level == Severity.ERROR and d.code != "HF020"]
-        if errors:
-            listing = "\n".join(f"  {d.location}: [{d.code}] {d.message}" for d in errors[:8])
-            raise RunError(f"the policies have {len(errors)} error(s); run `hushflow lint` on them:\n{listing}")
-        if not loaded.policy_set.policies:
-            raise RunError(f"no Cilium policies in {', '.join(options.policies) or '(nothing given)'}")
+        try:
+            loaded = load_job_policies(options.policies, BuildOptions(cilium_version=options.cilium_version))
+        except PolicyError as exc:
+            raise RunError(str(exc)) from None
         self.policy_set = loaded.policy_set
         self.denies = fqdn_denies(loaded.policy_set)
         try:
@@ -265,13 +213,8 @@ class Daemon:
 
     def _kube_apply(self) -> Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]:
         from hushflow.enforce.compile import INSTANCE_LABEL
-        from hushflow.enforce.kube import (
-            DEFAULT_MANAGED_SELECTOR,
-            KubeApiError,
-            KubeConfigError,
-            apply_objects,
-            load_kube_api,
-        )
+        from hushflow.enforce.kube import DEFAULT_MANAGED_SELECTOR, KubeApiError, apply_objects
+        from hushflow.enforce.kube_config import KubeConfigError, load_kube_api
 
         try:
             api = load_kube_api(self.options.kubeconfig, None, in_cluster=self.options.kubeconfig is None)

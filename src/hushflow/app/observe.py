@@ -455,28 +455,19 @@ def _observe(
 def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Any:
     """Load the policies for --enrich; problems that make attribution wrong stop the run."""
     from hushflow.app.enrich import Enricher, expected_predicate_from_cel
+    from hushflow.app.policies import PolicyError, load_job_policies
     from hushflow.engine.attribution import Attributor
-    from hushflow.policy.diagnostics import Severity
     from hushflow.policy.fqdn import parse_cilium_version
-    from hushflow.policy.loading import load_policies
     from hushflow.policy.model import BuildOptions
 
     try:
         version = parse_cilium_version(options.cilium_version)
     except ValueError as err:
         raise ObserveError(f"--cilium-version: {err}") from None
-    loaded = load_policies(list(options.enrich), BuildOptions(cilium_version=version))
-    # hushflow's own FQDN deny (HF020) is exactly what --enrich understands; other errors are not.
-    errors = [d for d in loaded.diagnostics if d.level == Severity.ERROR and d.code != "HF020"]
-    if errors:
-        shown = "\n".join(f"  {d.location}: {d.message}" for d in errors[:5])
-        more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise ObserveError(
-            f"cannot enrich: the policies have {len(errors)} error(s); run `hushflow lint` on them\n{shown}{more}"
-        )
-    if not loaded.policy_set.policies:
-        raise ObserveError(f"cannot enrich: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy in "
-                           f"{', '.join(options.enrich)}")
+    try:
+        loaded = load_job_policies(options.enrich, BuildOptions(cilium_version=version))
+    except PolicyError as exc:
+        raise ObserveError(f"cannot enrich: {exc}") from None
     predicate = None
     if options.expected_cel:
         from hushflow.filter import FilterError

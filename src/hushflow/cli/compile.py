@@ -78,7 +78,8 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
     api = None
     live_groups: list[dict[str, Any]] = []
     if apply_:
-        from hushflow.enforce.kube import KubeApiError, KubeConfigError, list_managed, load_kube_api
+        from hushflow.enforce.kube import KubeApiError, list_managed
+        from hushflow.enforce.kube_config import KubeConfigError, load_kube_api
 
         try:
             api = load_kube_api(kubeconfig, kube_context, in_cluster=kubeconfig is None)
