@@ -9,7 +9,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+from hushflow.flow.connection import connection_of
 from hushflow.sinks.events import BackgroundSink, StreamSink, UnexpectedDropEvents, WebhookSink
+from hushflow.sinks.records import VerdictRecord
 
 
 def drop(port: int = 443, src: str = "web", dst: str = "203.0.113.5", time_: str = "2026-01-01T00:00:00Z"):
@@ -26,14 +28,20 @@ def drop(port: int = 443, src: str = "web", dst: str = "203.0.113.5", time_: str
     }
 
 
+def unexpected(flow: dict, now: float, tags: tuple[str, ...] = ()) -> VerdictRecord:
+    conn = connection_of(flow, now)
+    assert conn is not None
+    return VerdictRecord.of(flow, conn, tags=tags, expected=False)
+
+
 def test_repeats_in_a_window_are_counted_not_sent():
     out = io.StringIO()
     events = UnexpectedDropEvents([StreamSink(out)], window=60)
-    assert events.offer(drop(), 0.0, (), "why")
-    assert not events.offer(drop(), 10.0, ())  # the SYN retransmit
-    assert events.offer(drop(port=80), 11.0, ())  # another port: another key
-    assert events.offer(drop(src="api"), 12.0, ())  # another workload
-    assert events.offer(drop(), 61.0, ())  # the window is over
+    assert events.offer(unexpected(drop(), 0.0), "why")
+    assert not events.offer(unexpected(drop(), 10.0))  # the SYN retransmit
+    assert events.offer(unexpected(drop(port=80), 11.0))  # another port: another key
+    assert events.offer(unexpected(drop(src="api"), 12.0))  # another workload
+    assert events.offer(unexpected(drop(), 61.0))  # the window is over
     sent = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["repeats_since_last"] for e in sent] == [0, 0, 0, 1]
     assert sent[0]["explain"] == "why" and sent[0]["source"]["workload"] == "web"

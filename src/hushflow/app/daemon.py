@@ -39,13 +39,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
-from hushflow.flow.connection import connection_of, endpoint_labels
+from hushflow.flow.connection import Connection, endpoint_labels
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
 from hushflow.flow.times import FlowTimes
 from hushflow.sinks import metric_names as m
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink
-from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions, workload_of
+from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions
+from hushflow.sinks.records import VerdictRecord
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
 
@@ -367,7 +368,7 @@ class Daemon:
             return
         attribution = attributor.observe(data, now=now)
         if attribution is not None:
-            self._count(flow, attribution, now)
+            self._count(flow, attribution)
 
     def _published(self, changes: Sequence[Any], read_at: float) -> None:
         if not changes:
@@ -378,24 +379,25 @@ class Daemon:
         self.summary.learned_ips += sum(1 for change in changes if change.added)
         self._update_group_gauges()
 
-    def _count(self, flow: dict[str, Any], attribution: Attribution, now: float) -> None:
-        self.summary.verdicts += 1
-        self.metrics.verdict(flow, attribution)
-        if attribution.expected is None:
-            return
-        tag = ",".join(attribution.policy_log) or "(none)"
-        conn = attribution.connection or connection_of(flow, now)
-        local = conn.local if conn is not None else {}
-        workload = f"{local.get('namespace', '')}/{workload_of(local)}"
-        self.summary.drops_by_tag[(tag, attribution.expected)] += 1
-        self.summary.drops_by_workload[(workload, attribution.expected)] += 1
-        if not attribution.expected and self.events.sinks:
-            self.events.offer(flow, now, attribution.policy_log, self._explain(flow, attribution, now))
-
-    def _explain(self, flow: dict[str, Any], attribution: Attribution, now: float) -> str:
-        conn = attribution.connection or connection_of(flow, now)
+    def _count(self, flow: dict[str, Any], attribution: Attribution) -> None:
+        conn = attribution.connection
         if conn is None:
-            return ""
+            return
+        self.summary.verdicts += 1
+        record = VerdictRecord.of(
+            flow, conn, tags=attribution.policy_log, expected=attribution.expected,
+            disagreement="" if attribution.agrees else f"{attribution.observed}/{attribution.decision.outcome}",
+        )
+        self.metrics.verdict(record)
+        if record.expected is None:
+            return
+        tag = ",".join(record.tags) or "(none)"
+        self.summary.drops_by_tag[(tag, record.expected)] += 1
+        self.summary.drops_by_workload[(f"{record.namespace}/{record.workload}", record.expected)] += 1
+        if not record.expected and self.events.sinks:
+            self.events.offer(record, self._explain(flow, attribution, conn))
+
+    def _explain(self, flow: dict[str, Any], attribution: Attribution, conn: Connection) -> str:
         decision = self.attributor.engine.decide(conn, endpoint_labels(conn.local), explain=True)
         return render(self.attributor, flow, conn, dataclasses.replace(attribution, decision=decision), "")
 

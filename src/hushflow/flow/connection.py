@@ -107,3 +107,31 @@ def connection_of(flow: Mapping[str, Any], now: float | None = None) -> Connecti
         node_labels=tuple(flow.get("node_labels") or ()),
         time=flow_time(flow) if now is None else now,
     )
+
+
+#: What a peer outside the cluster is called where a flow names no DNS name for it.
+WORLD = "world"
+
+
+def workload_of(endpoint: Mapping[str, Any]) -> str:
+    """The endpoint's workload name (its first Hubble workload), else its pod name."""
+    workloads = endpoint.get("workloads") or ()
+    if workloads:
+        return str(workloads[0].get("name", ""))
+    return str(endpoint.get("pod_name", ""))
+
+
+def destination_of(flow: Mapping[str, Any], direction: str) -> str:
+    """The peer of a verdict as people name it: its DNS name, else namespace/workload, else world."""
+    if direction == "egress":
+        names = flow.get("destination_names")
+        peer = flow.get("destination") or {}
+    else:
+        names = flow.get("source_names")
+        peer = flow.get("source") or {}
+    if names:
+        return str(names[0])
+    if peer.get("namespace"):
+        return f"{peer['namespace']}/{workload_of(peer)}"
+    return WORLD
+

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
-from hushflow.flow.connection import connection_of
-from hushflow.sinks.metrics import destination_of, workload_of
+from hushflow.flow.connection import workload_of
+from hushflow.sinks.records import VerdictRecord
 
 
 class EventSink(Protocol):
@@ -180,13 +180,11 @@ class UnexpectedDropEvents:
     sent: int = 0
     suppressed: int = 0
 
-    def offer(self, flow: Mapping[str, Any], now: float, tags: tuple[str, ...], explain: str = "") -> bool:
+    def offer(self, record: VerdictRecord, explain: str = "") -> bool:
         """Consider one unexpected drop; True when an event went out."""
-        conn = connection_of(flow, now)
-        if conn is None:
-            return False
+        flow, now, conn, tags = record.flow, record.time, record.connection, record.tags
+        destination = record.destination
         source = flow.get("source") or {}
-        destination = destination_of(flow, conn.direction)
         key = (f"{source.get('namespace', '')}/{workload_of(source)}", destination, conn.port, ",".join(tags))
         window = self._windows.get(key)
         if window is not None and now - window.opened < self.window:

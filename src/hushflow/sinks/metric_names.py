@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from hushflow.flow.connection import WORLD
+
 MetricKind = Literal["counter", "gauge", "histogram"]
 
 METRICS_PORT = 9965
@@ -33,7 +35,7 @@ EXPECTED_FALSE = "false"
 VERDICTS_WITH_EXPECTATION = ("DROPPED", "AUDIT")
 TAG_SEPARATOR = ","
 # `destination` of an unexpected drop whose peer is neither a known FQDN nor a pod.
-DESTINATION_WORLD = "world"
+DESTINATION_WORLD = WORLD
 
 # DNS answer read -> CIDR group holding its IPs written. 1 s is a bucket boundary on purpose:
 # the HushflowLeakWindowSlow alert compares the p99 with 1 s, and histogram_quantile is only

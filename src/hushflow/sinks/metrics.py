@@ -15,9 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hushflow import __version__
-from hushflow.engine.attribution import Attribution
-from hushflow.flow.connection import connection_of
 from hushflow.sinks import metric_names as m
+from hushflow.sinks.records import VerdictRecord
 
 OTHER = "_other"
 _EVENT_TYPES = {5: "policy-verdict", 1: "drop", 129: "l7", 4: "trace"}
@@ -71,27 +70,6 @@ def _build(spec: m.MetricSpec, registry: CollectorRegistry) -> Any:
     return Histogram(spec.name, spec.help, spec.labels, buckets=spec.buckets, registry=registry)
 
 
-def workload_of(endpoint: Mapping[str, Any]) -> str:
-    workloads = endpoint.get("workloads") or ()
-    if workloads:
-        return str(workloads[0].get("name", ""))
-    return str(endpoint.get("pod_name", ""))
-
-
-def destination_of(flow: Mapping[str, Any], direction: str) -> str:
-    if direction == "egress":
-        names = flow.get("destination_names")
-        peer = flow.get("destination") or {}
-    else:
-        names = flow.get("source_names")
-        peer = flow.get("source") or {}
-    if names:
-        return str(names[0])
-    if peer.get("namespace"):
-        return f"{peer['namespace']}/{workload_of(peer)}"
-    return m.DESTINATION_WORLD
-
-
 class HushflowMetrics:
     def __init__(self, registry: CollectorRegistry, options: MetricsOptions | None = None) -> None:
         self.registry = registry
@@ -141,28 +119,23 @@ class HushflowMetrics:
         pending = self._pending
         pending[key] = pending.get(key, 0) + 1
 
-    def verdict(self, flow: Mapping[str, Any], attribution: Attribution) -> None:
-        conn = attribution.connection or connection_of(flow, 0.0)  # the time is not needed here
-        if conn is None:
-            return
-        direction = conn.direction
+    def verdict(self, record: VerdictRecord) -> None:
+        direction = record.connection.direction
         context = self.options.context
-        namespace = str(conn.local.get("namespace", "")) if "namespace" in context else ""
-        workload = workload_of(conn.local) if "workload" in context else ""
-        verdict = str(flow.get("verdict", ""))
-        tag = m.TAG_SEPARATOR.join(attribution.policy_log) if "tag" in context else ""
+        namespace = record.namespace if "namespace" in context else ""
+        workload = record.workload if "workload" in context else ""
+        tag = m.TAG_SEPARATOR.join(record.tags) if "tag" in context else ""
         expected = ""
-        if attribution.expected is not None:
-            expected = m.EXPECTED_TRUE if attribution.expected else m.EXPECTED_FALSE
-        labels = self._verdicts((direction, namespace, workload, verdict, tag, expected), foldable=(1, 2, 4))
+        if record.expected is not None:
+            expected = m.EXPECTED_TRUE if record.expected else m.EXPECTED_FALSE
+        labels = self._verdicts((direction, namespace, workload, record.verdict, tag, expected), foldable=(1, 2, 4))
         self.add(m.POLICY_VERDICTS_TOTAL, *labels)
-        if attribution.expected is False:
-            destination = destination_of(flow, direction) if "destination" in context else ""
+        if record.expected is False:
+            destination = record.destination if "destination" in context else ""
             labels = self._unexpected((direction, namespace, workload, destination), foldable=(1, 2, 3))
             self.add(m.UNEXPECTED_DROPS_TOTAL, *labels)
-        if not attribution.agrees:
-            kind = f"{attribution.observed}/{attribution.decision.outcome}"
-            self.add(m.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind)
+        if record.disagreement:
+            self.add(m.ATTRIBUTION_DISAGREEMENTS_TOTAL, record.disagreement)
 
     @property
     def folded(self) -> int:
