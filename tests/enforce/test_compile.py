@@ -16,6 +16,7 @@ from hushflow.enforce.compile import cidr_groups, shard_bits
 from hushflow.enforce.denies import fqdn_denies
 from hushflow.enforce.learner import DenyLearner
 from hushflow.enforce.state import DenyState, StateError
+from hushflow.flow.dns import dns_answer_of
 from hushflow.policy.lint import lint_paths
 from hushflow.policy.loading import load_policies
 from hushflow.policy.schema import validate_object
@@ -69,6 +70,13 @@ def fake_lookup(table):
         return ips, 300.0
 
     return lookup
+
+
+def learn(learner, flow, now):
+    """What the daemon does with a DNS flow: parse its answer once, hand it to the learner."""
+    answer = dns_answer_of(flow)
+    assert answer is not None
+    return learner.learn_answer(answer, now)
 
 
 def dns_flow(name, ips, *, app="web", ns="shop", time="2026-01-01T00:00:00Z", ttl=30):
@@ -172,7 +180,7 @@ def test_restart_from_state_file(tmp_path):
     loaded = load_policies([str(policies)])
     (deny,) = fqdn_denies(loaded.policy_set)
     state = DenyState()
-    DenyLearner(loaded.policy_set, [deny], state).learn_flow(dns_flow("a.telemetry.example.com", ["198.51.100.7"])["flow"], 10.0)
+    learn(DenyLearner(loaded.policy_set, [deny], state), dns_flow("a.telemetry.example.com", ["198.51.100.7"])["flow"], 10.0)
     state.save(str(state_path))
     report = run_compile(job, now=lambda: 20.0)  # a new process: the state file is all it has
     assert report.state.ips(deny.id) == ["198.51.100.7"]
@@ -197,9 +205,9 @@ def test_observed_answers_only_for_endpoints_the_rule_selects():
     mine["destination"]["labels"] = ["k8s:app.kubernetes.io/name=my-app", "k8s:io.kubernetes.pod.namespace=my-namespace"]
     apex = dns_flow("telemetry.example.com", ["203.0.113.3"], app="my-app", ns="my-namespace")["flow"]
     apex["destination"]["labels"] = mine["destination"]["labels"]
-    assert learner.learn_flow(other, 1.0) == []
-    assert [c.ip for c in learner.learn_flow(mine, 1.0)] == ["203.0.113.2"]
-    assert learner.learn_flow(apex, 1.0) == []  # `*.` needs one more label
+    assert learn(learner, other, 1.0) == []
+    assert [c.ip for c in learn(learner, mine, 1.0)] == ["203.0.113.2"]
+    assert learn(learner, apex, 1.0) == []  # `*.` needs one more label
 
 
 @pytest.mark.parametrize(("mode", "denied"), [("skip", []), ("deny", ["192.0.2.50"])])
@@ -209,8 +217,8 @@ def test_shared_ip_with_an_allowed_name(tmp_path, mode, denied):
     (deny,) = fqdn_denies(loaded.policy_set)
     state = DenyState()
     learner = DenyLearner(loaded.policy_set, [deny], state, shared_ip=mode)
-    learner.learn_flow(dns_flow("cdn-allowed.example.com", ["192.0.2.50"])["flow"], 1.0)
-    learner.learn_flow(dns_flow("x.telemetry.example.com", ["192.0.2.50", "192.0.2.51"])["flow"], 2.0)
+    learn(learner, dns_flow("cdn-allowed.example.com", ["192.0.2.50"])["flow"], 1.0)
+    learn(learner, dns_flow("x.telemetry.example.com", ["192.0.2.50", "192.0.2.51"])["flow"], 2.0)
     assert state.ips(deny.id) == sorted(["192.0.2.51", *denied])
     assert state.shared[deny.id] == {"192.0.2.50": ["cdn-allowed.example.com"]}
 
@@ -221,8 +229,8 @@ def test_allowed_name_learned_after_the_deny_takes_the_ip_out(tmp_path):
     (deny,) = fqdn_denies(loaded.policy_set)
     state = DenyState()
     learner = DenyLearner(loaded.policy_set, [deny], state)
-    learner.learn_flow(dns_flow("x.telemetry.example.com", ["192.0.2.50"])["flow"], 1.0)
-    changes = learner.learn_flow(dns_flow("api.partner.example", ["192.0.2.50"])["flow"], 2.0)
+    learn(learner, dns_flow("x.telemetry.example.com", ["192.0.2.50"])["flow"], 1.0)
+    changes = learn(learner, dns_flow("api.partner.example", ["192.0.2.50"])["flow"], 2.0)
     assert [(c.ip, c.added) for c in changes] == [("192.0.2.50", False)]
     assert state.ips(deny.id) == [] and learner.stats.shared_skipped == 1
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hushflow.engine.dns_knowledge import DnsKnowledge
+from hushflow.flow.dns import dns_answer_of
 
 
 def test_answers_and_names():
@@ -48,18 +49,18 @@ def test_memory_bound_evicts_the_least_recently_refreshed():
     assert dns.names_for_ip("1.0.0.3", 3) == ("three.com",)
 
 
-def test_learn_from_flow_uses_the_client_and_ignores_failures():
+def test_an_answer_is_learned_for_the_client_that_asked():
     dns = DnsKnowledge()
     response = {
         "IP": {"source": "10.96.0.10", "destination": "10.0.0.5"},
         "destination": {"namespace": "shop", "pod_name": "web-0"},
-        "l7": {"type": "RESPONSE", "dns": {"query": "a.com.", "ips": ["3.3.3.3"], "ttl": 5}},
+        "l7": {"type": "RESPONSE", "dns": {"query": "A.com.", "ips": ["3.3.3.3"], "ttl": 5}},
     }
-    assert dns.learn_from_flow(response, 0)
-    assert dns.answers_for_ip("3.3.3.3", 1)[0].endpoint == "shop/web-0"
-    nxdomain = {**response, "l7": {"type": "RESPONSE", "dns": {"query": "b.com.", "ips": ["4.4.4.4"], "rcode": 3}}}
-    request = {**response, "l7": {"type": "REQUEST", "dns": {"query": "c.com."}}}
-    assert not dns.learn_from_flow(nxdomain, 0) and not dns.learn_from_flow(request, 0)
+    answer = dns_answer_of(response)
+    assert answer is not None
+    dns.learn_answer(answer, 0)
+    [known] = dns.answers_for_ip("3.3.3.3", 1)
+    assert (known.endpoint, known.name, known.ips, known.ttl) == ("shop/web-0", "a.com", ("3.3.3.3",), 5)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 20), st.integers(0, 3)), max_size=60))

@@ -18,11 +18,12 @@ from typing import Any, Literal
 from hushflow.app.policies import PolicyError, diagnostics_listing, load_job_policies
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
-from hushflow.enforce.dnsblock import BlockedName, DnsAnswer, coredns_snippet, rpz_zone
+from hushflow.enforce.dnsblock import BlockAnswer, BlockedName, coredns_snippet, rpz_zone
 from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
 from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
 from hushflow.enforce.writer import WriteResult, write_directory
+from hushflow.flow.dns import dns_answer_of
 from hushflow.flow.times import FlowTimes
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.lint import lint_policy_set
@@ -48,7 +49,7 @@ class CompileJob:
     min_ttl: float = DEFAULT_MIN_TTL
     grace: float = 0.0
     allow_unobserved: bool = False
-    dns_answer: DnsAnswer = "nxdomain"
+    dns_answer: BlockAnswer = "nxdomain"
     cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION
     clock: Literal["wall", "flows"] = "wall"
 
@@ -119,7 +120,7 @@ _SOA_SERIAL = re.compile(r"IN SOA \S+ \S+ \((\d+) ")
 
 
 def dns_files(
-    denies: Sequence[FqdnDeny], answer: DnsAnswer, serial: int, previous_rpz: str | None = None
+    denies: Sequence[FqdnDeny], answer: BlockAnswer, serial: int, previous_rpz: str | None = None
 ) -> tuple[dict[str, str], list[str]]:
     """CoreDNS snippet and RPZ zone for the denied names; and the patterns RPZ cannot express.
 
@@ -180,7 +181,9 @@ def run_compile(
                 continue
             at = times.time_of(flow, event.data)
             latest_flow = max(latest_flow, at)
-            report.learned_from_flows += len(learner.learn_flow(flow, at))
+            answer = dns_answer_of(flow)
+            if answer is not None:
+                report.learned_from_flows += len(learner.learn_answer(answer, at))
         say(f"read {stats.lines} flow lines, {learner.stats.answers} DNS answers")
         if stats.bad_lines:
             report.notes.append(f"{stats.bad_lines} flow line(s) were not Hubble events and were skipped")

@@ -40,6 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
+from hushflow.flow.dns import dns_answer_of
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
 from hushflow.flow.times import FlowTimes
@@ -252,7 +253,7 @@ class Daemon:
     def _default_source(self) -> FlowSource:
         options = self.options
         if options.hubble_server:
-            from hushflow.flow.grpc_source import HubbleSource
+            from hushflow.flow.sources import HubbleSource
 
             return HubbleSource(options.hubble_server, options.tls)
         if options.input_files:
@@ -358,14 +359,14 @@ class Daemon:
         attributor = self.attributor
         l7 = flow.get("l7")
         if l7 is not None and "dns" in l7:
-            changes = self.learner.learn_flow(flow, now)
-            if changes:
-                self._published(changes, read_at)
-            answers_before = attributor.stats.dns_answers
-            attributor.observe(data, now=now)  # learns the answer; DNS flows are no policy outcome
-            if attributor.stats.dns_answers > answers_before:
+            answer = dns_answer_of(flow)  # parsed once, for the deny learner and the attribution
+            if answer is not None:
+                changes = self.learner.learn_answer(answer, now)
+                if changes:
+                    self._published(changes, read_at)
+                attributor.learn_answer(answer, now)
                 self.metrics.add(m.DNS_ANSWERS_TOTAL)
-            return
+            return  # DNS flows are no policy outcome
         attribution = attributor.observe(data, now=now)
         if attribution is not None:
             self._count(flow, attribution)

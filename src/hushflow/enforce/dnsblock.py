@@ -23,10 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hushflow.policy.fqdn import FQDNSelector, normalize_name
+from hushflow.policy.fqdn import FQDNSelector, fully_qualified
 
-DnsAnswer = Literal["nxdomain", "refused", "nodata", "null-ip"]
-DNS_ANSWERS: tuple[DnsAnswer, ...] = ("nxdomain", "refused", "nodata", "null-ip")
+BlockAnswer = Literal["nxdomain", "refused", "nodata", "null-ip"]
+BLOCK_ANSWERS: tuple[BlockAnswer, ...] = ("nxdomain", "refused", "nodata", "null-ip")
 
 _LABEL_CLASS = "[-a-zA-Z0-9_]"
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -68,7 +68,7 @@ class RpzResult:
 
 def _selector_text(selector: FQDNSelector) -> str:
     """The selector as written by policy semantics: lowercased, fully qualified."""
-    return normalize_name(selector.match_pattern if selector.match_pattern is not None else selector.match_name or "")
+    return fully_qualified(selector.match_pattern if selector.match_pattern is not None else selector.match_name or "")
 
 
 def _selects_everything(selector: FQDNSelector) -> bool:
@@ -99,8 +99,8 @@ def _entry_sort_key(entry: BlockedName) -> tuple[tuple[str, ...], str, str]:
 
 
 def _check_answer(answer: str) -> None:
-    if answer not in DNS_ANSWERS:
-        raise ValueError(f"unknown DNS block answer {answer!r}; expected one of {', '.join(DNS_ANSWERS)}")
+    if answer not in BLOCK_ANSWERS:
+        raise ValueError(f"unknown DNS block answer {answer!r}; expected one of {', '.join(BLOCK_ANSWERS)}")
 
 
 def _check_ttl(ttl: int) -> None:
@@ -140,7 +140,7 @@ def _literal(text: str) -> str:
 def coredns_snippet(
     entries: Iterable[BlockedName],
     *,
-    answer: DnsAnswer = "nxdomain",
+    answer: BlockAnswer = "nxdomain",
     zone_names: Sequence[str] = (".",),
     ttl: int = 60,
 ) -> str:
@@ -159,7 +159,7 @@ def coredns_snippet(
     """
     _check_answer(answer)
     _check_ttl(ttl)
-    zones = sorted({normalize_name(zone) for zone in zone_names})
+    zones = sorted({fully_qualified(zone) for zone in zone_names})
     if not zones:
         raise ValueError("zone_names is empty: the snippet would match no query")
     ordered = sorted(entries, key=_entry_sort_key)
@@ -224,7 +224,7 @@ def coredns_snippet(
     return "\n".join(lines) + "\n"
 
 
-def _coredns_answer_text(answer: DnsAnswer) -> str:
+def _coredns_answer_text(answer: BlockAnswer) -> str:
     return {
         "nxdomain": "NXDOMAIN",
         "refused": "REFUSED",
@@ -250,13 +250,13 @@ def _fixed_suffix(text: str) -> str:
 # -- RPZ -------------------------------------------------------------------------------------
 
 # The records of each answer, given the owner. REFUSED has no RPZ action: see rpz_zone.
-_RPZ_RECORDS: dict[DnsAnswer, tuple[str, ...]] = {
+_RPZ_RECORDS: dict[BlockAnswer, tuple[str, ...]] = {
     "nxdomain": ("CNAME .",),
     "nodata": ("CNAME *.",),
     "refused": ("CNAME rpz-drop.",),
     "null-ip": ("A 0.0.0.0", "AAAA ::"),
 }
-_RPZ_ANSWER_TEXT: dict[DnsAnswer, str] = {
+_RPZ_ANSWER_TEXT: dict[BlockAnswer, str] = {
     "nxdomain": "NXDOMAIN (`CNAME .`)",
     "nodata": "NODATA (`CNAME *.`)",
     "refused": "DROP (`CNAME rpz-drop.`): RPZ has no REFUSED action; the nearest one makes the resolver "
@@ -311,7 +311,7 @@ def _rpz_owner(selector: FQDNSelector, origin: str) -> _RpzOwner:
 def rpz_zone(
     entries: Iterable[BlockedName],
     *,
-    answer: DnsAnswer = "nxdomain",
+    answer: BlockAnswer = "nxdomain",
     origin: str = "rpz.hushflow.local.",
     serial: int,
     ttl: int = 300,
@@ -332,7 +332,7 @@ def rpz_zone(
     _check_ttl(ttl)
     if not 0 <= serial <= 2**32 - 1:
         raise ValueError(f"SOA serial out of range (0..4294967295): {serial}")
-    origin = normalize_name(origin)
+    origin = fully_qualified(origin)
     ordered = sorted(entries, key=_entry_sort_key)
 
     by_owner: dict[str, list[tuple[BlockedName, bool]]] = {}
@@ -380,7 +380,7 @@ def rpz_zone(
 
 def rpz_unsupported_reason(selector: FQDNSelector, origin: str = "rpz.hushflow.local.") -> str | None:
     """Why RPZ cannot express `selector`, or None when it can (exactly or broader)."""
-    return _rpz_owner(selector, normalize_name(origin)).why_not
+    return _rpz_owner(selector, fully_qualified(origin)).why_not
 
 
 def _depth_text(selector: FQDNSelector) -> str:

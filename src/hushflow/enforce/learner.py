@@ -12,14 +12,15 @@ allowed name, and still reported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from hushflow.enforce.denies import FqdnDeny
 from hushflow.enforce.state import DenyState
-from hushflow.engine.dns_knowledge import normalize_dns_name
 from hushflow.flow.connection import endpoint_labels
+from hushflow.flow.dns import DnsAnswer
+from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import Selector, endpoint_label_map
 from hushflow.policy.model import PeerRule, PolicySet, Rule
 
@@ -97,26 +98,19 @@ class DenyLearner:
 
     def learn_resolved(self, name: str, ips: Sequence[str], ttl: float, now: float) -> list[Change]:
         """hushflow's own resolution of a deny's matchName (applies whatever endpoint asks)."""
-        name = normalize_dns_name(name)
+        name = dns_name(name)
         changes: list[Change] = []
         for deny in self.denies:
-            if name in {normalize_dns_name(n) for n in deny.match_names}:
+            if name in {dns_name(n) for n in deny.match_names}:
                 for ip in ips:
                     changes.extend(self._add(deny, ip, name, ttl, now, "resolver"))
         return changes
 
-    def learn_flow(self, flow: Mapping[str, Any], now: float) -> list[Change]:
-        """A DNS response flow: record allowed IPs, and fill the denies that select its name."""
-        l7 = flow.get("l7") or {}
-        dns = l7.get("dns")
-        if not dns or l7.get("type") != "RESPONSE" or dns.get("rcode", 0) != 0 or not dns.get("ips"):
-            return []
+    def learn_answer(self, answer: DnsAnswer, now: float) -> list[Change]:
+        """A DNS answer seen in a flow: record allowed IPs, and fill the denies that select its name."""
         self.stats.answers += 1
-        name = normalize_dns_name(dns.get("query", ""))
-        ips = list(dns["ips"])
-        ttl = float(dns.get("ttl", 0))
-        client = flow.get("destination") or {}
-        allow_hits, deny_hits = self._applying(name, endpoint_labels(client))
+        name, ips, ttl = answer.name, answer.ips, float(answer.ttl)
+        allow_hits, deny_hits = self._applying(name, endpoint_labels(answer.client))
         changes: list[Change] = []
         for index in allow_hits:
             for ip in ips:

@@ -34,6 +34,7 @@ from hushflow.flow.connection import (
     is_policy_outcome,
     policy_drop_reason,
 )
+from hushflow.flow.dns import DnsAnswer, dns_answer_of
 from hushflow.flow.times import FlowTimes
 from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
 
@@ -198,8 +199,9 @@ class Attributor:
         self.stats.flows += 1
         l7 = flow.get("l7")
         if l7 is not None and "dns" in l7:
-            if self.dns.learn_from_flow(flow, self._times.time_of(flow, event) if now is None else now):
-                self.stats.dns_answers += 1
+            answer = dns_answer_of(flow)
+            if answer is not None:
+                self.learn_answer(answer, self._times.time_of(flow, event) if now is None else now)
             return None
         if not is_policy_outcome(flow):
             return None
@@ -208,6 +210,11 @@ class Attributor:
             self.stats.unknown_direction += 1
             return None
         return self.attribute(flow, conn, explain)
+
+    def learn_answer(self, answer: DnsAnswer, now: float) -> None:
+        """Learn a DNS answer (already parsed by the caller) at flow time `now`."""
+        self.dns.learn_answer(answer, now)
+        self.stats.dns_answers += 1
 
     def attribute(self, flow: dict[str, Any], conn: Connection, explain: bool = False) -> Attribution:
         decision = self.engine.decide(conn, endpoint_labels(conn.local), explain)

@@ -23,6 +23,7 @@ from typing import Literal
 from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.engine.peers import CompiledPeer, compile_peer, is_world_peer
 from hushflow.flow.connection import Connection, Direction
+from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import NAMESPACE_KEY, endpoint_label_map
 from hushflow.policy.model import PolicySet, Rule
 
@@ -169,8 +170,8 @@ class PolicyEngine:
         """Names the peer IP stands for: Hubble's own, plus every unexpired DNS answer seen."""
         learned = self.dns.names_for_ip(conn.peer_ip, conn.time) if conn.peer_ip else ()
         if not learned:
-            return tuple(sorted({n.lower().rstrip(".") for n in conn.peer_names}))
-        return tuple(sorted({n.lower().rstrip(".") for n in conn.peer_names} | set(learned)))
+            return tuple(sorted({dns_name(n) for n in conn.peer_names}))
+        return tuple(sorted({dns_name(n) for n in conn.peer_names} | set(learned)))
 
     def decide(self, conn: Connection, local_labels: tuple[str, ...], explain: bool = False) -> Decision:
         entry = self._subject(conn, local_labels)

@@ -15,15 +15,17 @@ entry is evicted first and counted in `evictions`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from hushflow.flow.dns import DnsAnswer
+from hushflow.policy.fqdn import dns_name
 
 DEFAULT_MAX_NAMES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
-class DnsAnswer:
+class KnownAnswer:
     """One remembered answer, for explanations."""
 
     endpoint: str
@@ -32,22 +34,6 @@ class DnsAnswer:
     ttl: int
     seen_at: float  # flow time of the answer, seconds since the epoch
     expires_at: float
-
-
-def endpoint_key(endpoint: Mapping[str, Any] | None, ip: str, node_name: str) -> str:
-    """A stable name for the endpoint that asked: namespace/pod, else node/endpoint-ID, else its IP."""
-    if endpoint:
-        pod = endpoint.get("pod_name")
-        if pod:
-            return f"{endpoint.get('namespace', '')}/{pod}"
-        ep_id = endpoint.get("ID")
-        if ep_id:
-            return f"{node_name}#{ep_id}"
-    return ip
-
-
-def normalize_dns_name(name: str) -> str:
-    return name.rstrip(".").lower()
 
 
 _Entry = tuple[float, float, "str | tuple[str, ...]"]  # (expires_at, seen_at, one IP or several)
@@ -104,7 +90,7 @@ class DnsKnowledge:
 
     def learn(self, endpoint: str, name: str, ips: Iterable[str], ttl: int, now: float) -> None:
         """Record an answer: `endpoint` resolved `name` to `ips` at flow time `now`."""
-        name = normalize_dns_name(name)
+        name = dns_name(name)
         new_ips = set(ips)
         if not new_ips:
             return
@@ -151,24 +137,9 @@ class DnsKnowledge:
         self._old = self._young
         self._young = {}
 
-    def learn_from_flow(self, flow: Mapping[str, Any], now: float) -> bool:
-        """Learn from a DNS response flow (`l7.dns` with IPs). True when something was learned."""
-        l7 = flow.get("l7")
-        if not l7:
-            return False
-        dns = l7.get("dns")
-        if not dns or l7.get("type") != "RESPONSE" or dns.get("rcode", 0) != 0:
-            return False
-        ips = dns.get("ips")
-        query = dns.get("query")
-        if not ips or not query:
-            return False
-        # The response travels from the resolver back to the client: the client is the destination.
-        client = flow.get("destination")
-        client_ip = (flow.get("IP") or {}).get("destination", "")
-        key = endpoint_key(client, client_ip, flow.get("node_name", ""))
-        self.learn(key, query, ips, int(dns.get("ttl", 0)), now)
-        return True
+    def learn_answer(self, answer: DnsAnswer, now: float) -> None:
+        """Record a DNS answer seen in a flow at flow time `now`, for the endpoint that asked."""
+        self.learn(answer.client_key, answer.name, answer.ips, answer.ttl, now)
 
     def _index(self, ip: str, key: str) -> None:
         current = self._by_ip.get(ip)
@@ -206,7 +177,7 @@ class DnsKnowledge:
             return []
         return [current] if isinstance(current, str) else list(current)
 
-    def answers_for_ip(self, ip: str, now: float, endpoint: str | None = None) -> list[DnsAnswer]:
+    def answers_for_ip(self, ip: str, now: float, endpoint: str | None = None) -> list[KnownAnswer]:
         """Unexpired answers that contained `ip` (of one endpoint, or of any endpoint)."""
         out = []
         for key in self._keys_for(ip):
@@ -217,7 +188,7 @@ class DnsKnowledge:
             if endpoint is not None and who != endpoint:
                 continue
             ttl = max(0, round(entry[0] - entry[1] - self.grace))
-            out.append(DnsAnswer(who, name, _ips_of(entry), ttl, entry[1], entry[0]))
+            out.append(KnownAnswer(who, name, _ips_of(entry), ttl, entry[1], entry[0]))
         return sorted(out, key=lambda a: (a.name, a.endpoint))
 
     def names_for_ip(self, ip: str, now: float) -> tuple[str, ...]:

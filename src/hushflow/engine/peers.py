@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from hushflow.flow.connection import Connection
+from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import Selector
 from hushflow.policy.model import IPNetwork, PeerRule, PolicySet
 
@@ -234,7 +235,7 @@ class CompiledPeer:
 
 def compile_peer(rule: PeerRule, policy_set: PolicySet) -> CompiledPeer:
     fqdn_labels = frozenset(
-        f"fqdn:{(f.match_pattern or f.match_name or '').lower().rstrip('.')}" for f in rule.fqdns or ()
+        f"fqdn:{dns_name(f.match_pattern or f.match_name or '')}" for f in rule.fqdns or ()
     )
     return CompiledPeer(
         rule=rule,
