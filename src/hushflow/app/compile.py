@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from hushflow.app.cluster import Cluster
 from hushflow.app.policies import PolicyError, diagnostics_listing, load_job_policies
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
 from hushflow.enforce.dnsblock import BlockAnswer, BlockedName, coredns_snippet, rpz_zone
+from hushflow.enforce.kube import ApplyResult
 from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
 from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
@@ -65,6 +67,7 @@ class CompileReport:
     expired: int = 0
     notes: list[str] = field(default_factory=list)
     unsupported_rpz: list[str] = field(default_factory=list)
+    applied: ApplyResult | None = None  # with a cluster: what server-side apply did (or would do)
 
     def lines(self) -> list[str]:
         out = []
@@ -147,11 +150,15 @@ def run_compile(
     lookup: LookupFn | None = None,
     now: Callable[[], float] = time.time,
     progress: Callable[[str], None] | None = None,
-    seed_groups: Sequence[Mapping[str, Any]] = (),
+    cluster: Cluster | None = None,
+    dry_run: bool = False,
 ) -> CompileReport:
-    """Run the whole compile. `seed_groups`: CiliumCIDRGroups hushflow already applied to the
-    cluster, whose IPs are taken back into the state (with --apply, the cluster is state too)."""
+    """Run the whole compile, and with a `cluster` its apply step: the CiliumCIDRGroups hushflow
+    applied earlier give their IPs back to the state (the cluster is state too), and the result is
+    server-side applied (`dry_run`: only diffed) once it is written. Raises CompileError, and
+    ClusterError when the cluster cannot be read."""
     say = progress or (lambda _message: None)
+    seed_groups = cluster.applied_groups() if cluster is not None else ()
     try:
         loaded = load_job_policies(job.policies, BuildOptions(cilium_version=job.cilium_version))
     except PolicyError as exc:
@@ -213,4 +220,7 @@ def run_compile(
         report.written = write_directory(job.out_dir, report.output.objects, extra)
     if state_path:
         state.save(state_path)
+    if cluster is not None:
+        say("applying to the cluster" + (" (dry run)" if dry_run else ""))
+        report.applied = cluster.apply(report.output.objects, dry_run=dry_run)
     return report

@@ -192,9 +192,6 @@ class Daemon:
             max_total=options.max_total,
         )
         apply = self._kube_apply() if options.apply else None
-        if options.apply:
-            # Learned IPs live in the cluster too: a pod that lost its state file takes them back.
-            self.state.seed_from_groups(self._live_groups(), self.clock())
         self.publisher = GroupPublisher(
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
@@ -214,41 +211,26 @@ class Daemon:
         self.source = source or self._default_source()
 
     def _kube_apply(self) -> Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]:
-        from hushflow.enforce.compile import INSTANCE_LABEL
-        from hushflow.enforce.kube import DEFAULT_MANAGED_SELECTOR, KubeApiError, apply_objects
-        from hushflow.enforce.kube_config import KubeConfigError, load_kube_api
+        from hushflow.app.cluster import Cluster, ClusterError
 
         try:
-            api = load_kube_api(self.options.kubeconfig, None, in_cluster=self.options.kubeconfig is None)
-        except KubeConfigError as exc:
+            cluster = Cluster.connect(self.options.kubeconfig, instance=self.options.instance)
+            # Learned IPs live in the cluster too: a pod that lost its state file takes them back.
+            self.state.seed_from_groups(cluster.applied_groups(), self.clock())
+        except ClusterError as exc:
             raise RunError(str(exc)) from None
-        # Prune only this instance's groups: other instances (other nodes) own theirs.
-        selector = DEFAULT_MANAGED_SELECTOR
-        if self.options.instance:
-            selector += f",{INSTANCE_LABEL}={self.options.instance}"
-        self._api, self._selector = api, selector
 
         def apply(changed: Sequence[dict[str, Any]], deleted: Sequence[dict[str, Any]]) -> None:
             try:
-                if deleted:
-                    result = apply_objects(api, self.publisher.groups(), managed_selector=selector)
-                else:
-                    result = apply_objects(api, list(changed), managed_selector=selector, prune_kinds=())
-            except KubeApiError as exc:
-                self.stderr.write(f"hushflow: cannot reach the Kubernetes API: {exc}\n")
+                # Prune only when a group went away, and only this instance's (other nodes own theirs).
+                result = cluster.apply(self.publisher.groups()) if deleted else cluster.apply(changed, prune=False)
+            except ClusterError as exc:
+                self.stderr.write(f"hushflow: {exc}\n")
                 return
             for problem in result.problems():
                 self.stderr.write(f"hushflow: apply: {problem}\n")
 
         return apply
-
-    def _live_groups(self) -> list[dict[str, Any]]:
-        from hushflow.enforce.kube import KubeApiError, list_managed
-
-        try:
-            return list_managed(self._api, "CiliumCIDRGroup", self._selector)
-        except KubeApiError as exc:
-            raise RunError(f"cannot read the CiliumCIDRGroups hushflow already applied: {exc}") from None
 
     def _default_source(self) -> FlowSource:
         options = self.options

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -56,6 +55,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
       hushflow compile policies/ --out out/ --flows hubble-export.json --no-resolve
       hushflow compile policies/ --out out/ --apply --dry-run
     """
+    from hushflow.app.cluster import Cluster, ClusterError
     from hushflow.app.compile import CompileError, CompileJob, run_compile
     from hushflow.enforce.state import StateError
 
@@ -75,20 +75,13 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         from hushflow.enforce.resolver import dnspython_lookup
 
         lookup = dnspython_lookup(nameservers)
-    api = None
-    live_groups: list[dict[str, Any]] = []
-    if apply_:
-        from hushflow.enforce.kube import KubeApiError, list_managed
-        from hushflow.enforce.kube_config import KubeConfigError, load_kube_api
-
-        try:
-            api = load_kube_api(kubeconfig, kube_context, in_cluster=kubeconfig is None)
-            live_groups = list_managed(api, "CiliumCIDRGroup")
-        except (KubeConfigError, KubeApiError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
     try:
-        report = run_compile(job, lookup=lookup, progress=lambda m: click.echo(m, err=True), seed_groups=live_groups)
+        cluster = Cluster.connect(kubeconfig, kube_context) if apply_ else None
+        report = run_compile(job, lookup=lookup, progress=lambda m: click.echo(m, err=True), cluster=cluster,
+                             dry_run=dry_run)
+    except ClusterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except (CompileError, StateError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -99,10 +92,8 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         click.echo(line, err=True)
     if report.written is not None:
         click.echo(f"{out_dir}: {report.written.summary()}", err=True)
-    if api is not None:
-        from hushflow.enforce.kube import apply_objects
-
-        result = apply_objects(api, report.output.objects, dry_run=dry_run)
+    result = report.applied
+    if result is not None:
         if dry_run:
             click.echo(result.diff, nl=False)
         click.echo(result.summary(), err=True)
