@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hushflow.app.daemon import Daemon, RunOptions, serve_http
+from hushflow.app.daemon import Daemon, RunOptions
+from hushflow.app.http import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "telemetry-block"

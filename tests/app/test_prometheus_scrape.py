@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hushflow.app.daemon import Daemon, RunOptions, serve_http
+from hushflow.app.daemon import Daemon, RunOptions
+from hushflow.app.http import serve_http
 from tests.processes import free_tcp_port, running
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,12 +30,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
 
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
@@ -48,8 +46,6 @@ from hushflow.sinks import metric_names as m
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink
 from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions
 from hushflow.sinks.records import VerdictRecord
-
-EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
 
 
 class RunError(Exception):
@@ -106,8 +102,6 @@ class RunSummary:
     leak_p99: float | None = None
 
 
-#: /healthz fails when one flow (or one periodic round) has been in hand this long.
-STUCK_AFTER = 60.0
 #: Flows that fail processing are reported on stderr up to this many times, then only counted.
 _SKIPS_REPORTED = 10
 
@@ -500,40 +494,39 @@ class Daemon:
             self.summary.bad_lines = stats.bad_lines
 
 
-class _Handler(BaseHTTPRequestHandler):
-    daemon: Daemon
+def run_daemon(
+    daemon: Daemon,
+    metrics_address: str,
+    *,
+    linger: float = 0.0,
+    say: Callable[[str], None] = lambda _message: None,
+) -> int:
+    """Serve the probes, run `daemon` until its input ends or SIGTERM/SIGINT arrives (it then
+    drains and saves), keep serving the final metrics `linger` seconds, and return the exit
+    status. Raises OSError when the HTTP port cannot be served."""
+    import signal
 
-    def do_GET(self) -> None:
-        daemon = self.server.daemon  # type: ignore[attr-defined]
-        if self.path.startswith(m.METRICS_PATH):
-            daemon.flush_metrics()
-            body = generate_latest(daemon.registry)
-            self._reply(200, body, CONTENT_TYPE_LATEST)
-        elif self.path.startswith(m.LIVENESS_PATH):
-            alive = daemon.stuck_for() < STUCK_AFTER or daemon.stopping.is_set()
-            self._reply(200 if alive else 503, b"ok\n" if alive else b"processing is stuck\n")
-        elif self.path.startswith(m.READINESS_PATH):
-            ready = daemon.ready.is_set() and daemon.source.connected() and not daemon.stopping.is_set()
-            self._reply(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
-        else:
-            self._reply(404, b"not found: try /metrics, /healthz or /readyz\n")
+    from hushflow.app.http import serve_http
 
-    def _reply(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    server = serve_http(daemon, metrics_address)
+    host, port = server.server_address[:2]
+    say(f"serving http://{host!s}:{port}/metrics, /healthz, /readyz")
+    signalled = threading.Event()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
+    def on_signal(signum: int, _frame: Any) -> None:
+        say(f"received {signal.Signals(signum).name}: draining and saving state")
+        signalled.set()
+        daemon.stop()
 
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    result: dict[str, int] = {}
+    worker = threading.Thread(target=lambda: result.setdefault("code", daemon.run()), name="hushflow-main")
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.2)
+    if linger > 0:
+        signalled.wait(linger)  # keep serving the final metrics; a signal ends the wait
+    server.shutdown()
+    return result.get("code", 1)
 
-def serve_http(daemon: Daemon, address: str) -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /readyz; `address` is HOST:PORT (port 0 picks a free one)."""
-    host, _, port = address.rpartition(":")
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), _Handler)
-    server.daemon = daemon  # type: ignore[attr-defined]
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="hushflow-http", daemon=True).start()
-    return server

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from typing import Any
 
 import click
@@ -74,17 +72,19 @@ def run(**kwargs: Any) -> None:
       hushflow run --policies /policies --hubble-server hubble-relay.kube-system.svc:80 --apply
       hushflow run --policies policies/ --input-file hubble-export.json --follow --out groups/
     """
-    from hushflow.app.daemon import EXAMPLE_DIR, Daemon, RunError, RunOptions, serve_http
+    from hushflow.app.daemon import Daemon, RunError, RunOptions, run_daemon
+    from hushflow.app.example import example_dir
 
     policies = kwargs["policies"]
     input_files = kwargs["input_files"]
     out_dir, clock, resolve = kwargs["out_dir"], kwargs["clock"], kwargs["resolve"]
     if not kwargs["hubble_server"] and not input_files:
-        if not EXAMPLE_DIR.exists():
+        example = example_dir()
+        if example is None:
             raise click.UsageError("no flow source: pass --hubble-server ADDRESS or --input-file FILE")
-        click.echo(f"no source given: replaying the bundled example {EXAMPLE_DIR}", err=True)
-        policies = policies or (str(EXAMPLE_DIR),)
-        input_files = (str(EXAMPLE_DIR / "flows.jsonl"),)
+        click.echo(f"no source given: replaying the bundled example {example}", err=True)
+        policies = policies or (str(example / "policies"),)
+        input_files = (str(example / "flows.jsonl"),)
         out_dir = out_dir or "hushflow-demo"
         clock, resolve = "flows", False
     if not policies:
@@ -112,32 +112,13 @@ def run(**kwargs: Any) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     try:
-        server = serve_http(daemon, options.metrics_address)
+        code = run_daemon(daemon, options.metrics_address, linger=options.linger,
+                          say=lambda message: click.echo(message, err=True))
     except OSError as exc:
         click.echo(f"error: cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}", err=True)
         sys.exit(2)
-    host, port = server.server_address[:2]
-    click.echo(f"serving http://{host!s}:{port}/metrics, /healthz, /readyz", err=True)
-
-    signalled = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        click.echo(f"received {signal.Signals(signum).name}: draining and saving state", err=True)
-        signalled.set()
-        daemon.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    result: dict[str, int] = {}
-    worker = threading.Thread(target=lambda: result.setdefault("code", daemon.run()), name="hushflow-main")
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.2)
-    if options.linger > 0:
-        signalled.wait(options.linger)  # keep serving the final metrics; a signal ends the wait
-    server.shutdown()
     print_summary(daemon, Console(file=sys.stdout))
-    sys.exit(result.get("code", 1))
+    sys.exit(code)
 
 
 def _metric_context(text: str) -> frozenset[str]:
