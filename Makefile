@@ -39,10 +39,11 @@ system-deps:
 	    unbound prometheus >/dev/null; \
 	fi
 
-## test: install what the tests need, then ruff, mypy and pytest
+## test: install what the tests need, then ruff, mypy, the import contracts (rules of the house) and pytest
 test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests benchmarks deploy examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 ## proto: regenerate src/hushflow/proto/*_pb2.py(i) and observer_pb2_grpc.py from the .proto files (needs grpcio-tools, in the test extra)
