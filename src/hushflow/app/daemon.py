@@ -28,21 +28,24 @@ import gc
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client import CollectorRegistry
 
+from hushflow.enforce.learner import Change
+from hushflow.enforce.resolver import LookupFn, ResolveResult
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
 from hushflow.flow.dns import dns_answer_of
+from hushflow.flow.grpc_target import TLSOptions
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
 from hushflow.flow.times import FlowTimes
-from hushflow.sinks import metric_names as m
+from hushflow.sinks import metric_names
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink
 from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions
 from hushflow.sinks.records import VerdictRecord
@@ -58,12 +61,12 @@ class RunOptions:
     input_files: tuple[str, ...] = ()
     follow: bool = False
     hubble_server: str | None = None
-    tls: Any = None  # hushflow.flow.grpc_source TLS settings, when reading from Hubble
+    tls: TLSOptions | Mapping[str, Any] | None = None  # when reading from Hubble (CLI options map too)
     out_dir: str | None = None
     apply: bool = False
     kubeconfig: str | None = None
     state_path: str | None = None
-    metrics_address: str = f"0.0.0.0:{m.METRICS_PORT}"
+    metrics_address: str = f"0.0.0.0:{metric_names.METRICS_PORT}"
     events: tuple[str, ...] = ()
     event_window: float = 300.0
     expected_logs: tuple[str, ...] | None = None
@@ -112,7 +115,7 @@ class Daemon:
         options: RunOptions,
         *,
         source: FlowSource | None = None,
-        lookup: Any = None,
+        lookup: LookupFn | None = None,
         registry: CollectorRegistry | None = None,
         stderr: IO[str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -132,14 +135,11 @@ class Daemon:
         self.heartbeat = monotonic()  # the main thread's last periodic round
         self._busy_since: float | None = None  # the pipeline's current flow, since when
         self._busy_seconds = 0.0  # the pipeline's time spent processing (not waiting on the source)
-        self._busy_reported = 0.0
         self._lock = threading.Lock()  # the learner, state, publisher, attributor and summary
         self._finished = threading.Event()
         self._times = FlowTimes()
         self._lookup = lookup
         self._last_flow_time = 0.0
-        self._bad_reported = 0
-        self._reported: dict[str, int] = {"reconnects": 0}
         self.source_error: str | None = None
         self._setup(source)
 
@@ -191,7 +191,7 @@ class Daemon:
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
         )
         def emitted(sink: str, outcome: str) -> None:
-            self.metrics.child(m.EVENTS_EMITTED_TOTAL, sink, outcome).inc()
+            self.metrics.child(metric_names.EVENTS_EMITTED_TOTAL, sink, outcome).inc()
 
         try:
             sinks = [make_sink(spec, on_result=emitted) for spec in options.events]
@@ -275,7 +275,7 @@ class Daemon:
     def _skip(self, event: FlowEvent, exc: Exception) -> None:
         """Count, report (the first few) and skip a flow the pipeline could not process."""
         self.summary.flows_skipped += 1
-        self.metrics[m.MALFORMED_INPUT_TOTAL].labels(source=self.source.name).inc()
+        self.metrics[metric_names.MALFORMED_INPUT_TOTAL].labels(source=self.source.name).inc()
         if self.summary.flows_skipped <= _SKIPS_REPORTED:
             more = " (further ones are only counted: hushflow_malformed_input_total)" \
                 if self.summary.flows_skipped == _SKIPS_REPORTED else ""
@@ -306,7 +306,7 @@ class Daemon:
 
     # -- processing ----------------------------------------------------------------------------
 
-    def _resolved(self, result: Any, now: float, read_at: float) -> None:
+    def _resolved(self, result: ResolveResult, now: float, read_at: float) -> None:
         for name, (ips, ttl) in result.answers.items():
             changes = self.learner.learn_resolved(name, ips, ttl, now)
             self._published(changes, read_at)
@@ -320,12 +320,12 @@ class Daemon:
             lost = data.get("lost_events")
             if isinstance(lost, dict):
                 count = int(lost.get("num_events_lost", 0) or 0)
-                self.metrics[m.HUBBLE_LOST_EVENTS_TOTAL].labels(source=self.source.name).inc(count)
+                self.metrics[metric_names.HUBBLE_LOST_EVENTS_TOTAL].labels(source=self.source.name).inc(count)
                 self.summary.lost_events += count
             status = data.get("node_status")
             if isinstance(status, dict):
                 state = str(status.get("state_change", "UNKNOWN_NODE_STATE"))
-                self.metrics[m.NODE_STATUS_CHANGES_TOTAL].labels(state=state).inc()
+                self.metrics[metric_names.NODE_STATUS_CHANGES_TOTAL].labels(state=state).inc()
             return
         self.summary.flows += 1
         self.metrics.flow_read(flow)
@@ -341,18 +341,18 @@ class Daemon:
                 if changes:
                     self._published(changes, read_at)
                 attributor.learn_answer(answer, now)
-                self.metrics.add(m.DNS_ANSWERS_TOTAL)
+                self.metrics.add(metric_names.DNS_ANSWERS_TOTAL)
             return  # DNS flows are no policy outcome
         attribution = attributor.observe(data, now=now)
         if attribution is not None:
             self._count(flow, attribution)
 
-    def _published(self, changes: Sequence[Any], read_at: float) -> None:
+    def _published(self, changes: Sequence[Change], read_at: float) -> None:
         if not changes:
             return
         window = self.publisher.publish_changes(changes, read_at)
         if window is not None:
-            self.metrics[m.LEAK_WINDOW_SECONDS].observe(window)
+            self.metrics[metric_names.LEAK_WINDOW_SECONDS].observe(window)
         self.summary.learned_ips += sum(1 for change in changes if change.added)
         self._update_group_gauges()
 
@@ -379,57 +379,36 @@ class Daemon:
         return render(self.attributor, flow, conn, dataclasses.replace(attribution, decision=decision), "")
 
     def _update_group_gauges(self) -> None:
-        ips = self.metrics[m.CIDR_GROUP_IPS]
-        capacity = self.metrics[m.CIDR_GROUP_CAPACITY]
-        for name, policy, count in self.publisher.group_sizes():
-            ips.labels(group=name, policy=policy).set(count)
-            capacity.labels(group=name).set(self.options.group_cap)
-        shared = self.metrics[m.SHARED_IPS_SKIPPED]
-        for deny in self.denies:
-            shared.labels(policy=deny.rule.policy.name).set(len(self.state.shared.get(deny.id, {})))
+        self.metrics.cidr_groups(
+            self.publisher.group_sizes(), self.options.group_cap,
+            ((deny.rule.policy.name, len(self.state.shared.get(deny.id, {}))) for deny in self.denies),
+        )
 
     def _periodic(self, last: dict[str, float]) -> None:
         now_mono = self.monotonic()
         self.heartbeat = now_mono
-        self.metrics.flush()
-        busy = self._busy_seconds
-        self.metrics[m.PIPELINE_BUSY_SECONDS_TOTAL].inc(max(0.0, busy - self._busy_reported))
-        self._busy_reported = busy
+        metrics = self.metrics
+        metrics.flush()
+        metrics.follow_total(metric_names.PIPELINE_BUSY_SECONDS_TOTAL, self._busy_seconds)
         waiting = sum(int(getattr(sink, "waiting", 0)) for sink in self.events.sinks)
-        self.metrics.child(m.QUEUE_DEPTH, "events").set(waiting)
-        if self._last_flow_time:
-            lag = max(0.0, self.clock() - self._last_flow_time)
-            self.metrics.child(m.SOURCE_LAG_SECONDS, self.source.name).set(lag)
-        self.metrics[m.SOURCE_CONNECTED].labels(source=self.source.name).set(1 if self.source.connected() else 0)
-        self._source_counters()
-        stats = getattr(self.source, "read_stats", None)
-        if stats is not None and stats.bad_lines > self._bad_reported:
-            malformed = self.metrics[m.MALFORMED_INPUT_TOTAL].labels(source=self.source.name)
-            malformed.inc(stats.bad_lines - self._bad_reported)
-            self._bad_reported = stats.bad_lines
+        metrics.child(metric_names.QUEUE_DEPTH, "events").set(waiting)
+        source = self.source
+        stats = getattr(source, "stats", None)  # a live source's own counters
+        read_stats = getattr(source, "read_stats", None)  # a file source's reader
+        metrics.source_health(
+            source.name,
+            connected=source.connected(),
+            lag=max(0.0, self.clock() - self._last_flow_time) if self._last_flow_time else None,
+            reconnects=int(getattr(stats, "reconnects", 0)),
+            node_status=dict(getattr(stats, "node_status", {})),
+            bad_lines=read_stats.bad_lines if read_stats is not None else 0,
+        )
         if now_mono - last["expire"] >= self.options.expire_interval:
             last["expire"] = now_mono
             self._expire()
         if self.options.state_path and now_mono - last["snapshot"] >= self.options.snapshot_interval:
             last["snapshot"] = now_mono
             self._snapshot()
-
-    def _source_counters(self) -> None:
-        """Carry a live source's own counters (reconnects, node status changes) into the metrics."""
-        stats = getattr(self.source, "stats", None)
-        if stats is None:
-            return
-        reconnects = int(getattr(stats, "reconnects", 0))
-        if reconnects > self._reported["reconnects"]:
-            self.metrics[m.SOURCE_RECONNECTS_TOTAL].labels(source=self.source.name).inc(
-                reconnects - self._reported["reconnects"]
-            )
-            self._reported["reconnects"] = reconnects
-        for state, count in dict(getattr(stats, "node_status", {})).items():
-            key = f"node:{state}"
-            if count > self._reported.get(key, 0):
-                self.metrics[m.NODE_STATUS_CHANGES_TOTAL].labels(state=state).inc(count - self._reported.get(key, 0))
-                self._reported[key] = count
 
     def _expire(self) -> None:
         now = self._last_flow_time if self.options.clock == "flows" and self._last_flow_time else self.clock()

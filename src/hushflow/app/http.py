@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from hushflow.flow.sources import FlowSource
-from hushflow.sinks import metric_names as m
+from hushflow.sinks import metric_names
 
 #: /healthz fails when one flow (or one periodic round) has been in hand this long.
 STUCK_AFTER = 60.0
@@ -38,14 +38,14 @@ class Probed(Protocol):
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         daemon: Probed = self.server.daemon  # type: ignore[attr-defined]
-        if self.path.startswith(m.METRICS_PATH):
+        if self.path.startswith(metric_names.METRICS_PATH):
             daemon.flush_metrics()
             body = generate_latest(daemon.registry)
             self._reply(200, body, CONTENT_TYPE_LATEST)
-        elif self.path.startswith(m.LIVENESS_PATH):
+        elif self.path.startswith(metric_names.LIVENESS_PATH):
             alive = daemon.stuck_for() < STUCK_AFTER or daemon.stopping.is_set()
             self._reply(200 if alive else 503, b"ok\n" if alive else b"processing is stuck\n")
-        elif self.path.startswith(m.READINESS_PATH):
+        elif self.path.startswith(metric_names.READINESS_PATH):
             ready = daemon.ready.is_set() and daemon.source.connected() and not daemon.stopping.is_set()
             self._reply(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
         else:

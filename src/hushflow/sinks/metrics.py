@@ -8,19 +8,19 @@ up Prometheus. Everything lives in one `CollectorRegistry` passed in — no glob
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hushflow import __version__
-from hushflow.sinks import metric_names as m
+from hushflow.sinks import metric_names
 from hushflow.sinks.records import VerdictRecord
 
 OTHER = "_other"
 _EVENT_TYPES = {5: "policy-verdict", 1: "drop", 129: "l7", 4: "trace"}
-_FLOWS_TOTAL = m.FLOWS_TOTAL.name
+_FLOWS_TOTAL = metric_names.FLOWS_TOTAL.name
 
 
 CONTEXT_LABELS = ("namespace", "workload", "destination", "tag")
@@ -62,7 +62,7 @@ class _Bounded:
         return folded
 
 
-def _build(spec: m.MetricSpec, registry: CollectorRegistry) -> Any:
+def _build(spec: metric_names.MetricSpec, registry: CollectorRegistry) -> Any:
     if spec.kind == "counter":
         return Counter(spec.client_name, spec.help, spec.labels, registry=registry)
     if spec.kind == "gauge":
@@ -74,8 +74,8 @@ class HushflowMetrics:
     def __init__(self, registry: CollectorRegistry, options: MetricsOptions | None = None) -> None:
         self.registry = registry
         self.options = options or MetricsOptions()
-        self.c = {spec.name: _build(spec, registry) for spec in m.ALL_METRICS}
-        self.c[m.BUILD_INFO.name].labels(version=__version__).set(1)
+        self.c = {spec.name: _build(spec, registry) for spec in metric_names.ALL_METRICS}
+        self.c[metric_names.BUILD_INFO.name].labels(version=__version__).set(1)
         self._verdicts = _Bounded(self.options.max_series)
         self._unexpected = _Bounded(self.options.max_series)
         # prometheus_client's labels() costs microseconds: keep the children per label values.
@@ -83,19 +83,23 @@ class HushflowMetrics:
         # Per-flow counts wait here until flush() (prometheus_client's inc() takes a lock and
         # costs ~1.5 µs; three per flow were a tenth of the daemon's time).
         self._pending: dict[tuple[str, tuple[str, ...]], int] = {}
+        # Cumulative totals kept by other parts (a source's reconnects, a reader's bad lines),
+        # as last carried into a counter.
+        self._totals: dict[tuple[str, tuple[str, ...]], float] = {}
 
-    def __getitem__(self, spec: m.MetricSpec) -> Any:
+    def __getitem__(self, spec: metric_names.MetricSpec) -> Any:
         return self.c[spec.name]
 
-    def child(self, spec: m.MetricSpec, *values: str) -> Any:
+    def child(self, spec: metric_names.MetricSpec, *values: str) -> Any:
         """The time series of `spec` with these label values (cached)."""
         key = (spec.name, values)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = self.c[spec.name].labels(*values)
+            metric = self.c[spec.name]
+            found = self._children[key] = metric.labels(*values) if values else metric
         return found
 
-    def add(self, spec: m.MetricSpec, *values: str) -> None:
+    def add(self, spec: metric_names.MetricSpec, *values: str) -> None:
         """Count one for the series of counter `spec` with these label values, at the next
         :meth:`flush`. Not thread-safe: one thread counts, and flushes or lets flush under its lock."""
         key = (spec.name, values)
@@ -124,18 +128,51 @@ class HushflowMetrics:
         context = self.options.context
         namespace = record.namespace if "namespace" in context else ""
         workload = record.workload if "workload" in context else ""
-        tag = m.TAG_SEPARATOR.join(record.tags) if "tag" in context else ""
+        tag = metric_names.TAG_SEPARATOR.join(record.tags) if "tag" in context else ""
         expected = ""
         if record.expected is not None:
-            expected = m.EXPECTED_TRUE if record.expected else m.EXPECTED_FALSE
+            expected = metric_names.EXPECTED_TRUE if record.expected else metric_names.EXPECTED_FALSE
         labels = self._verdicts((direction, namespace, workload, record.verdict, tag, expected), foldable=(1, 2, 4))
-        self.add(m.POLICY_VERDICTS_TOTAL, *labels)
+        self.add(metric_names.POLICY_VERDICTS_TOTAL, *labels)
         if record.expected is False:
             destination = record.destination if "destination" in context else ""
             labels = self._unexpected((direction, namespace, workload, destination), foldable=(1, 2, 3))
-            self.add(m.UNEXPECTED_DROPS_TOTAL, *labels)
+            self.add(metric_names.UNEXPECTED_DROPS_TOTAL, *labels)
         if record.disagreement:
-            self.add(m.ATTRIBUTION_DISAGREEMENTS_TOTAL, record.disagreement)
+            self.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, record.disagreement)
+
+    def follow_total(self, spec: metric_names.MetricSpec, total: float, *values: str) -> None:
+        """Bring counter `spec` (with these label values) up to `total`, a cumulative count kept
+        elsewhere (a source's reconnects, a reader's bad lines): only the increase is added."""
+        key = (spec.name, values)
+        increase = total - self._totals.get(key, 0.0)
+        if increase > 0:
+            self.child(spec, *values).inc(increase)
+            self._totals[key] = total
+
+    def source_health(self, source: str, *, connected: bool, lag: float | None, reconnects: int,
+                      node_status: Mapping[str, int], bad_lines: int) -> None:
+        """A flow source's state: connected, how far behind (None: no flow yet), and its counters."""
+        self.child(metric_names.SOURCE_CONNECTED, source).set(1 if connected else 0)
+        if lag is not None:
+            self.child(metric_names.SOURCE_LAG_SECONDS, source).set(lag)
+        self.follow_total(metric_names.SOURCE_RECONNECTS_TOTAL, reconnects, source)
+        for state, count in node_status.items():
+            self.follow_total(metric_names.NODE_STATUS_CHANGES_TOTAL, count, state)
+        self.follow_total(metric_names.MALFORMED_INPUT_TOTAL, bad_lines, source)
+
+    def cidr_groups(self, sizes: Iterable[tuple[str, str, int]], capacity: int,
+                    shared_by_policy: Iterable[tuple[str, int]]) -> None:
+        """Each CIDR group's size (group, policy, IPs) and capacity, and the IPs each policy's
+        denies keep out because an allowed name shares them."""
+        ips = self[metric_names.CIDR_GROUP_IPS]
+        capacities = self[metric_names.CIDR_GROUP_CAPACITY]
+        for name, policy, count in sizes:
+            ips.labels(group=name, policy=policy).set(count)
+            capacities.labels(group=name).set(capacity)
+        shared = self[metric_names.SHARED_IPS_SKIPPED]
+        for policy, count in shared_by_policy:
+            shared.labels(policy=policy).set(count)
 
     @property
     def folded(self) -> int:
