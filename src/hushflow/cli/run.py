@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from hushflow.cli.options import cilium_version_option
+
+if TYPE_CHECKING:
+    from hushflow.app.daemon import RunSummary
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -117,7 +120,7 @@ def run(**kwargs: Any) -> None:
     except OSError as exc:
         click.echo(f"error: cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}", err=True)
         sys.exit(2)
-    print_summary(daemon, Console(file=sys.stdout))
+    print_summary(daemon.summary, Console(file=sys.stdout))
     sys.exit(code)
 
 
@@ -130,8 +133,7 @@ def _metric_context(text: str) -> frozenset[str]:
         raise click.BadParameter(str(exc), param_hint="--metric-labels") from None
 
 
-def print_summary(daemon: Any, console: Console) -> None:
-    summary = daemon.summary
+def print_summary(summary: RunSummary, console: Console) -> None:
     console.print(
         f"{summary.flows} flows, {summary.verdicts} policy verdicts/drops attributed, "
         f"{summary.learned_ips} IPs learned for FQDN denies, {summary.groups_written} CIDR group writes, "
@@ -147,7 +149,7 @@ def print_summary(daemon: Any, console: Console) -> None:
         for key in keys:
             table.add_row(key, str(counts[(key, True)]), str(counts[(key, False)]))
         console.print(table)
-    if summary.leak_p50 is not None:
+    if summary.leak_p50 is not None and summary.leak_p99 is not None:
         console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
     if summary.bad_lines or summary.flows_skipped or summary.lost_events:
         console.print(
