@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 from hushflow.app.daemon import Daemon, RunOptions
-from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, HubbleSource
+from hushflow.flow.grpc_request import HUSHFLOW_UPSTREAM_FILTERS
+from hushflow.flow.grpc_source import Backoff
+from hushflow.flow.sources import HubbleSource
 from tests.doubles.observer_server import ObserverTestServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,9 @@ from benchmarks.replay_server import ReplayObserverServer
 from google.protobuf import json_format
 
 from hushflow.filter.flow_filter import compile_filters
-from hushflow.flow.grpc_source import HUSHFLOW_UPSTREAM_FILTERS, Backoff, GrpcFlowSource, GrpcSourceError, HubbleSource
+from hushflow.flow.grpc_request import HUSHFLOW_UPSTREAM_FILTERS
+from hushflow.flow.grpc_source import Backoff, GrpcFlowSource, GrpcSourceError
+from hushflow.flow.sources import HubbleSource
 from hushflow.proto import observer_pb2
 from tests.doubles.observer_server import ObserverTestServer
 

@@ -1,67 +1,23 @@
-"""GrpcFlowSource against the Observer test double: real gRPC on loopback (TCP, TLS, mTLS, unix)."""
+"""GrpcFlowSource against the Observer test double: real gRPC on loopback (streams, resume, backoff)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import gzip
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import grpc
 import orjson
 import pytest
 from google.protobuf import json_format
-from tests.doubles.observer_server import EventInput, ObserverTestServer, ServerTLS
 
-from hushflow.flow.grpc_source import (
-    HUSHFLOW_FIELD_MASK,
-    HUSHFLOW_UPSTREAM_FILTERS,
-    Backoff,
-    GrpcFlowSource,
-    GrpcSourceError,
-    HubbleSource,
-    TLSOptions,
-    upstream_request,
-)
+from hushflow.flow.grpc_source import Backoff, GrpcFlowSource, GrpcSourceError
 from hushflow.flow.reader import FlowEvent
-from hushflow.flow.times import format_timestamp
-from hushflow.proto import flow_pb2
+from tests.doubles.observer_server import EventInput, ObserverTestServer
+from tests.flow.conftest import flow_line, numbered, summaries
 
-RECORDED = Path(__file__).parents[1] / "data" / "hubble-1.19.4-golden" / "flows-4k.jsonl.gz"
 NO_WAIT = Backoff(initial=0.0, maximum=0.0)
-
-
-@pytest.fixture(scope="module")
-def lines() -> list[bytes]:
-    return gzip.decompress(RECORDED.read_bytes()).splitlines()[:300]
-
-
-@pytest.fixture
-def server(lines: list[bytes]) -> Iterator[ObserverTestServer]:
-    with ObserverTestServer(lines) as srv:
-        yield srv
-
-
-def flow_line(n: int, time_: str, uuid: str | None = None) -> bytes:
-    flow: dict[str, Any] = {"time": time_}
-    if uuid is not None:
-        flow["uuid"] = uuid
-    flow.update({"verdict": "FORWARDED", "Summary": f"#{n}"})
-    return orjson.dumps({"flow": flow, "node_name": "node-a", "time": time_})
-
-
-def numbered(count: int, start: int = 0) -> list[bytes]:
-    """Flows #start.. at 2026-03-02T09:00:00Z + 100 ms each."""
-    return [flow_line(i, format_timestamp(1772442000 + i // 10, i % 10 * 100_000_000), f"uuid-{i}")
-            for i in range(start, start + count)]
-
-
-def summaries(events: list[FlowEvent]) -> list[str]:
-    return [e.data["flow"]["Summary"] for e in events]
 
 
 class Collector:
@@ -151,77 +107,16 @@ def test_follow_with_since_sends_the_recorded_part_then_follows() -> None:
         assert summaries(collector.events) == [f"#{i}" for i in range(5, 12)]
 
 
-def test_filters_and_field_mask_are_pushed_upstream(server: ObserverTestServer, lines: list[bytes]) -> None:
-    source = GrpcFlowSource(server.address, follow=False, allowlist=HUSHFLOW_UPSTREAM_FILTERS,
-                            denylist=[{"source_pod": ["kube-system/"]}], field_mask=HUSHFLOW_FIELD_MASK)
-    events = list(source)
-    (request,) = server.requests
-    assert [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in request.whitelist] == [
-        {"event_type": [{"type": 129}], "protocol": ["dns"]},
-        {"event_type": [{"type": 5}]},
-        {"event_type": [{"type": 1}]},
-    ]
-    assert [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in request.blacklist] == [
-        {"source_pod": ["kube-system/"]}
-    ]
-    assert list(request.field_mask.paths) == list(HUSHFLOW_FIELD_MASK)
-    # The double applies the mask as Hubble does: only those Flow fields come back.
-    assert len(events) == len(lines)
-    for event, line in zip(events, lines, strict=True):
-        original = orjson.loads(line)
-        kept = {k: v for k, v in original["flow"].items() if k in HUSHFLOW_FIELD_MASK}
-        assert event.data == {"flow": kept, "node_name": original["node_name"], "time": original["time"]}
-        assert "emitter" not in event.data["flow"]
-
-
-def test_hubble_source_asks_for_what_hushflow_needs(server: ObserverTestServer) -> None:
-    hubble = HubbleSource(server.address, {"tls": False, "tls_ca_cert_files": ()}, follow=False)
-    assert hubble.name == server.address
-    assert len(list(hubble.events())) == 300
-    (request,) = server.requests
-    assert len(request.whitelist) == 3 and list(request.field_mask.paths) == list(HUSHFLOW_FIELD_MASK)
-
-
-def test_nested_field_mask_paths_make_the_parent_present_as_in_hubble() -> None:
-    with ObserverTestServer([flow_line(1, "2026-03-02T09:00:00Z", "u1")]) as server:
-        (event,) = GrpcFlowSource(server.address, follow=False, field_mask=["source.namespace"])
-    assert event.data == {"flow": {"time": "2026-03-02T09:00:00Z", "uuid": "u1", "source": {}},
-                          "time": "2026-03-02T09:00:00Z"}
-    # time and uuid were added to the mask: resuming needs them.
-    assert list(server.requests[0].field_mask.paths) == ["source.namespace", "time", "uuid"]
-
-
-def test_upstream_request() -> None:
-    request = upstream_request(follow=True, allowlist=[{"verdict": ["DROPPED"]}, flow_pb2.FlowFilter(reply=[True])],
-                               field_mask=["l7", "source.namespace"], since="2026-03-02T09:00:00.25+01:00")
-    assert request.follow and not request.number
-    assert request.whitelist[0].verdict == [flow_pb2.DROPPED] and request.whitelist[1].reply == [True]
-    assert list(request.field_mask.paths) == ["l7", "source.namespace"]
-    assert (request.since.seconds, request.since.nanos) == (1772438400, 250_000_000)
-    aware = dt.datetime(2026, 3, 2, 9, 0, 0, 5, tzinfo=dt.UTC)
-    assert upstream_request(follow=False, allowlist=(), field_mask=(), since=aware).since.nanos == 5000
-    assert not upstream_request(follow=False, allowlist=(), field_mask=()).HasField("field_mask")
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"field_mask": ["flow.verdict"]}, "flow.Flow has no field 'flow'"),
-        ({"field_mask": ["verdict.name"]}, "'verdict' has no sub-fields"),
-        ({"allowlist": [{"no_such_filter": [1]}]}, "allowlist[0]: not a Hubble FlowFilter"),
-        ({"since": "yesterday"}, "expected RFC 3339"),
-        ({"since": dt.datetime(2026, 3, 2)}, "a time zone is needed"),
-        ({"since": "2026-03-02T09:00:00Z", "number": 5}, "since cannot be combined with number"),
-    ],
-)
-def test_upstream_request_errors_say_what_is_wrong(kwargs: dict[str, Any], message: str) -> None:
-    args: dict[str, Any] = {"follow": True, "allowlist": (), "field_mask": (), **kwargs}
-    with pytest.raises(ValueError, match=None) as info:
-        upstream_request(**args)
-    assert message in str(info.value)
-    with pytest.raises(GrpcSourceError) as info2:
-        GrpcFlowSource("localhost:4245", **{k: v for k, v in args.items() if k != "follow"})
-    assert message in str(info2.value)
+def test_number_asks_for_the_last_flows_and_then_follows() -> None:
+    with ObserverTestServer(numbered(10)) as server:
+        assert summaries(list(GrpcFlowSource(server.address, follow=False, number=3))) == ["#7", "#8", "#9"]
+        collector = Collector(GrpcFlowSource(server.address, number=2))
+        collector.wait_for(2)
+        server.add_events(numbered(1, start=10))
+        collector.wait_for(3)
+        collector.stop()
+    assert summaries(collector.events) == ["#8", "#9", "#10"]
+    assert [r.number for r in server.requests] == [3, 2]
 
 
 # -- failures, reconnection, resume -----------------------------------------------------------------
@@ -431,155 +326,3 @@ def test_server_status() -> None:
         status = GrpcFlowSource(server.address).server_status()
     assert status.num_flows == 3 and status.version == "hushflow-observer-test-double"
     assert status.num_connected_nodes.value == 1
-
-
-# -- transports ------------------------------------------------------------------------------------
-
-
-def test_unix_socket(tmp_path: Path, lines: list[bytes]) -> None:
-    path = tmp_path / "hubble.sock"
-    with ObserverTestServer(lines[:20], address=f"unix://{path}") as server:
-        assert server.address == f"unix://{path}"
-        events = list(GrpcFlowSource(f"unix://{path}", follow=False))
-    assert [e.raw for e in events] == lines[:20]
-    assert {e.source for e in events} == {f"unix://{path}"}
-
-
-@pytest.mark.parametrize("server_address", ["", "localhost", "localhost:http", "unix://"])
-def test_bad_addresses(server_address: str) -> None:
-    with pytest.raises(GrpcSourceError):
-        GrpcFlowSource(server_address)
-
-
-class PKI:
-    """A CA, a server certificate for relay.hubble.test (and 127.0.0.1), a client certificate."""
-
-    def __init__(self, directory: Path) -> None:
-        x509 = pytest.importorskip("cryptography.x509")
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-        now = dt.datetime.now(dt.UTC)
-
-        def key_pem(key: Any) -> bytes:
-            return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-
-        def issue(name: str, key: Any, issuer: Any, issuer_key: Any, *, ca: bool, sans: list[Any],
-                  usage: Any = None) -> Any:
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .issuer_name(issuer)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            )
-            if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            if usage is not None:
-                builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            return builder.sign(issuer_key, hashes.SHA256())
-
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hushflow test CA")])
-        ca = issue("hushflow test CA", ca_key, ca_name, ca_key, ca=True, sans=[])
-        server_key = ec.generate_private_key(ec.SECP256R1())
-        server = issue("relay.hubble.test", server_key, ca_name, ca_key, ca=False,
-                       sans=[x509.DNSName("relay.hubble.test"), x509.DNSName("*.hubble-relay.cilium.io")],
-                       usage=ExtendedKeyUsageOID.SERVER_AUTH)
-        client_key = ec.generate_private_key(ec.SECP256R1())
-        client = issue("hushflow", client_key, ca_name, ca_key, ca=False, sans=[x509.DNSName("hushflow")],
-                       usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-        pem = serialization.Encoding.PEM
-        self.ca_pem = ca.public_bytes(pem)
-        self.server_cert = server.public_bytes(pem)
-        self.server_key = key_pem(server_key)
-        self.ca_file = directory / "ca.crt"
-        self.ca_file.write_bytes(self.ca_pem)
-        self.client_cert_file = directory / "client.crt"
-        self.client_cert_file.write_bytes(client.public_bytes(pem))
-        self.client_key_file = directory / "client.key"
-        self.client_key_file.write_bytes(key_pem(client_key))
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    return PKI(tmp_path_factory.mktemp("pki"))
-
-
-def test_tls_with_a_ca_and_a_server_name(pki: PKI, lines: list[bytes]) -> None:
-    tls = ServerTLS(pki.server_cert, pki.server_key)
-    with ObserverTestServer(lines[:10], tls=tls) as server:
-        options = TLSOptions(enabled=True, ca_cert_files=(str(pki.ca_file),), server_name="relay.hubble.test")
-        events = list(GrpcFlowSource(server.address, tls=options, follow=False))
-        assert [e.raw for e in events] == lines[:10]
-        # tls:// implies TLS, as in the hubble CLI; a wildcard SAN matches like Relay's certificates.
-        options = TLSOptions(ca_cert_files=(str(pki.ca_file),), server_name="instance.hubble-relay.cilium.io")
-        assert len(list(GrpcFlowSource(f"tls://{server.address}", tls=options, follow=False))) == 10
-
-
-@pytest.mark.parametrize(
-    ("trust_ca", "server_name"),
-    [(False, "relay.hubble.test"), (True, "other.hubble.test")],
-    ids=["unknown-ca", "wrong-name"],
-)
-def test_tls_verification_failures_are_reported(pki: PKI, trust_ca: bool, server_name: str) -> None:
-    options = TLSOptions(enabled=True, ca_cert_files=(str(pki.ca_file),) if trust_ca else (), server_name=server_name)
-    with ObserverTestServer(numbered(1), tls=ServerTLS(pki.server_cert, pki.server_key)) as server:
-        with pytest.raises(GrpcSourceError, match="giving up after 1 attempt: UNAVAILABLE"):
-            list(GrpcFlowSource(server.address, tls=options, follow=False, max_retries=0))
-        assert server.requests == []
-
-
-def test_plaintext_client_to_a_tls_server_fails(pki: PKI) -> None:
-    with (ObserverTestServer(numbered(1), tls=ServerTLS(pki.server_cert, pki.server_key)) as server,
-          pytest.raises(GrpcSourceError, match="UNAVAILABLE")):
-        list(GrpcFlowSource(server.address, follow=False, max_retries=0))
-
-
-def test_tls_allow_insecure_skips_verification(pki: PKI) -> None:
-    with ObserverTestServer(numbered(3), tls=ServerTLS(pki.server_cert, pki.server_key)) as server:
-        events = list(GrpcFlowSource(server.address, tls=TLSOptions(allow_insecure=True), follow=False))
-    assert summaries(events) == ["#0", "#1", "#2"]
-
-
-def test_mutual_tls(pki: PKI, lines: list[bytes]) -> None:
-    tls = ServerTLS(pki.server_cert, pki.server_key, client_ca=pki.ca_pem)
-    with ObserverTestServer(lines[:10], tls=tls) as server:
-        without_cert = TLSOptions(enabled=True, ca_cert_files=(str(pki.ca_file),), server_name="relay.hubble.test")
-        with pytest.raises(GrpcSourceError, match="UNAVAILABLE"):
-            list(GrpcFlowSource(server.address, tls=without_cert, follow=False, max_retries=0))
-        with_cert = TLSOptions.from_options({
-            "tls": True, "tls_ca_cert_files": [str(pki.ca_file)], "tls_client_cert_file": str(pki.client_cert_file),
-            "tls_client_key_file": str(pki.client_key_file), "tls_server_name": "relay.hubble.test",
-        })
-        events = list(GrpcFlowSource(server.address, tls=with_cert, follow=False))
-    assert [e.raw for e in events] == lines[:10]
-
-
-def test_tls_file_problems_name_the_file(tmp_path: Path, pki: PKI) -> None:
-    missing = TLSOptions(enabled=True, ca_cert_files=(str(tmp_path / "nope.crt"),))
-    with pytest.raises(GrpcSourceError, match=r"cannot read CA certificate .*nope\.crt"):
-        list(GrpcFlowSource("localhost:4245", tls=missing))
-    not_pem = tmp_path / "ca.der"
-    not_pem.write_bytes(b"\x30\x82")
-    with pytest.raises(GrpcSourceError, match="must be PEM encoded data"):
-        list(GrpcFlowSource("localhost:4245", tls=TLSOptions(ca_cert_files=(str(not_pem),))))
-    with pytest.raises(GrpcSourceError, match="needs --tls-client-key-file"):
-        GrpcFlowSource("localhost:4245", tls=TLSOptions(client_cert_file=str(pki.client_cert_file)))
-
-
-def test_number_asks_for_the_last_flows_and_then_follows() -> None:
-    with ObserverTestServer(numbered(10)) as server:
-        assert summaries(list(GrpcFlowSource(server.address, follow=False, number=3))) == ["#7", "#8", "#9"]
-        collector = Collector(GrpcFlowSource(server.address, number=2))
-        collector.wait_for(2)
-        server.add_events(numbered(1, start=10))
-        collector.wait_for(3)
-        collector.stop()
-    assert summaries(collector.events) == ["#8", "#9", "#10"]
-    assert [r.number for r in server.requests] == [3, 2]

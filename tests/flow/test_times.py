@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hushflow.flow.times import FlowTimes, flow_time, format_timestamp, parse_timestamp
+from hushflow.flow.times import (
+    FlowTimes,
+    flow_time,
+    format_timestamp,
+    parse_go_duration_ns,
+    parse_hubble_time,
+    parse_timestamp,
+)
 
 EPOCH_2026_11_27_09 = 1795770000  # 2026-11-27T09:00:00Z
 
@@ -61,3 +68,36 @@ def test_flow_time_falls_back_to_the_event_and_then_to_zero() -> None:
 def test_format_round_trips(seconds: int, nanos: int, text: str) -> None:
     assert format_timestamp(seconds, nanos) == text
     assert parse_timestamp(text) == (seconds, nanos)
+
+
+# --- --since/--until: Go durations and Hubble's time layouts --------------------------------
+
+NOW_NS = 1_772_442_000 * 10**9  # 2026-03-02T09:00:00Z
+
+DURATIONS = [("5m", 300 * 10**9), ("1h30m", 5400 * 10**9), ("1.5s", 1_500_000_000), ("0", 0), ("300ms", 3 * 10**8),
+             ("2us", 2000), ("-1s", -(10**9)), ("5", None), ("", None), ("1d", None), ("m", None), (".s", None)]
+
+
+@pytest.mark.parametrize(("text", "nanos"), DURATIONS)
+def test_go_durations(text: str, nanos: int | None) -> None:
+    assert parse_go_duration_ns(text) == nanos
+
+
+TIMES = [
+    ("5m", NOW_NS - 300 * 10**9),
+    ("2026-03-02", 1_772_409_600 * 10**9),
+    ("2026-03-02T09Z", NOW_NS),
+    ("2026-03-02T10+01:00", NOW_NS),
+    ("2026-03-02T09:00Z", NOW_NS),
+    ("2026-03-02T09:00:00Z", NOW_NS),
+    ("2026-03-02T09:00:00.5Z", NOW_NS + 5 * 10**8),
+    ("2026-03-02T09:00:00.123456789-00:30", NOW_NS + 123_456_789 + 1800 * 10**9),
+    ("Mon, 02 Mar 2026 10:00:00 +0100", NOW_NS),
+    ("2026-02-30", None),
+    ("2026-03-02 09:00:00", None),
+]
+
+
+@pytest.mark.parametrize(("text", "nanos"), TIMES)
+def test_since_until_formats(text: str, nanos: int | None) -> None:
+    assert parse_hubble_time(text, lambda: NOW_NS) == nanos

@@ -1,8 +1,9 @@
 """Read Hubble events live from the Observer gRPC API: Hubble Relay or a node's Hubble socket.
 
-:class:`GrpcFlowSource` calls ``observer.Observer/GetFlows`` on ``host:port`` (TCP, optionally
-TLS / mutual TLS with the hubble CLI's options) or ``unix:///path``, pushes the allowlist,
-denylist and field mask upstream so Hubble sends only what hushflow reads, and yields
+:class:`GrpcFlowSource` calls ``observer.Observer/GetFlows`` on a server address
+(:mod:`hushflow.flow.grpc_target`: TCP, optionally TLS / mutual TLS with the hubble CLI's
+options, or ``unix:///path``) with the request of :mod:`hushflow.flow.grpc_request` (the
+allowlist, denylist and field mask pushed upstream), and yields
 :class:`~hushflow.flow.reader.FlowEvent` objects identical to those read from a
 ``hubble observe -o jsonpb`` file (``source`` = the server address, ``line`` = a running count).
 
@@ -31,74 +32,47 @@ allowlist upstream is what keeps a busy node within that budget.
 from __future__ import annotations
 
 import random as _random
-import socket
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 import grpc.experimental
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError
 
+from hushflow.flow.grpc_request import FlowFilterLike, SinceLike, to_timestamp, upstream_request
+from hushflow.flow.grpc_target import (
+    DEFAULT_SERVER,
+    TargetError,
+    TLSOptions,
+    certificate_names,
+    parse_server,
+    read_pem,
+    unverified_server_certificate,
+)
 from hushflow.flow.proto_dict import ProtoDictError, response_bytes_to_event
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.times import parse_timestamp
-from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
+from hushflow.proto import observer_pb2, relay_pb2
 
 __all__ = [
     "DEFAULT_DEDUP_WINDOW",
-    "DEFAULT_SERVER",
-    "HUSHFLOW_FIELD_MASK",
-    "HUSHFLOW_UPSTREAM_FILTERS",
-    "NODE_SOCKET",
     "RESUME_CLOCK_MARGIN",
     "Backoff",
     "GrpcFlowSource",
     "GrpcSourceError",
     "GrpcSourceStats",
-    "HubbleSource",
-    "TLSOptions",
-    "upstream_request",
 ]
 
-#: The hubble CLI's default server: Hubble Relay (e.g. ``cilium hubble port-forward``).
-DEFAULT_SERVER = "localhost:4245"
-#: A node's own Hubble server (``hostPath`` in a DaemonSet pod).
-NODE_SOCKET = "unix:///var/run/cilium/hubble.sock"
 #: How many delivered flow uuids are remembered to drop the duplicates of a resumed stream.
 DEFAULT_DEDUP_WINDOW = 16384
 #: A following stream that starts "now" and fails before delivering a flow is resumed from the
 #: client's clock at its start minus this margin (seconds), for clock skew between us and Hubble.
 RESUME_CLOCK_MARGIN = 10.0
-
-#: What hushflow needs from Hubble (the allowlist pushed upstream; a flow matching any is sent):
-#: DNS from the DNS proxy (L7 event, type 129; the answers teach hushflow the IPs behind names, and
-#: the requests the proxy refuses are L7 drops), policy verdict events (type 5: FORWARDED, DROPPED
-#: and AUDIT verdicts with their rule) and drop notifications (type 1: default deny and others).
-HUSHFLOW_UPSTREAM_FILTERS: tuple[Mapping[str, Any], ...] = (
-    {"event_type": [{"type": 129}], "protocol": ["dns"]},
-    {"event_type": [{"type": 5}]},
-    {"event_type": [{"type": 1}]},
-)
-
-#: The Flow fields hushflow reads (GetFlowsRequest.field_mask). Hubble validates the paths against
-#: ``flow.Flow`` and copies only these (``pkg/hubble/parser/fieldmask``), so they name Flow fields
-#: directly, without a ``flow.`` prefix. ``time`` and ``node_name`` must stay: Hubble builds the
-#: response's own ``time`` and ``node_name`` from the masked flow.
-HUSHFLOW_FIELD_MASK: tuple[str, ...] = (
-    "time", "uuid", "verdict", "drop_reason", "drop_reason_desc", "IP", "l4", "source", "destination",
-    "Type", "node_name", "node_labels", "source_names", "destination_names", "l7", "is_reply",
-    "event_type", "source_service", "destination_service", "traffic_direction", "policy_match_type",
-    "egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by", "policy_log",
-    "Summary",
-)
 
 # Statuses that a retry cannot fix: the request or the credentials are wrong. Anything else
 # (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN, ...) is retried.
@@ -107,66 +81,13 @@ _PERMANENT = frozenset({
     grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.OUT_OF_RANGE,
 })
-_TLS_PREFIX = "tls://"
 _GET_FLOWS = "/observer.Observer/GetFlows"
 _SERVER_STATUS = "/observer.Observer/ServerStatus"
-
-FlowFilterLike: TypeAlias = Mapping[str, Any] | flow_pb2.FlowFilter
-SinceLike: TypeAlias = str | datetime | tuple[int, int] | timestamp_pb2.Timestamp
 
 
 class GrpcSourceError(Exception):
     """The source cannot go on: a bad address or TLS file, a permanent refusal by the server, or
     ``max_retries`` reached. The message names the server and says what happened."""
-
-
-@dataclass(frozen=True, slots=True)
-class TLSOptions:
-    """How to reach a TLS server; the fields are the hubble CLI's ``--tls*`` options.
-
-    TLS is used when ``enabled`` (``--tls``), when the address starts with ``tls://`` (both as in
-    the hubble CLI), and also when any other option is given: the CLI documents the client
-    certificate as implying TLS but otherwise ignores them silently and talks plaintext.
-    """
-
-    enabled: bool = False
-    """``--tls``."""
-    ca_cert_files: tuple[str, ...] = ()
-    """``--tls-ca-cert-files``: PEM CA certificates to trust instead of the system roots."""
-    client_cert_file: str | None = None
-    """``--tls-client-cert-file``: PEM client certificate (mutual TLS)."""
-    client_key_file: str | None = None
-    """``--tls-client-key-file``: PEM key of the client certificate."""
-    server_name: str | None = None
-    """``--tls-server-name``: the name to verify the server certificate against (and SNI), e.g.
-    ``instance.hubble-relay.cilium.io``; default: the host of the address."""
-    allow_insecure: bool = False
-    """``--tls-allow-insecure``: do not verify the server's certificate chain and name. (grpcio
-    cannot skip verification: the certificate the server presents is fetched first and trusted
-    under one of its own names, read with the ``cryptography`` package; without that package,
-    give ``server_name`` too.)"""
-
-    @property
-    def any_file(self) -> bool:
-        return bool(self.ca_cert_files or self.client_cert_file or self.client_key_file)
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> TLSOptions:
-        """From parsed CLI options keyed like the hubble flags (``tls``, ``tls_ca_cert_files``,
-        ``tls_client_cert_file``, ``tls_client_key_file``, ``tls_server_name``,
-        ``tls_allow_insecure``); missing or None keys keep their defaults."""
-        def get(key: str) -> Any:
-            return options.get(f"tls_{key}", options.get(key))
-
-        ca = get("ca_cert_files") or ()
-        return cls(
-            enabled=bool(options.get("tls", options.get("enabled"))),
-            ca_cert_files=(ca,) if isinstance(ca, str) else tuple(ca),
-            client_cert_file=get("client_cert_file") or None,
-            client_key_file=get("client_key_file") or None,
-            server_name=get("server_name") or None,
-            allow_insecure=bool(get("allow_insecure")),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,160 +132,6 @@ class GrpcSourceStats:
     """What the server's ServerStatus says (Cilium/Hubble version), once connected."""
 
 
-def upstream_request(
-    *,
-    follow: bool,
-    allowlist: Sequence[FlowFilterLike],
-    field_mask: Sequence[str],
-    since: SinceLike | None = None,
-    denylist: Sequence[FlowFilterLike] = (),
-    number: int = 0,
-) -> observer_pb2.GetFlowsRequest:
-    """The ``GetFlowsRequest`` that asks Hubble for what hushflow reads.
-
-    ``allowlist``/``denylist``: FlowFilters as dicts in protojson form
-    (``{"event_type": [{"type": 129}], "protocol": ["dns"]}``) or messages; Hubble sends the flows
-    matching any allowlist filter and no denylist filter. ``field_mask``: Flow field paths
-    (``"l7"``, ``"source.namespace"``), checked here as Hubble checks them. ``since``: RFC 3339
-    text, an aware datetime, ``(seconds, nanos)`` or a Timestamp. ``number``: the last N flows
-    first (not with ``since``). Raises ValueError naming the bad filter, path or time.
-    """
-    request = observer_pb2.GetFlowsRequest(follow=follow, number=number)
-    for i, f in enumerate(allowlist):
-        request.whitelist.append(_flow_filter(f, f"allowlist[{i}]"))
-    for i, f in enumerate(denylist):
-        request.blacklist.append(_flow_filter(f, f"denylist[{i}]"))
-    if field_mask:
-        for path in field_mask:
-            _check_field_mask_path(path)
-        request.field_mask.paths.extend(field_mask)
-    if since is not None:
-        if number:
-            raise ValueError("since cannot be combined with number (Hubble refuses it)")
-        request.since.CopyFrom(_timestamp(since))
-    return request
-
-
-def _flow_filter(f: FlowFilterLike, where: str) -> flow_pb2.FlowFilter:
-    if isinstance(f, flow_pb2.FlowFilter):
-        return f
-    try:
-        return json_format.ParseDict(dict(f), flow_pb2.FlowFilter())
-    except json_format.ParseError as e:
-        raise ValueError(f"{where}: not a Hubble FlowFilter: {e}") from None
-
-
-def _check_field_mask_path(path: str) -> None:
-    desc = flow_pb2.Flow.DESCRIPTOR
-    parts = path.split(".")
-    for i, part in enumerate(parts):
-        fd = desc.fields_by_name.get(part) if desc is not None else None
-        if fd is None:
-            raise ValueError(
-                f"field mask path {path!r}: flow.Flow has no field {'.'.join(parts[: i + 1])!r} "
-                "(paths are relative to Flow, e.g. 'l7' or 'source.namespace')"
-            )
-        if i < len(parts) - 1 and (fd.is_repeated or fd.message_type is None):
-            raise ValueError(f"field mask path {path!r}: {part!r} has no sub-fields")
-        desc = fd.message_type
-
-
-def _timestamp(since: SinceLike) -> timestamp_pb2.Timestamp:
-    if isinstance(since, timestamp_pb2.Timestamp):
-        return since
-    if isinstance(since, tuple):
-        seconds, nanos = since
-    elif isinstance(since, datetime):
-        if since.tzinfo is None:
-            raise ValueError(f"since {since.isoformat()}: a time zone is needed (e.g. UTC)")
-        delta = since - datetime(1970, 1, 1, tzinfo=UTC)
-        seconds = delta.days * 86400 + delta.seconds
-        nanos = delta.microseconds * 1000
-    else:
-        try:
-            seconds, nanos = parse_timestamp(since)
-        except ValueError as e:
-            raise ValueError(f"since: {e} (expected RFC 3339, e.g. 2026-03-02T09:00:00Z)") from None
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
-# -- connection ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    grpc_target: str
-    host: str  # for TLS: the name the certificate is checked against by default
-    port: int | None
-    tls: bool
-
-
-def _parse_server(server: str, tls: TLSOptions) -> _Target:
-    if not server:
-        raise GrpcSourceError("no server address given (e.g. localhost:4245 or unix:///var/run/cilium/hubble.sock)")
-    use_tls = tls.enabled or tls.allow_insecure or tls.any_file or bool(tls.server_name)
-    address = server
-    if address.startswith(_TLS_PREFIX):
-        use_tls = True
-        address = address[len(_TLS_PREFIX) :]
-    if address.startswith("unix:"):
-        path = address.removeprefix("unix:").removeprefix("//")
-        if not path:
-            raise GrpcSourceError(f"{server}: no socket path (e.g. unix:///var/run/cilium/hubble.sock)")
-        return _Target(f"unix:{path}" if not path.startswith("/") else f"unix://{path}", "localhost", None, use_tls)
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise GrpcSourceError(f"{server}: expected host:port (e.g. localhost:4245) or unix:///path")
-    return _Target(address, host.strip("[]"), int(port_text), use_tls)
-
-
-def _read_pem(path: str, what: str, server: str) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise GrpcSourceError(f"{server}: cannot read {what} {path}: {e.strerror or e}") from None
-    if b"-----BEGIN " not in data:
-        raise GrpcSourceError(f"{server}: {what} {path}: must be PEM encoded data")
-    return data
-
-
-def _unverified_server_certificate(target: _Target, server_name: str | None, timeout: float) -> bytes:
-    """The certificate the server presents, fetched without verifying it (--tls-allow-insecure)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    if target.port is None:
-        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        raw.settimeout(timeout)
-        raw.connect(target.grpc_target.removeprefix("unix:").removeprefix("//"))
-    else:
-        raw = socket.create_connection((target.host, target.port), timeout=timeout)
-    with raw, ctx.wrap_socket(raw, server_hostname=server_name or target.host) as tls_sock:
-        der = tls_sock.getpeercert(binary_form=True)
-    if der is None:
-        raise OSError("the server sent no certificate")
-    return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
-
-
-def _certificate_names(pem: bytes) -> list[str]:
-    """DNS names of a certificate (SAN, else CN), to accept it whatever name was dialled."""
-    try:
-        from cryptography import x509
-    except ImportError:  # the name check then needs --tls-server-name
-        return []
-    cert = x509.load_pem_x509_certificate(pem)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
-        names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        names = []
-    if not names:
-        names = [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    return names
-
-
 # -- the source ------------------------------------------------------------------------------------
 
 
@@ -372,12 +139,12 @@ class GrpcFlowSource:
     """Iterate the events of a Hubble server; see the module documentation.
 
     - ``server``: ``host:port``, ``tls://host:port`` or ``unix:///path`` (default Relay at
-      ``localhost:4245``; a node's socket is :data:`NODE_SOCKET`).
-    - ``tls``: :class:`TLSOptions` (the hubble CLI's ``--tls*`` options).
+      ``localhost:4245``; a node's socket is :data:`~hushflow.flow.grpc_target.NODE_SOCKET`).
+    - ``tls``: :class:`~hushflow.flow.grpc_target.TLSOptions` (the hubble CLI's ``--tls*`` options).
     - ``follow``: keep streaming new events (``hubble observe -f``); without it the source ends
       once the server has sent what it holds (resuming if the stream is cut before).
     - ``allowlist``, ``denylist``, ``field_mask``, ``since``, ``number``: the request, see
-      :func:`upstream_request` (:data:`HUSHFLOW_UPSTREAM_FILTERS` and :data:`HUSHFLOW_FIELD_MASK`
+      :func:`~hushflow.flow.grpc_request.upstream_request` (:data:`HUSHFLOW_UPSTREAM_FILTERS` and :data:`HUSHFLOW_FIELD_MASK`
       are what the hushflow pipeline needs). A field mask always gets ``time`` and ``uuid``
       added (resuming needs them). ``number`` applies to the first call only.
     - ``backoff``, ``max_retries``: the reconnection policy; ``max_retries`` consecutive failed
@@ -416,7 +183,10 @@ class GrpcFlowSource:
     ) -> None:
         self.server = server
         self._tls = tls if tls is not None else TLSOptions()
-        self._target = _parse_server(server, self._tls)
+        try:
+            self._target = parse_server(server, self._tls)
+        except TargetError as e:
+            raise GrpcSourceError(str(e)) from None
         if self._tls.client_cert_file and not self._tls.client_key_file:
             raise GrpcSourceError(f"{server}: --tls-client-cert-file needs --tls-client-key-file")
         if self._tls.client_key_file and not self._tls.client_cert_file:
@@ -494,7 +264,7 @@ class GrpcFlowSource:
         if self._last_time is not None:
             request.number = 0  # Hubble: since and number do not go together
             request.first = False
-            request.since.CopyFrom(_timestamp(self._last_time))
+            request.since.CopyFrom(to_timestamp(self._last_time))
         elif self._opened_at is not None:
             # Nothing delivered yet: what happened while we were away is still in Hubble's ring.
             since = self._opened_at - RESUME_CLOCK_MARGIN
@@ -533,21 +303,24 @@ class GrpcFlowSource:
             return grpc.insecure_channel(target.grpc_target, options=options + self._channel_options)
         tls = self._tls
         root: bytes | None = None
-        if tls.ca_cert_files:
-            root = b"".join(_read_pem(p, "CA certificate", self.server) for p in tls.ca_cert_files)
         key = chain = None
-        if tls.client_cert_file and tls.client_key_file:
-            chain = _read_pem(tls.client_cert_file, "client certificate", self.server)
-            key = _read_pem(tls.client_key_file, "client key", self.server)
+        try:
+            if tls.ca_cert_files:
+                root = b"".join(read_pem(p, "CA certificate", self.server) for p in tls.ca_cert_files)
+            if tls.client_cert_file and tls.client_key_file:
+                chain = read_pem(tls.client_cert_file, "client certificate", self.server)
+                key = read_pem(tls.client_key_file, "client key", self.server)
+        except TargetError as e:
+            raise GrpcSourceError(str(e)) from None
         server_name = tls.server_name
         if tls.allow_insecure:
             # grpcio cannot turn verification off: trust the certificate the server presents now,
             # under one of its own names. As with the hubble CLI's option, nothing is verified.
             try:
-                root = _unverified_server_certificate(target, tls.server_name, self._connect_timeout)
+                root = unverified_server_certificate(target, tls.server_name, self._connect_timeout)
             except OSError as e:
                 raise _Retryable(f"UNAVAILABLE: TLS connection to fetch the certificate: {e}") from None
-            names = _certificate_names(root)
+            names = certificate_names(root)
             server_name = names[0] if names else server_name
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
@@ -768,38 +541,6 @@ class GrpcFlowSource:
             if self._on_retry is not None:
                 self._on_retry(error, delay)
             self._sleep(delay)
-
-
-class HubbleSource:
-    """The hushflow pipeline's live source: a following :class:`GrpcFlowSource` that asks Hubble
-    only for :data:`HUSHFLOW_UPSTREAM_FILTERS` with :data:`HUSHFLOW_FIELD_MASK`.
-
-    ``tls``: :class:`TLSOptions`, or CLI options as :meth:`TLSOptions.from_options` reads them.
-    Other keyword arguments go to :class:`GrpcFlowSource`.
-    """
-
-    def __init__(self, server: str = DEFAULT_SERVER, tls: TLSOptions | Mapping[str, Any] | None = None,
-                 **options: Any) -> None:
-        if tls is not None and not isinstance(tls, TLSOptions):
-            tls = TLSOptions.from_options(tls)
-        options.setdefault("follow", True)
-        options.setdefault("allowlist", HUSHFLOW_UPSTREAM_FILTERS)
-        options.setdefault("field_mask", HUSHFLOW_FIELD_MASK)
-        self.name = server
-        self.source = GrpcFlowSource(server, tls=tls, **options)
-
-    @property
-    def stats(self) -> GrpcSourceStats:
-        return self.source.stats
-
-    def events(self) -> Iterator[FlowEvent]:
-        return iter(self.source)
-
-    def stop(self) -> None:
-        self.source.stop()
-
-    def connected(self) -> bool:
-        return self.source.connected
 
 
 class _Retryable(Exception):

@@ -1,17 +1,24 @@
-"""Where the pipeline's flows come from: the `FlowSource` protocol and the file source.
+"""Where the pipeline's flows come from: the `FlowSource` protocol, the file source and the
+live source.
 
 A source yields `FlowEvent`s until it ends (a finite file) or is stopped (a followed file, a
-live stream), and says whether it is connected (for /readyz). The live source that reads
-Hubble's Observer API is `hushflow.flow.grpc_source.HubbleSource`.
+live stream), and says whether it is connected (for /readyz). `HubbleSource`, the live source,
+reads Hubble's Observer API through `hushflow.flow.grpc_source.GrpcFlowSource`, asking only for
+what the pipeline needs.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
+from hushflow.flow.grpc_request import HUSHFLOW_FIELD_MASK, HUSHFLOW_UPSTREAM_FILTERS
+from hushflow.flow.grpc_target import DEFAULT_SERVER, TLSOptions
 from hushflow.flow.reader import FlowEvent, FlowReader, ReadStats
+
+if TYPE_CHECKING:
+    from hushflow.flow.grpc_source import GrpcSourceStats
 
 
 class FlowSource(Protocol):
@@ -58,3 +65,38 @@ class FileSource:
 
     def connected(self) -> bool:
         return True
+
+
+class HubbleSource:
+    """The hushflow pipeline's live source: a following :class:`GrpcFlowSource` that asks Hubble
+    only for :data:`HUSHFLOW_UPSTREAM_FILTERS` with :data:`HUSHFLOW_FIELD_MASK`.
+
+    ``tls``: :class:`TLSOptions`, or CLI options as :meth:`TLSOptions.from_options` reads them.
+    Other keyword arguments go to :class:`GrpcFlowSource`.
+    """
+
+    def __init__(self, server: str = DEFAULT_SERVER, tls: TLSOptions | Mapping[str, Any] | None = None,
+                 **options: Any) -> None:
+        # grpcio is imported only when a live source is made: reading files does not need it.
+        from hushflow.flow.grpc_source import GrpcFlowSource
+
+        if tls is not None and not isinstance(tls, TLSOptions):
+            tls = TLSOptions.from_options(tls)
+        options.setdefault("follow", True)
+        options.setdefault("allowlist", HUSHFLOW_UPSTREAM_FILTERS)
+        options.setdefault("field_mask", HUSHFLOW_FIELD_MASK)
+        self.name = server
+        self.source = GrpcFlowSource(server, tls=tls, **options)
+
+    @property
+    def stats(self) -> GrpcSourceStats:
+        return self.source.stats
+
+    def events(self) -> Iterator[FlowEvent]:
+        return iter(self.source)
+
+    def stop(self) -> None:
+        self.source.stop()
+
+    def connected(self) -> bool:
+        return self.source.connected
