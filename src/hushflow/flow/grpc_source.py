@@ -144,8 +144,8 @@ class GrpcFlowSource:
     - ``follow``: keep streaming new events (``hubble observe -f``); without it the source ends
       once the server has sent what it holds (resuming if the stream is cut before).
     - ``allowlist``, ``denylist``, ``field_mask``, ``since``, ``number``: the request, see
-      :func:`~hushflow.flow.grpc_request.upstream_request` (:data:`HUSHFLOW_UPSTREAM_FILTERS` and :data:`HUSHFLOW_FIELD_MASK`
-      are what the hushflow pipeline needs). A field mask always gets ``time`` and ``uuid``
+      :func:`~hushflow.flow.grpc_request.upstream_request` (its ``HUSHFLOW_UPSTREAM_FILTERS`` and
+      ``HUSHFLOW_FIELD_MASK`` are what the hushflow pipeline needs). A field mask always gets ``time`` and ``uuid``
       added (resuming needs them). ``number`` applies to the first call only.
     - ``backoff``, ``max_retries``: the reconnection policy; ``max_retries`` consecutive failed
       attempts (no event delivered) raise :class:`GrpcSourceError` (None: retry forever).
