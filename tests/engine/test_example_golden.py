@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hushflow.app.observe import run_observe
+from hushflow.cli.observe import run_observe
 from hushflow.flow.reader import events_from_bytes
 
 ROOT = Path(__file__).resolve().parents[2]

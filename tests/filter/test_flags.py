@@ -9,18 +9,9 @@ from typing import Any
 
 import pytest
 
-from hushflow.filter.flags import (
-    CONFLICT_GROUPS,
-    FILTER_FLAGS,
-    FLOW_FILTER_FIELDS,
-    FlagError,
-    FlowFilters,
-    build_flow_filters,
-    flow_filter_json,
-    format_raw_filters,
-    go_quote,
-    parse_go_uint,
-)
+from hushflow.filter.flags import CONFLICT_GROUPS, FILTER_FLAGS, FLOW_FILTER_FIELDS, build_flow_filters
+from hushflow.filter.pflag import FlagError
+from hushflow.filter.rawfilters import format_raw_filters
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "hubble-1.19.4-golden"
 CASES = json.loads((GOLDEN / "cases.json").read_text())
@@ -332,62 +323,3 @@ def test_every_pair_of_a_conflict_group_is_rejected(group: tuple[str, ...]) -> N
 
 def test_the_same_flag_twice_is_not_a_conflict() -> None:
     assert _filters(["-n", "a", "-n", "b"])[0] == [{"source_pod": ["a/", "b/"]}, {"destination_pod": ["a/", "b/"]}]
-
-
-# --- printing ---------------------------------------------------------------------------------
-
-
-PRINT_ROWS = [
-    ("nothing", FlowFilters(), "{}\n"),
-    ("denylist only", FlowFilters((), ({"verdict": ["AUDIT"]},)), "denylist:\n    - '{\"verdict\":[\"AUDIT\"]}'\n"),
-    ("quote doubled", FlowFilters(({"uuid": ["it's"]},)), "allowlist:\n    - '{\"uuid\":[\"it''s\"]}'\n"),
-    ("html escaped", FlowFilters(({"uuid": ["<a&b>"]},)),
-     "allowlist:\n    - '{\"uuid\":[\"\\u003ca\\u0026b\\u003e\"]}'\n"),
-    ("control characters JSON-escaped", FlowFilters(({"uuid": ["a\tb\x01"]},)),
-     "allowlist:\n    - '{\"uuid\":[\"a\\tb\\u0001\"]}'\n"),
-    ("unicode kept", FlowFilters(({"uuid": ["é\u2028"]},)), "allowlist:\n    - '{\"uuid\":[\"é\\u2028\"]}'\n"),
-    ("non-printable forces double quotes", FlowFilters(({"uuid": ["\x80"]},)),
-     'allowlist:\n    - "{\\"uuid\\":[\\"\\x80\\"]}"\n'),
-]
-
-
-@pytest.mark.parametrize(("filters", "text"), [row[1:] for row in PRINT_ROWS], ids=[row[0] for row in PRINT_ROWS])
-def test_format_raw_filters(filters: FlowFilters, text: str) -> None:
-    assert format_raw_filters(filters) == text
-
-
-def test_flow_filter_json_is_compact() -> None:
-    assert flow_filter_json({"verdict": ["DROPPED"], "event_type": [{"type": 5}]}) == (
-        '{"verdict":["DROPPED"],"event_type":[{"type":5}]}'
-    )
-
-
-# --- Go helpers --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "base", "value"),
-    [("0x10", 0, 16), ("010", 0, 8), ("0o10", 0, 8), ("0b11", 0, 3), ("1_000", 0, 1000), ("0", 0, 0), ("42", 10, 42)],
-)
-def test_parse_go_uint(text: str, base: int, value: int) -> None:
-    assert parse_go_uint(text, base, 64) == value
-
-
-@pytest.mark.parametrize(
-    ("text", "base", "bits", "message"),
-    [
-        ("", 10, 32, 'strconv.ParseUint: parsing "": invalid syntax'),
-        ("08", 0, 64, 'strconv.ParseUint: parsing "08": invalid syntax'),
-        ("+1", 10, 32, 'strconv.ParseUint: parsing "+1": invalid syntax'),
-        ("1_0", 10, 32, 'strconv.ParseUint: parsing "1_0": invalid syntax'),
-        ("4294967296", 10, 32, 'strconv.ParseUint: parsing "4294967296": value out of range'),
-    ],
-)
-def test_parse_go_uint_errors(text: str, base: int, bits: int, message: str) -> None:
-    with pytest.raises(ValueError) as error:
-        parse_go_uint(text, base, bits)
-    assert str(error.value) == message
-
-
-def test_go_quote() -> None:
-    assert go_quote('a"b\\c\n\x01é') == '"a\\"b\\\\c\\n\\x01é"'

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from hushflow.filter.field_filter import COST_SCAN, COST_STRING, FieldFilter, FilterError, FlowDict, json_safe, quoted
-from hushflow.filter.flags import go_quote
+from hushflow.filter.pflag import go_quote
 
 # Bounded per-filter memo of parsed flow addresses: cluster traffic reuses few addresses, so
 # most CIDR checks become one dict lookup. Cleared (not evicted) when full: simple and bounded.

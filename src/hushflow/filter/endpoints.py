@@ -23,7 +23,7 @@ from hushflow.filter.field_filter import (
     json_safe,
     key_string,
 )
-from hushflow.filter.flags import go_quote
+from hushflow.filter.pflag import go_quote
 
 DEFAULT_NAMESPACE = "default"
 

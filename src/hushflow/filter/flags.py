@@ -1,32 +1,23 @@
-"""`hubble observe` flags → FlowFilters, exactly as Hubble 1.19.4 builds them.
-
-Three pieces, each usable on its own:
+"""`hubble observe` filter flags → FlowFilters, exactly as Hubble 1.19.4 builds them.
 
 - `FlowFilterFlags`: an order-sensitive builder fed one filter flag at a time (what Hubble's
   `flowFilter.Set` does): the allow/deny trackers, `--not` for the next flag only, left/right
   filters for two-sided flags, namespaces, the conflicts table and Hubble's error messages.
-- `parse_flags`: a small pflag-compatible command-line scanner (`--flag=value`, `--flag value`,
-  `-n value`, `-nvalue`, grouped short booleans, `--`), reporting errors with pflag's wording.
-  Click cannot keep the order of different options, and `--not` depends on that order.
-- `parse_raw_filters` / `flow_filter_json` / `format_raw_filters`: `--allowlist/--denylist`
-  JSON streams and the byte-exact `--print-raw-filters` YAML.
-
-FlowFilters are plain dicts in protojson form with proto field names, keys in flow.proto
-declaration order (`{"verdict": ["DROPPED"], "event_type": [{"type": 5}]}`); uint64 values are
-strings, enums are names — what `orjson.loads` gives for a filter Hubble prints.
+- `FILTER_FLAGS` / `RAW_FILTER_FLAGS`: the flag specs, for the scanner
+  (`hushflow.filter.pflag`) and the help text.
+- `FilterFlagCollector` / `build_flow_filters`: the flags of an argv, together with the raw
+  `--allowlist/--denylist` filters (`hushflow.filter.rawfilters`), as one `FlowFilters`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hushflow.filter.pflag import FlagError, FlagSpec, go_quote, parse_flags, parse_go_uint
+from hushflow.filter.rawfilters import FlowFilterDict, FlowFilters, parse_raw_filters
 from hushflow.flow.identities import RESERVED_IDENTITY_NUMBERS
-
-FlowFilterDict = dict[str, Any]
 
 # FlowFilter fields in flow.proto declaration order: protojson (and so Hubble) prints them in
 # this order, not in field-number order. Cross-checked against hushflow.proto in the tests.
@@ -73,81 +64,6 @@ FLOW_FILTER_FIELDS: tuple[str, ...] = (
     "encrypted",
     "experimental",
 )
-
-
-class FlagError(Exception):
-    """A command-line mistake. `str(error)` is the message Hubble prints, word for word."""
-
-
-# --------------------------------------------------------------------------------------------
-# Go formatting and number parsing, so messages read exactly like Hubble's.
-
-
-def go_quote(text: str) -> str:
-    """Go's `strconv.Quote` / `%q` for a string."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _GO_SHORT_ESCAPES:
-            out.append(_GO_SHORT_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def go_quote_rune(ch: str) -> str:
-    """pflag's `%q` of a shorthand letter: `'n'`. pflag quotes the first *byte* of the letter, so
-    any non-ASCII letter shows as its UTF-8 lead byte read as a rune (`'Ã'` for `é`)."""
-    if not ch.isascii():
-        ch = chr(ch.encode("utf-8", "surrogateescape")[0])
-    return "'" + go_quote(ch)[1:-1].replace('\\"', '"').replace("'", "\\'") + "'"
-
-
-_GO_SHORT_ESCAPES = {
-    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-}
-_GO_UINT_BASE0 = re.compile(
-    r"0[xX](_?[0-9a-fA-F])+|0[bB](_?[01])+|0[oO](_?[0-7])+|0(_?[0-7])*|[1-9](_?[0-9])*"
-)
-
-
-def parse_go_uint(text: str, base: int, bits: int) -> int:
-    """Go's `strconv.ParseUint(text, base, bits)` for base 0 or 10, with its error text."""
-    if base == 10:
-        ok = text.isascii() and text.isdigit()
-        value = int(text) if ok else 0
-    else:
-        ok = _GO_UINT_BASE0.fullmatch(text) is not None
-        value = 0
-        if ok:
-            digits = text.replace("_", "")
-            if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
-                value = int(digits[1:], 8)
-            else:
-                value = int(digits, 0)
-    if not ok:
-        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: invalid syntax")
-    if value >= 1 << bits:
-        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: value out of range")
-    return value
-
-
-def parse_go_bool(text: str) -> bool:
-    """Go's `strconv.ParseBool`, used by pflag for boolean flags."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,16 +194,7 @@ def _int32(value: int) -> int:
 def _event_type(value: str) -> dict[str, Any]:
     name, colon, sub = value.partition(":")
     known = EVENT_TYPES.get(name)
-    if known is not None:
-        type_number = known
-    else:
-        try:
-            type_number = parse_go_uint(name, 10, 32)
-        except ValueError as err:
-            raise ValueError(
-                f"unable to parse type '{name}', not a known type name and unable to parse as "
-                f"numeric value: {err}"
-            ) from None
+    type_number = known if known is not None else _numeric_event_type(name, "type", "type")
     result: dict[str, Any] = {"type": _int32(type_number), "match_sub_type": False, "sub_type": 0}
     if colon:
         # Hubble looks sub-type names up only when the type was given by name (a numeric type
@@ -297,15 +204,19 @@ def _event_type(value: str) -> dict[str, Any]:
         if named is not None and sub in named:
             result.update(match_sub_type=True, sub_type=named[sub])
         else:
-            try:
-                sub_number = parse_go_uint(sub, 10, 32)
-            except ValueError as err:
-                raise ValueError(
-                    f"unable to parse event sub-type '{sub}', not a known sub-type name and unable to parse "
-                    f"as numeric value: {err}"
-                ) from None
+            sub_number = _numeric_event_type(sub, "event sub-type", "sub-type")
             result.update(match_sub_type=True, sub_type=_int32(sub_number))
     return _without_defaults(result)
+
+
+def _numeric_event_type(text: str, what: str, name_kind: str) -> int:
+    try:
+        return parse_go_uint(text, 10, 32)
+    except ValueError as err:
+        raise ValueError(
+            f"unable to parse {what} '{text}', not a known {name_kind} name and unable to parse as numeric "
+            f"value: {err}"
+        ) from None
 
 
 def _verdict(value: str) -> str:
@@ -617,102 +528,6 @@ class FlowFilterFlags:
         return allow, deny
 
 
-# --------------------------------------------------------------------------------------------
-# A pflag-compatible command-line scanner.
-
-
-@dataclass(frozen=True)
-class FlagSpec:
-    """One command-line flag, described for both the parser and the help text."""
-
-    name: str
-    shorthand: str = ""
-    # The value used when the flag is given without `=value` (pflag's NoOptDefVal). None means
-    # the flag takes the next argument as its value.
-    no_opt_default: str | None = None
-    metavar: str = ""
-    help: str = ""
-    group: str = "Filters"
-    repeatable: bool = False
-
-    @property
-    def display_name(self) -> str:
-        """How pflag names the flag in messages: `-n, --namespace` or `--verdict`."""
-        return f"-{self.shorthand}, --{self.name}" if self.shorthand else f"--{self.name}"
-
-
-def parse_flags(
-    argv: Sequence[str],
-    specs: Iterable[FlagSpec],
-    on_flag: Callable[[FlagSpec, str], None],
-) -> list[str]:
-    """Scan `argv` like pflag, calling `on_flag(spec, value)` for each flag in order.
-
-    Returns the positional arguments. Raises `FlagError` with pflag's messages; a
-    `ValueError` from `on_flag` becomes `invalid argument "V" for "--flag" flag: <message>`.
-    """
-    by_name = {spec.name: spec for spec in specs}
-    by_short = {spec.shorthand: spec for spec in by_name.values() if spec.shorthand}
-
-    def deliver(spec: FlagSpec, value: str) -> None:
-        try:
-            on_flag(spec, value)
-        except ValueError as err:
-            raise FlagError(
-                f"invalid argument {go_quote(value)} for {go_quote(spec.display_name)} flag: {err}"
-            ) from None
-
-    positional: list[str] = []
-    args = list(argv)
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        index += 1
-        if arg == "--":
-            positional.extend(args[index:])
-            break
-        if not arg.startswith("-") or arg == "-":
-            positional.append(arg)
-            continue
-        if arg.startswith("--"):
-            name, equals, value = arg[2:].partition("=")
-            if not name or name[0] in "-=":
-                raise FlagError(f"bad flag syntax: {arg}")
-            spec = by_name.get(name)
-            if spec is None:
-                raise FlagError(f"unknown flag: --{name}")
-            if equals:
-                pass
-            elif spec.no_opt_default is not None:
-                value = spec.no_opt_default
-            elif index < len(args):
-                value = args[index]
-                index += 1
-            else:
-                raise FlagError(f"flag needs an argument: {arg}")
-            deliver(spec, value)
-            continue
-        shorthands = arg[1:]
-        while shorthands:
-            letter = shorthands[0]
-            spec = by_short.get(letter)
-            if spec is None:
-                raise FlagError(f"unknown shorthand flag: {go_quote_rune(letter)} in -{shorthands}")
-            if len(shorthands) > 2 and shorthands[1] == "=":
-                value, shorthands = shorthands[2:], ""
-            elif spec.no_opt_default is not None:
-                value, shorthands = spec.no_opt_default, shorthands[1:]
-            elif len(shorthands) > 1:
-                value, shorthands = shorthands[1:], ""
-            elif index < len(args):
-                value, shorthands = args[index], ""
-                index += 1
-            else:
-                raise FlagError(f"flag needs an argument: {go_quote_rune(letter)} in -{shorthands}")
-            deliver(spec, value)
-    return positional
-
-
 def _filter(
     name: str, help: str, metavar: str = "filter", shorthand: str = "", no_opt: str | None = None
 ) -> FlagSpec:
@@ -794,14 +609,6 @@ RAW_FILTER_FLAGS: tuple[FlagSpec, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class FlowFilters:
-    """The request's allowlist and denylist, in the order Hubble sends them."""
-
-    allowlist: tuple[FlowFilterDict, ...] = ()
-    denylist: tuple[FlowFilterDict, ...] = ()
-
-
 class FilterFlagCollector:
     """Feeds filter and raw-filter flags to `FlowFilterFlags`; `on_flag` for `parse_flags`."""
 
@@ -841,130 +648,3 @@ def build_flow_filters(argv: Sequence[str]) -> FlowFilters:
         raise FlagError(f"unexpected argument {go_quote(positional[0])}")
     return collector.flow_filters()
 
-
-# --------------------------------------------------------------------------------------------
-# Raw filters: protojson in, protojson out.
-
-
-def parse_raw_filters(values: Sequence[str], flag: str) -> list[FlowFilterDict]:
-    """Each value is a stream of JSON FlowFilters (proto or JSON field names, like protojson)."""
-    results: list[FlowFilterDict] = []
-    decoder = json.JSONDecoder()
-    for text in values:
-        position = 0
-        while True:
-            while position < len(text) and text[position] in " \t\r\n":
-                position += 1
-            if position >= len(text):
-                break
-            try:
-                document, position = decoder.raw_decode(text, position)
-                results.append(_normalise_flow_filter(document))
-            except ValueError as err:
-                raise FlagError(f"invalid --{flag} flag: failed to decode '{text}': {err}") from None
-    return results
-
-
-def _normalise_flow_filter(document: Any) -> FlowFilterDict:
-    from google.protobuf import json_format
-
-    from hushflow.proto import flow_pb2
-
-    if not isinstance(document, dict):
-        raise ValueError(f"expected a JSON object, got {json.dumps(document)}")
-    message = flow_pb2.FlowFilter()
-    try:
-        json_format.ParseDict(document, message)
-    except json_format.ParseError as err:
-        raise ValueError(str(err)) from None
-    return message_to_protojson(message)
-
-
-_INT64_TYPES = frozenset({3, 4, 6, 16, 18})  # int64, uint64, fixed64, sfixed64, sint64
-
-
-def message_to_protojson(message: Any) -> dict[str, Any]:
-    """A protobuf message as protojson with proto names, fields in declaration order."""
-    from google.protobuf.descriptor import FieldDescriptor
-
-    present = {descriptor.name: value for descriptor, value in message.ListFields()}
-    result: dict[str, Any] = {}
-    for descriptor in message.DESCRIPTOR.fields:
-        if descriptor.name not in present:
-            continue
-        value = present[descriptor.name]
-
-        def convert(item: Any, descriptor: Any = descriptor) -> Any:
-            if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
-                return message_to_protojson(item)
-            if descriptor.type == FieldDescriptor.TYPE_ENUM:
-                enum_value = descriptor.enum_type.values_by_number.get(item)
-                return enum_value.name if enum_value is not None else item
-            if descriptor.type in _INT64_TYPES:
-                return str(item)
-            return item
-
-        is_repeated = getattr(descriptor, "is_repeated", None)
-        if not isinstance(is_repeated, bool):
-            is_repeated = descriptor.label == descriptor.LABEL_REPEATED
-        repeated = is_repeated
-        result[descriptor.name] = [convert(item) for item in value] if repeated else convert(value)
-    return result
-
-
-def flow_filter_json(flow_filter: Mapping[str, Any]) -> str:
-    """Compact JSON the way Hubble's `json.Marshal(filter)` writes it (HTML-escaped)."""
-    text = json.dumps(flow_filter, ensure_ascii=False, separators=(",", ":"))
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
-
-
-def _yaml_printable(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        code == 0x0A
-        or 0x20 <= code <= 0x7E
-        or code == 0x85
-        or 0xA0 <= code <= 0xD7FF
-        or (0xE000 <= code <= 0xFFFD and code != 0xFEFF)
-        or 0x10000 <= code <= 0x10FFFF
-    )
-
-
-def _yaml_scalar(text: str) -> str:
-    # go-yaml v3 writes a string starting with '{' single-quoted, unless it holds characters
-    # YAML cannot print, which force the double-quoted style.
-    if all(_yaml_printable(ch) for ch in text):
-        return "'" + text.replace("'", "''") + "'"
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif _yaml_printable(ch):
-            out.append(ch)
-        elif code <= 0xFF:
-            out.append(f"\\x{code:02X}")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(f"\\U{code:08X}")
-    out.append('"')
-    return "".join(out)
-
-
-def format_raw_filters(filters: FlowFilters) -> str:
-    """What `hubble observe --print-raw-filters` prints, byte for byte."""
-    lines: list[str] = []
-    for key, flow_filters in (("allowlist", filters.allowlist), ("denylist", filters.denylist)):
-        if flow_filters:
-            lines.append(f"{key}:")
-            lines.extend(f"    - {_yaml_scalar(flow_filter_json(ff))}" for ff in flow_filters)
-    if not lines:
-        return "{}\n"
-    return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from hushflow.filter.field_filter import COST_REGEX, FieldFilter, FilterError, FlowDict, quoted
-from hushflow.filter.flags import go_quote_rune
+from hushflow.filter.pflag import go_quote_rune
 
 _ANY_FQDN = r"(?:[-0-9_a-z]+(?:\.[-0-9_a-z]+)*)"
 _PATTERN_CHARS = frozenset("-0123456789_abcdefghijklmnopqrstuvwxyz")

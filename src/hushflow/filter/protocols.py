@@ -35,7 +35,7 @@ from hushflow.filter.field_filter import (
     Needles,
     json_safe,
 )
-from hushflow.filter.flags import go_quote, parse_go_uint
+from hushflow.filter.pflag import go_quote, parse_go_uint
 
 L7_EVENT_TYPE = 129  # monitor MessageTypeAccessLog
 
