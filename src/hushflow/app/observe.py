@@ -22,11 +22,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from hushflow.filter.pflag import FlagError
 from hushflow.filter.rawfilters import FlowFilters, format_raw_filters
 from hushflow.filter.window import EventWindow, check_file_window, select_events
+
+if TYPE_CHECKING:  # loaded only with --enrich
+    from hushflow.app.enrich import Enricher
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # what hubble returns for every error
@@ -239,7 +242,7 @@ def _observe(
     return EXIT_BAD_INPUT if stats.bad_lines else EXIT_OK
 
 
-def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Any:
+def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
     """Load the policies for --enrich; problems that make attribution wrong stop the run."""
     from hushflow.app.enrich import Enricher, expected_predicate_from_cel
     from hushflow.app.policies import PolicyError, load_job_policies
@@ -272,7 +275,7 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Any:
     return Enricher(attributor, with_findings=options.with_findings, explain=options.output == "explain")
 
 
-def _write_enrichment_summary(enricher: Any, stderr: IO[str]) -> None:
+def _write_enrichment_summary(enricher: Enricher, stderr: IO[str]) -> None:
     stats = enricher.attributor.stats
     filled = ", ".join(f"{name} {count}" for name, count in sorted(stats.filled.items())) or "nothing"
     stderr.write(

@@ -30,7 +30,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from hushflow.filter import addresses, endpoints, flowmeta, patterns, protocols, selectors
-from hushflow.filter.field_filter import FieldFilter, FilterError, Needles
+from hushflow.filter.field_filter import FieldFilter, FilterError, Needles, any_of
 from hushflow.proto import flow_pb2
 
 Event = Mapping[str, Any]
@@ -237,19 +237,8 @@ def _flow_filter_match(
 
 
 def _any(filters: Sequence[Callable[[Event], bool]]) -> Callable[[Event], bool] | None:
-    if not filters:
-        return None
-    if len(filters) == 1:
-        return filters[0]
-    fs = tuple(filters)
-
-    def match_any(event: Event) -> bool:
-        for f in fs:
-            if f(event):
-                return True
-        return False
-
-    return match_any
+    """OR of the filters of one list; None for an empty list (which the caller treats apart)."""
+    return any_of(filters) if filters else None
 
 
 def _line_check(allow: Sequence[CompiledFlowFilter]) -> Callable[[bytes], bool]:
