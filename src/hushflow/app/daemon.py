@@ -31,17 +31,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from hushflow.enforce.learner import Change
-from hushflow.enforce.resolver import LookupFn, ResolveResult
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
 from hushflow.flow.dns import dns_answer_of
-from hushflow.flow.grpc_target import TLSOptions
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
 from hushflow.flow.times import FlowTimes
@@ -49,6 +46,11 @@ from hushflow.sinks import metric_names
 from hushflow.sinks.events import UnexpectedDropEvents, make_sink
 from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions
 from hushflow.sinks.records import VerdictRecord
+
+if TYPE_CHECKING:  # types only: the resolver (dnspython) loads when the run resolves names
+    from hushflow.enforce.learner import Change
+    from hushflow.enforce.resolver import LookupFn, ResolveResult
+    from hushflow.flow.grpc_target import TLSOptions
 
 
 class RunError(Exception):
