@@ -2,7 +2,8 @@
 
 Fidelity: the CEL cases recorded from hubble 1.19.4 (same matching lines?) and expressions Hubble
 rejects at compile time (rejected too?). Speed: flows/s for one expression over the 4k golden
-corpus, including the per-flow input preparation each runtime needs.
+corpus, including the per-flow input preparation each runtime needs. The recording is the
+project's own, tests/data/hubble-1.19.4-golden (what `hubble observe` printed for those flows).
 
     .venv/bin/python benchmarks/bench_cel_runtimes.py
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-GOLDEN = Path("/work/shared/data/hubble-1.19.4-golden")
+GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "data" / "hubble-1.19.4-golden"
 REJECTED = [
     "_flow.policy_log.endsWith('x')",  # list(string) receiver
     "_flow.nonexistent_field == 1",  # undefined field

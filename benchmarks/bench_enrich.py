@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """How fast is enrichment + filtering, and does it stay fast with many rules?
 
-Usage: .venv/bin/python benchmarks/bench_enrich.py [--flows 1000000] [--gen-flows PATH] [--dns-names 1000000]
+Usage: .venv/bin/python benchmarks/bench_enrich.py [--flows 1000000] [--seed 1] [--dns-names 1000000]
 
-Uses the gen_flows.py corpus of bench_observe.py (generated once into benchmarks/data/) and the
-policies in benchmarks/policies/genflows.yaml, written to match the cluster gen_flows simulates.
-Each scenario runs in its own subprocess and reports flows/s, the ratio to orjson parse-only
-of the same file in the same run, and peak RSS:
+Uses the corpus.py corpus of bench_observe.py (generated once into benchmarks/data/) and the
+policies of the cluster it simulates, benchmarks/policies/corpus.yaml (they agree on every
+verdict: the enrichment summary printed below reports no disagreement). Each scenario runs in its
+own subprocess and reports flows/s, the ratio to orjson parse-only of the same file in the same
+run, and peak RSS:
 
 - orjson parse-only (the ceiling);
 - enrich + filter: `observe --enrich POLICIES --verdict DROPPED --not --cel-expression
@@ -32,18 +33,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_observe import DEFAULT_GEN_FLOWS, _parse_only, ensure_corpus  # noqa: E402
+from bench_observe import _parse_only  # noqa: E402
 
-POLICIES = HERE / "policies" / "genflows.yaml"
 FILTER = ["--verdict", "DROPPED", "--not", "--cel-expression", "'telemetry-blocked' in _flow.policy_log"]
 CNP_HEAD = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy"
-NAMESPACES = ["payments", "checkout", "catalog", "frontend", "analytics", "monitoring", "staging"]
+NAMESPACES = ["payments", "checkout", "catalog", "storefront", "data", "monitoring", "staging"]
 
 
-def write_policies(directory: Path, rules: int) -> Path:
-    """The real policies, cut to `rules` rules or padded with filler rules up to it."""
+def write_policies(directory: Path, rules: int, policies: Path) -> Path:
+    """The real `policies`, cut to `rules` rules or padded with filler rules up to it."""
     directory.mkdir(parents=True, exist_ok=True)
-    real = POLICIES.read_text().split("\n---\n")
+    real = policies.read_text().split("\n---\n")
     path = directory / f"policies-{rules}.yaml"
     if rules <= len(real):
         path.write_text("\n---\n".join(real[:rules]) + "\n")
@@ -90,7 +90,7 @@ def _load_seconds(policies: Path) -> float:
 
 
 def _enrich(path: Path, policies: Path) -> tuple[int, str]:
-    from hushflow.app.observe import run_observe
+    from hushflow.cli.observe import run_observe
 
     with open(os.devnull, "wb") as out:
         err = io.StringIO()
@@ -98,7 +98,8 @@ def _enrich(path: Path, policies: Path) -> tuple[int, str]:
                            stdout=out, stderr=err)
     if code != 0:
         sys.exit(f"enrich failed ({code}): {err.getvalue()[:500]}")
-    return 0, err.getvalue().strip().splitlines()[0] if err.getvalue() else ""
+    # The enrichment summary: what was attributed, and any disagreement with Cilium's verdicts.
+    return 0, "\n  ".join(line for line in err.getvalue().splitlines() if line.startswith("hushflow:"))
 
 
 def _dns(names: int) -> dict[str, float]:
@@ -150,11 +151,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=1_000_000)
-    parser.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dns-names", type=int, default=1_000_000)
     args = parser.parse_args()
-    corpus = ensure_corpus(args.flows, args.gen_flows, args.seed)
+    from corpus import POLICIES, ensure_corpus  # here: the scenario processes import only what they measure
+
+    corpus = ensure_corpus(args.flows, args.seed)
     work = HERE / "data" / "policies"
     flows = args.flows
 
@@ -166,9 +168,9 @@ def main() -> None:
           f"{parse['maxrss_mb']:>5.0f}M")
     rates: dict[str, float] = {}
     for label, policies in (
-        ("enrich+filter, gen_flows policies", POLICIES),
-        ("enrich+filter, 10 rules", write_policies(work, 10)),
-        ("enrich+filter, 10,000 rules", write_policies(work, 10_000)),
+        ("enrich+filter, corpus policies", POLICIES),
+        ("enrich+filter, 10 rules", write_policies(work, 10, POLICIES)),
+        ("enrich+filter, 10,000 rules", write_policies(work, 10_000, POLICIES)),
     ):
         result = run("enrich", corpus, str(policies))
         total, load = float(result["seconds"]), float(result["load_seconds"])  # type: ignore[arg-type]

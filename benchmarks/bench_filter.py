@@ -1,32 +1,29 @@
 #!/usr/bin/env python3
 """Throughput of compiled FlowFilters over canonical Hubble lines, against orjson parse-only.
 
-Usage: .venv/bin/python benchmarks/bench_filter.py [--flows 200000] [--corpus PATH]
+Usage: .venv/bin/python benchmarks/bench_filter.py [--flows 200000] [--seed 1] [--corpus PATH]
 
 For each scenario (raw filters as `hubble observe --print-raw-filters` prints them), reports
 flows/s and the ratio to the orjson parse-only ceiling for:
 - "parse+match": orjson.loads every line, then the predicate;
 - "precheck": ``line_may_match(raw)`` first, orjson.loads + predicate only when it passes.
 Lines are held in memory (no I/O); the garbage collector is frozen as a long-running reader would
-tune it. The corpus comes from benchmarks/data (bench_observe.py generates it) or gen_flows.py.
+tune it. The corpus is corpus.py's (generated once into benchmarks/data/), or the file --corpus
+names (any `hubble observe -o jsonpb` lines).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+from corpus import ensure_corpus
 
 from hushflow.filter import compile_filters
-
-ROOT = Path(__file__).resolve().parent
-GEN_FLOWS = Path("/work/shared/tools/gen_flows.py")
 
 SCENARIOS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
     ("--verdict DROPPED", [{"verdict": ["DROPPED"]}], []),
@@ -50,13 +47,9 @@ SCENARIOS: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = [
 ]
 
 
-def corpus(path: Path | None, flows: int) -> list[bytes]:
+def corpus(path: Path | None, flows: int, seed: int = 1) -> list[bytes]:
     if path is None:
-        candidate = ROOT / "data" / f"flows-{flows}-seed1.jsonl"
-        path = candidate if candidate.is_file() else Path(f"/tmp/hushflow-bench-flows-{flows}.jsonl")
-        if not path.is_file():
-            subprocess.run([sys.executable, str(GEN_FLOWS), "-n", str(flows), "--seed", "1", "-o", str(path)],
-                           check=True)
+        path = ensure_corpus(flows, seed)
     return path.read_bytes().splitlines()[:flows]
 
 
@@ -69,9 +62,10 @@ def rate(lines: list[bytes], body: Any) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--flows", type=int, default=200000)
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--corpus", type=Path)
     args = ap.parse_args()
-    lines = corpus(args.corpus, args.flows)
+    lines = corpus(args.corpus, args.flows, args.seed)
     gc.freeze()
     loads = orjson.loads
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """How fast does hushflow read flows from Hubble's gRPC API, on one core?
 
-Usage: .venv/bin/python benchmarks/bench_grpc.py [--flows 100000] [--gen-flows PATH] [--repeat 1]
+Usage: .venv/bin/python benchmarks/bench_grpc.py [--flows 100000] [--seed 1] [--repeat 1]
 
 A loopback Observer server (``benchmarks.replay_server``, in its own process) streams a
-``gen_flows.py`` corpus (generated once, like bench_observe.py; its protobuf encoding is cached
+``corpus.py`` corpus (generated once, like bench_observe.py; its protobuf encoding is cached
 next to it as ``.pb``) and each scenario reads it in a fresh client process, reporting flows/s
 (wall clock), the client's CPU time per flow (all its threads: the "one core" figure) and peak
 RSS (ru_maxrss; "+" is the growth during the run, past imports).
@@ -40,7 +40,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
-from bench_observe import DEFAULT_GEN_FLOWS, ensure_corpus  # noqa: E402
+from corpus import ensure_corpus  # noqa: E402
 
 if TYPE_CHECKING:
     from hushflow.proto.observer_pb2 import GetFlowsResponse
@@ -100,7 +100,8 @@ def serve(path: Path, conn: multiprocessing.connection.Connection, repeat: int =
     sent, so no client waits for the filtering. ``repeat``: the corpus is streamed that many times."""
     from replay_server import ReplayObserverServer
 
-    from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
+    from hushflow.flow.grpc_source import GrpcFlowSource
+    from hushflow.flow.sources import HubbleSource
 
     server = ReplayObserverServer(list(read_protobuf_corpus(path)), repeat=repeat)
     sent = {
@@ -120,8 +121,9 @@ def child(scenario: str, address: str, path: Path) -> None:
     import grpc
     import grpc.experimental
 
-    from hushflow.flow.grpc_source import GrpcFlowSource, HubbleSource
+    from hushflow.flow.grpc_source import GrpcFlowSource
     from hushflow.flow.proto_dict import response_to_event
+    from hushflow.flow.sources import HubbleSource
     from hushflow.proto import observer_pb2
 
     messages = load_messages(path) if scenario == "proto_dict only" else None
@@ -180,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--flows", type=int, default=100_000, help="corpus size (default 100,000)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS, help="path to gen_flows.py")
     ap.add_argument("--repeat", type=int, default=1, help="runs per scenario, best kept (default 1)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--address", help=argparse.SUPPRESS)
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.address, args.file)
         return 0
 
-    jsonl = ensure_corpus(args.flows, args.gen_flows, args.seed)
+    jsonl = ensure_corpus(args.flows, args.seed)
     pb = ensure_protobuf_corpus(jsonl)
     print(f"corpus: {jsonl} ({args.flows:,} flows, {pb.stat().st_size / args.flows:.0f} B/flow as protobuf)")
     print(f"python {sys.version.split()[0]}, server and each client in their own process, best of {args.repeat}\n")

@@ -23,6 +23,7 @@ from hushflow.enforce.denies import fqdn_denies
 from hushflow.enforce.learner import DenyLearner
 from hushflow.enforce.publish import GroupPublisher
 from hushflow.enforce.state import DenyState, Journal
+from hushflow.flow.dns import dns_answer_of
 from hushflow.policy.loading import load_policies
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "telemetry-block"
@@ -66,7 +67,9 @@ def main() -> None:
         start = time.perf_counter()
         for index in range(args.answers):
             read_at = time.monotonic()
-            changes = learner.learn_flow(answer(index), 1.0)
+            parsed = dns_answer_of(answer(index))
+            assert parsed is not None
+            changes = learner.learn_answer(parsed, 1.0)
             window = publisher.publish_changes(changes, read_at)
             if window is not None:
                 windows.append(window)

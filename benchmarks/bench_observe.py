@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """How fast does hushflow read and filter Hubble flows, compared with orjson alone?
 
-Usage: .venv/bin/python benchmarks/bench_observe.py [--flows 1000000] [--gen-flows PATH] [--repeat 1]
+Usage: .venv/bin/python benchmarks/bench_observe.py [--flows 1000000] [--seed 1] [--repeat 1]
 
-Generates (once, then reuses) a corpus of `hubble observe -o jsonpb` lines with gen_flows.py into
+Generates (once, then reuses) a corpus of `hubble observe -o jsonpb` lines with corpus.py into
 benchmarks/data/, then runs each scenario in its own subprocess and reports flows/s, the ratio to
 orjson parse-only, and peak RSS (ru_maxrss; "+" is the growth during the run, past imports):
 
@@ -13,8 +13,8 @@ orjson parse-only, and peak RSS (ru_maxrss; "+" is the growth during the run, pa
 - observe with a CEL filter (--cel-expression '_flow.verdict == Verdict.DROPPED');
 - observe with a label + namespace filter (-n payments -l app=payments-api).
 
-The observe scenarios run `hushflow.app.observe.run_observe` with output to /dev/null; they print
-"not available" while that command or the filters are missing.
+The observe scenarios run the `hushflow observe` command in-process (`run_observe`) with output to
+/dev/null; they print "not available" while that command or the filters are missing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULT_GEN_FLOWS = REPO.parent / "shared" / "tools" / "gen_flows.py"
 
 OBSERVE_SCENARIOS = {
     "observe --verdict DROPPED -o jsonpb": ["--verdict", "DROPPED", "-o", "jsonpb"],
@@ -38,22 +37,6 @@ OBSERVE_SCENARIOS = {
     "observe -n payments -l app=payments-api": ["-n", "payments", "-l", "app=payments-api", "-o", "jsonpb"],
 }
 SCENARIOS = ["orjson parse-only", "reader", *OBSERVE_SCENARIOS]
-
-
-def ensure_corpus(flows: int, gen_flows: Path, seed: int) -> Path:
-    path = HERE / "data" / f"flows-{flows}-seed{seed}.jsonl"
-    if path.exists():
-        return path
-    if not gen_flows.exists():
-        sys.exit(f"error: {gen_flows}: not found (pass --gen-flows PATH to gen_flows.py)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    print(f"generating {flows:,} flows into {path} ...", file=sys.stderr)
-    subprocess.run(
-        [sys.executable, str(gen_flows), "-n", str(flows), "--seed", str(seed), "-o", str(tmp)], check=True
-    )
-    tmp.rename(path)
-    return path
 
 
 # -- scenarios (run in a child process) --------------------------------------------------------
@@ -90,7 +73,7 @@ def _reader(path: Path) -> int:
 def _observe(path: Path, args: list[str]) -> int:
     import io
 
-    from hushflow.app.observe import run_observe
+    from hushflow.cli.observe import run_observe
 
     with open(os.devnull, "wb") as out:
         code = run_observe(["--input-file", str(path), *args], stdout=out, stderr=io.StringIO())
@@ -103,7 +86,7 @@ def child(scenario: str, path: Path) -> None:
     if scenario in OBSERVE_SCENARIOS:
         try:
             import hushflow.filter
-            from hushflow.app.observe import run_observe  # noqa: F401
+            from hushflow.cli.observe import run_observe  # noqa: F401
         except ImportError as e:
             print(json.dumps({"unavailable": str(e)}))
             return
@@ -158,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--flows", type=int, default=1_000_000, help="corpus size (default 1,000,000)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS, help="path to gen_flows.py")
     ap.add_argument("--repeat", type=int, default=1, help="runs per scenario, best kept (default 1)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--file", type=Path, help=argparse.SUPPRESS)
@@ -167,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.file)
         return 0
 
-    path = ensure_corpus(args.flows, args.gen_flows, args.seed)
+    from corpus import ensure_corpus  # here: the scenario processes import only what they measure
+
+    path = ensure_corpus(args.flows, args.seed)
     size = path.stat().st_size
     lines = args.flows
     print(f"corpus: {path} ({lines:,} flows, {size / 1e6:.0f} MB, {size / lines:.0f} B/flow)")

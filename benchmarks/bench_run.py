@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """The main job end to end: flows/s through `hushflow run`, and its memory after 10M flows.
 
-Usage: .venv/bin/python benchmarks/bench_run.py [--flows 100000] [--replays 10] [--big-flows 1000000]
+Usage: .venv/bin/python benchmarks/bench_run.py [--flows 300000] [--replays 10] [--big-flows 1000000]
+       [--long-flows 10000000] [--repeat 5] [--seed 1]
 
-Scenarios (each client in its own process; the policies are benchmarks/policies/genflows.yaml,
-written for the cluster gen_flows.py simulates; CIDR groups written to a temporary directory):
+Scenarios (each client in its own process; the corpus is corpus.py's, generated once into
+benchmarks/data/, the policies benchmarks/policies/corpus.yaml, those of the cluster it simulates;
+CIDR groups written to a temporary directory):
 
 - gRPC: a loopback Observer server in its own process (bench_grpc.py's replay server, which
   sends at Go speed what Hubble would send for the request) streams the `--flows` corpus; the
   daemon reads it with the production `HubbleSource` (upstream allowlist and field mask: Hubble
-  sends only DNS, policy verdicts and drops, 37 % of a gen_flows stream), learns DNS, fills the
+  sends only DNS, policy verdicts and drops, ~30 % of the corpus), learns DNS, fills the
   deny groups, attributes, and updates the Prometheus metrics. Reported: flows received and
   processed per second, the daemon's CPU per flow (all its threads: the one-core figure), and
   the node traffic that rate covers (received / share Hubble sends).
@@ -39,9 +41,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from bench_grpc import ensure_protobuf_corpus, serve  # noqa: E402
-from bench_observe import DEFAULT_GEN_FLOWS, ensure_corpus  # noqa: E402
-
-POLICIES = HERE / "policies" / "genflows.yaml"
+from corpus import POLICIES, ensure_corpus  # noqa: E402
 
 
 def child(kind: str, target: str, replays: int) -> None:
@@ -50,7 +50,7 @@ def child(kind: str, target: str, replays: int) -> None:
     with tempfile.TemporaryDirectory() as out:
         options = RunOptions(policies=(str(POLICIES),), resolve=False, out_dir=out, clock="flows")
         if kind == "grpc":
-            from hushflow.flow.grpc_source import HubbleSource
+            from hushflow.flow.sources import HubbleSource
 
             source = HubbleSource(target, None, follow=False)
         else:
@@ -89,11 +89,10 @@ def main() -> None:
     parser.add_argument("--replays", type=int, default=10)
     parser.add_argument("--long-flows", type=int, default=10_000_000, help="flows in the long gRPC run")
     parser.add_argument("--repeat", type=int, default=5, help="gRPC runs (the least CPU is reported, and all)")
-    parser.add_argument("--gen-flows", type=Path, default=DEFAULT_GEN_FLOWS)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    jsonl = ensure_corpus(args.flows, args.gen_flows, args.seed)
+    jsonl = ensure_corpus(args.flows, args.seed)
     pb = ensure_protobuf_corpus(jsonl)
     ctx = multiprocessing.get_context("spawn")
 
@@ -129,7 +128,7 @@ def main() -> None:
           f"{long_run['flows'] / long_run['seconds']:,.0f} flows/s, peak RSS {long_run['peak_mb']:.0f} MB "
           f"({long_run['peak_mb'] - grpc_run['peak_mb']:+.0f} MB against {grpc_run['flows']:,.0f} flows)")
 
-    big = ensure_corpus(args.big_flows, args.gen_flows, args.seed)
+    big = ensure_corpus(args.big_flows, args.seed)
     once = run_child("files", str(big), 1)
     many = run_child("files", str(big), args.replays)
     for label, result in ((f"{args.big_flows:,} flows", once), (f"{args.big_flows * args.replays:,} flows", many)):
