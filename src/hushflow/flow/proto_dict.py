@@ -15,7 +15,7 @@ nested message reached ~40k/s; ``ListFields`` alone, recursively, costs ~15 µs 
 measured is generated code: each message type is compiled once into a Python function that tests
 its fields in declaration order (``if m.HasField("IP")``, ``v = m.verdict; if v: ...``, one
 ``WhichOneof`` per oneof), so no sorting and no per-field table look-ups at run time. ~61-68k flows/s
-for ``gen_flows.py`` flows on one core of these machines (16 µs a flow), ~3x ``MessageToDict``.
+for generated Hubble flows on one core of these machines (16 µs a flow), ~3x ``MessageToDict``.
 
 The gRPC source does not parse messages at all: :func:`response_bytes_to_event` hands the wire
 bytes to a small C module (``_wiredict.c``, built at install when a C compiler is there) that
