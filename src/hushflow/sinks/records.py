@@ -15,15 +15,14 @@ from typing import Any
 from hushflow.flow.connection import Connection, destination_of, workload_of
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VerdictRecord:
+    """One attributed verdict as every sink sees it (built once per verdict, then only read)."""
+
     flow: Mapping[str, Any]  # the Hubble flow, enriched (policy_log and *_by filled)
-    time: float  # flow time, seconds since the epoch
-    connection: Connection
+    connection: Connection  # the connection decided on, seen from the enforcing endpoint
     namespace: str  # of the endpoint that enforced the verdict
     workload: str
-    destination: str  # the peer: DNS name, namespace/workload or "world"
-    verdict: str  # FORWARDED, DROPPED, AUDIT, ...
     tags: tuple[str, ...]  # the rules' log values (policy_log)
     expected: bool | None  # for DROPPED/AUDIT: planned (a known tag) or not; None otherwise
     disagreement: str = ""  # "observed/decided" when hushflow's decision and Cilium's verdict differ
@@ -39,15 +38,20 @@ class VerdictRecord:
         disagreement: str = "",
     ) -> VerdictRecord:
         local = connection.local
-        return cls(
-            flow=flow,
-            time=connection.time,
-            connection=connection,
-            namespace=str(local.get("namespace", "")),
-            workload=workload_of(local),
-            destination=destination_of(flow, connection.direction),
-            verdict=str(flow.get("verdict", "")),
-            tags=tags,
-            expected=expected,
-            disagreement=disagreement,
-        )
+        return cls(flow, connection, str(local.get("namespace", "")), workload_of(local), tags, expected, disagreement)
+
+    @property
+    def time(self) -> float:
+        """Flow time, seconds since the epoch."""
+        return self.connection.time
+
+    @property
+    def verdict(self) -> str:
+        """FORWARDED, DROPPED, AUDIT, ..."""
+        return str(self.flow.get("verdict", ""))
+
+    @property
+    def destination(self) -> str:
+        """The peer as people name it: its DNS name, else namespace/workload, else "world" (read
+        only for unexpected drops, so it is not worked out for every verdict)."""
+        return destination_of(self.flow, self.connection.direction)
