@@ -239,7 +239,7 @@ def test_bad_lines_are_counted_reported_and_make_a_finite_run_exit_2(tmp_path):
     assert daemon.run() == 2
     assert daemon.summary.flows == 25 and daemon.summary.bad_lines == 2
     assert f"{bad}:1:" in stderr.getvalue()
-    assert sample(daemon, "hushflow_malformed_input_total", source=str(bad)) == 2
+    assert sample(daemon, "hushflow_malformed_input_total", source=str(bad), reason="unreadable-line") == 2
 
 
 def test_missing_input_and_bad_event_sink_are_start_up_errors(tmp_path):
@@ -277,4 +277,4 @@ def test_a_flow_that_cannot_be_processed_is_counted_reported_and_skipped(tmp_pat
     assert daemon.summary.flows_skipped == 1
     assert daemon.summary.flows == len(lines) + 1  # every other flow went through
     assert f"{bad}:2: flow skipped" in stderr.getvalue() and "ValueError" in stderr.getvalue()
-    assert sample(daemon, "hushflow_malformed_input_total", source=str(bad)) == 1
+    assert sample(daemon, "hushflow_malformed_input_total", source=str(bad), reason="unprocessable-flow") == 1

@@ -30,8 +30,8 @@ def test_source_health_sets_the_gauges_and_follows_the_counters():
     assert value(registry, "hushflow_source_connected", source="relay") == 0
     assert value(registry, "hushflow_source_lag_seconds", source="relay") is None  # no flow yet
     assert value(registry, "hushflow_node_status_changes_total", state="NODE_GONE") == 2
-    assert value(registry, "hushflow_malformed_input_total", source="relay") == 4
+    assert value(registry, "hushflow_malformed_input_total", source="relay", reason="unreadable-line") == 4
     metrics.source_health("relay", connected=True, lag=0.25, reconnects=1, node_status={}, bad_lines=4)
     assert value(registry, "hushflow_source_connected", source="relay") == 1
     assert value(registry, "hushflow_source_lag_seconds", source="relay") == 0.25
-    assert value(registry, "hushflow_malformed_input_total", source="relay") == 4
+    assert value(registry, "hushflow_malformed_input_total", source="relay", reason="unreadable-line") == 4

@@ -22,6 +22,7 @@ from hushflow.enforce.denies import FqdnDeny, fqdn_denies
 from hushflow.enforce.dnsblock import BlockAnswer, BlockedName, coredns_snippet, rpz_zone
 from hushflow.enforce.kube import ApplyResult
 from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
+from hushflow.enforce.protect import ProtectedAddresses
 from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
 from hushflow.enforce.writer import WriteResult, write_directory
@@ -48,6 +49,7 @@ class CompileJob:
     shared_ip: SharedIpMode = "skip"
     group_cap: int = 1000
     max_total: int = DEFAULT_MAX_TOTAL
+    protect_cidrs: tuple[str, ...] | None = None  # never denied from DNS; None: the private and shared ranges
     min_ttl: float = DEFAULT_MIN_TTL
     grace: float = 0.0
     allow_unobserved: bool = False
@@ -170,8 +172,16 @@ def run_compile(
     if seed_groups:
         state.seed_from_groups(seed_groups, now())
     gone = state.keep_only(deny.id for deny in denies)
-    learner = DenyLearner(loaded.policy_set, denies, state, shared_ip=job.shared_ip, max_total=job.max_total)
+    try:
+        protected = ProtectedAddresses.from_cidrs(job.protect_cidrs)
+    except ValueError as exc:
+        raise CompileError(f"--protect-cidr: {exc}") from None
+    learner = DenyLearner(loaded.policy_set, denies, state, shared_ip=job.shared_ip, max_total=job.max_total,
+                          protected=protected)
     report = CompileReport(CompileOutput(), state)
+    report.notes.extend(f"state repaired: {line}" for line in state.repaired)
+    for line in learner.forget_refused():
+        report.notes.append(f"state repaired: {line} is never denied from DNS, removed")
     if gone:
         report.notes.append(f"forgot {len(gone)} deny(ies) no longer in the policies: {', '.join(gone)}")
 

@@ -35,10 +35,11 @@ from typing import IO, TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from hushflow.enforce.protect import ProtectedAddresses
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
-from hushflow.flow.dns import dns_answer_of
+from hushflow.flow.dns import DnsAnswer, dns_answer_of
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
 from hushflow.flow.times import FlowTimes
@@ -81,6 +82,7 @@ class RunOptions:
     shared_ip: str = "skip"
     group_cap: int = 1000
     max_total: int = 10_000
+    protect_cidrs: tuple[str, ...] | None = None  # never denied from DNS; None: the private and shared ranges
     instance: str = ""  # per-node mode: this instance's name, so each writes only its own CIDR groups
     snapshot_interval: float = 60.0
     expire_interval: float = 30.0
@@ -102,6 +104,8 @@ class RunSummary:
     events_sent: int = 0
     bad_lines: int = 0
     flows_skipped: int = 0  # read, but of a shape the pipeline could not process
+    dns_values_rejected: int = 0  # values of DNS answers left out (no valid IP, a bad TTL)
+    ips_refused: int = 0  # addresses never denied from DNS (loopback, link-local, protected, ...)
     lost_events: int = 0
     leak_p50: float | None = None
     leak_p99: float | None = None
@@ -143,6 +147,7 @@ class Daemon:
         self._lookup = lookup
         self._last_flow_time = 0.0
         self.source_error: str | None = None
+        self._notes_reported = 0
         self._setup(source)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -183,11 +188,20 @@ class Daemon:
             expected_predicate=predicate,
             attribute_default_deny=options.attribute_default_deny,
         )
+        try:
+            protected = ProtectedAddresses.from_cidrs(options.protect_cidrs)
+        except ValueError as exc:
+            raise RunError(f"--protect-cidr: {exc}") from None
         self.learner = DenyLearner(
             loaded.policy_set, self.denies, self.state, shared_ip=options.shared_ip,  # type: ignore[arg-type]
-            max_total=options.max_total,
+            max_total=options.max_total, protected=protected,
         )
         apply = self._kube_apply() if options.apply else None
+        # What an older version (or a hostile answer before this one) left in the state goes now.
+        for line in self.state.repaired:
+            self.stderr.write(f"hushflow: state repaired: {line}\n")
+        for line in self.learner.forget_refused():
+            self.stderr.write(f"hushflow: state repaired: {line} is never denied from DNS, removed\n")
         self.publisher = GroupPublisher(
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
@@ -277,12 +291,21 @@ class Daemon:
     def _skip(self, event: FlowEvent, exc: Exception) -> None:
         """Count, report (the first few) and skip a flow the pipeline could not process."""
         self.summary.flows_skipped += 1
-        self.metrics[metric_names.MALFORMED_INPUT_TOTAL].labels(source=self.source.name).inc()
+        self.metrics.child(metric_names.MALFORMED_INPUT_TOTAL, self.source.name, metric_names.MALFORMED_FLOW).inc()
         if self.summary.flows_skipped <= _SKIPS_REPORTED:
             more = " (further ones are only counted: hushflow_malformed_input_total)" \
                 if self.summary.flows_skipped == _SKIPS_REPORTED else ""
             self.stderr.write(f"hushflow: {event.source}:{event.line}: flow skipped, it could not be processed "
                               f"({type(exc).__name__}: {exc}){more}\n")
+
+    def _rejected(self, event: FlowEvent, answer: DnsAnswer) -> None:
+        """Count and report (the first few) values of a DNS answer that were left out."""
+        for reason, value in answer.rejected:
+            self.metrics.add(metric_names.MALFORMED_INPUT_TOTAL, self.source.name, reason)
+            self.summary.dns_values_rejected += 1
+            if self.summary.dns_values_rejected <= _SKIPS_REPORTED:
+                self.stderr.write(f"hushflow: {event.source}:{event.line}: the DNS answer for {answer.name} has a "
+                                  f"value hushflow left out ({reason}: {value})\n")
 
     def stuck_for(self) -> float:
         """Seconds the pipeline has held one flow, or the main thread has not run its periodic
@@ -339,6 +362,8 @@ class Daemon:
         if l7 is not None and "dns" in l7:
             answer = dns_answer_of(flow)  # parsed once, for the deny learner and the attribution
             if answer is not None:
+                if answer.rejected:
+                    self._rejected(event, answer)
                 changes = self.learner.learn_answer(answer, now)
                 if changes:
                     self._published(changes, read_at)
@@ -405,6 +430,12 @@ class Daemon:
             node_status=dict(getattr(stats, "node_status", {})),
             bad_lines=read_stats.bad_lines if read_stats is not None else 0,
         )
+        for reason, count in self.learner.stats.refused.items():
+            metrics.follow_total(metric_names.DENY_IPS_REFUSED_TOTAL, count, reason)
+        notes = self.learner.stats.notes
+        for note in notes[self._notes_reported:]:
+            self.stderr.write(f"hushflow: {note}\n")
+        self._notes_reported = len(notes)
         if now_mono - last["expire"] >= self.options.expire_interval:
             last["expire"] = now_mono
             self._expire()
@@ -460,8 +491,11 @@ class Daemon:
         if stats is not None and stats.bad_lines:
             stats.write_report(self.stderr)
         gc.unfreeze()
-        # A finite run ends non-zero when input was lost: an unreadable source or skipped lines.
-        return 2 if self.source_error or self.summary.bad_lines or self.summary.flows_skipped else 0
+        # A finite run ends non-zero when input was lost: an unreadable source, skipped lines or
+        # flows, values of DNS answers left out.
+        summary = self.summary
+        lost = summary.bad_lines or summary.flows_skipped or summary.dns_values_rejected
+        return 2 if self.source_error or lost else 0
 
     def _finish_summary(self) -> None:
         windows = sorted(self.publisher.stats.leak_windows)
@@ -470,6 +504,7 @@ class Daemon:
             self.summary.leak_p99 = windows[min(len(windows) - 1, int(len(windows) * 0.99))]
         self.summary.groups_written = self.publisher.stats.writes
         self.summary.events_sent = self.events.sent
+        self.summary.ips_refused = sum(self.learner.stats.refused.values())
         stats = getattr(self.source, "read_stats", None)
         if stats is not None:
             self.summary.bad_lines = stats.bad_lines

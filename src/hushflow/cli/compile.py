@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hushflow.cli.options import cilium_version_option
+from hushflow.cli.options import cilium_version_option, protect_cidr_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +26,7 @@ from hushflow.cli.options import cilium_version_option
 @click.option("--min-ttl", type=click.FloatRange(0), default=3600, show_default=True,
               help="Seconds an IP stays denied at least after its name was last seen.")
 @click.option("--grace", type=click.FloatRange(0), default=0, show_default=True, help="Extra seconds after the TTL.")
+@protect_cidr_option
 @click.option("--allow-unobserved", is_flag=True,
               help="Compile FQDN denies for endpoints no DNS proxy rule covers (IPs only from --resolve).")
 @click.option("--dns-answer", type=click.Choice(["nxdomain", "refused", "nodata", "null-ip"]), default="nxdomain",
@@ -39,7 +40,8 @@ from hushflow.cli.options import cilium_version_option
 @cilium_version_option
 def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | None, flows: tuple[str, ...],
              resolve: bool, nameservers: tuple[str, ...], shared_ip: str, group_cap: int, max_total: int,
-             min_ttl: float, grace: float, allow_unobserved: bool, dns_answer: str, clock: str, apply_: bool,
+             min_ttl: float, grace: float, protect_cidrs: tuple[str, ...] | None, allow_unobserved: bool,
+             dns_answer: str, clock: str, apply_: bool,
              dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int]) -> None:
     """Turn `egressDeny` + `toFQDNs` (which Cilium cannot run) into `toCIDRSet` rules selecting
     CiliumCIDRGroups that hushflow keeps filled with the IPs behind the denied names, plus a
@@ -67,6 +69,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         policies=policies, out_dir=out_dir, state_path=state_path, flows=flows, resolve=resolve,
         nameservers=nameservers, shared_ip=shared_ip,  # type: ignore[arg-type]
         group_cap=group_cap, max_total=max_total, min_ttl=min_ttl, grace=grace, allow_unobserved=allow_unobserved,
+        protect_cidrs=protect_cidrs,
         dns_answer=dns_answer,  # type: ignore[arg-type]
         cilium_version=cilium_version, clock=clock,  # type: ignore[arg-type]
     )

@@ -27,3 +27,30 @@ def cilium_version_option(function: F) -> F:
         callback=_version,
         help="Cilium version the policies run on (FQDN `**.` patterns changed in 1.19).",
     )(function)
+
+
+def _protected(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not value:
+        return None  # the defaults
+    from hushflow.enforce.protect import parse_networks
+
+    cidrs = tuple(part for item in value for part in item.split(",") if part.strip())
+    try:
+        parse_networks(cidrs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return cidrs
+
+
+def protect_cidr_option(function: F) -> F:
+    return click.option(
+        "--protect-cidr",
+        "protect_cidrs",
+        multiple=True,
+        metavar="CIDR",
+        callback=_protected,
+        help="Never deny these addresses, whatever a DNS answer says: the cluster's pod and service CIDRs "
+             "(repeatable, or comma-separated). Replaces the default 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, "
+             "100.64.0.0/10, fc00::/7. Loopback, link-local (the metadata service), multicast, reserved and "
+             "the answering DNS server are never denied.",
+    )(function)

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from hushflow.cli.options import cilium_version_option
+from hushflow.cli.options import cilium_version_option, protect_cidr_option
 
 if TYPE_CHECKING:
     from hushflow.app.daemon import RunSummary
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 @click.option("--shared-ip", type=click.Choice(["skip", "deny"]), default="skip", show_default=True)
 @click.option("--group-cap", type=click.IntRange(1, 16384), default=1000, show_default=True)
 @click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True)
+@protect_cidr_option
 @click.option("--max-series", type=click.IntRange(1), default=2000, show_default=True,
               help="Distinct label combinations per metric before new ones fold into _other.")
 @click.option("--metric-labels", default="namespace,workload,destination,tag", show_default=True,
@@ -105,6 +106,7 @@ def run(**kwargs: Any) -> None:
         attribute_default_deny=kwargs["attribute_default_deny"], resolve=resolve,
         nameservers=tuple(kwargs["nameservers"]), min_ttl=kwargs["min_ttl"], shared_ip=kwargs["shared_ip"],
         group_cap=kwargs["group_cap"], max_total=kwargs["max_total"], max_series=kwargs["max_series"],
+        protect_cidrs=kwargs["protect_cidrs"],
         instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"], clock=clock,
         metric_context=_metric_context(kwargs["metric_labels"]),
@@ -151,8 +153,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         console.print(table)
     if summary.leak_p50 is not None and summary.leak_p99 is not None:
         console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
-    if summary.bad_lines or summary.flows_skipped or summary.lost_events:
+    if summary.bad_lines or summary.flows_skipped or summary.lost_events or summary.dns_values_rejected:
         console.print(
             f"[yellow]{summary.bad_lines} malformed lines skipped, {summary.flows_skipped} flows that could not be "
-            f"processed skipped, {summary.lost_events} Hubble events lost[/]"
+            f"processed skipped, {summary.dns_values_rejected} malformed DNS answer values left out, "
+            f"{summary.lost_events} Hubble events lost[/]"
         )
+    if summary.ips_refused:
+        console.print(f"[yellow]{summary.ips_refused} addresses from DNS answers refused for the denies "
+                      "(loopback, link-local, the DNS server, protected ranges: see --protect-cidr)[/]")

@@ -8,18 +8,24 @@ Shared IPs: an IP that also serves a name a `toFQDNs` *allow* selects, for endpo
 may also apply to (CDNs), cannot be split at L3. With `shared_ip="skip"` (the default) such an
 IP is kept out of the deny and reported; with `"deny"` it is denied anyway, breaking the
 allowed name, and still reported.
+
+Refused: addresses no deny learned from DNS may hold (`hushflow.enforce.protect`: loopback,
+link-local, the answering DNS server, the cluster's ranges, ...) are counted per reason in
+`LearnerStats.refused` and noted once per reason, never stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from hushflow.enforce.denies import FqdnDeny
+from hushflow.enforce.protect import ProtectedAddresses
 from hushflow.enforce.state import DenyState
 from hushflow.flow.connection import endpoint_labels
-from hushflow.flow.dns import DnsAnswer
+from hushflow.flow.dns import DnsAnswer, clamp_ttl, valid_ips
 from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import Selector, endpoint_label_map
 from hushflow.policy.model import PeerRule, PolicySet, Rule
@@ -46,6 +52,8 @@ class LearnerStats:
     shared_skipped: int = 0
     guard_skipped: int = 0
     refreshed: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # reason -> addresses refused
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> malformed values left out
     notes: list[str] = field(default_factory=list)
 
 
@@ -79,8 +87,10 @@ class DenyLearner:
         *,
         shared_ip: SharedIpMode = "skip",
         max_total: int = DEFAULT_MAX_TOTAL,
+        protected: ProtectedAddresses | None = None,
     ) -> None:
         self.denies = list(denies)
+        self.protected = protected or ProtectedAddresses()
         self.state = state
         self.shared_ip = shared_ip
         self.max_total = max_total
@@ -97,18 +107,23 @@ class DenyLearner:
     # -- inputs --------------------------------------------------------------------------------
 
     def learn_resolved(self, name: str, ips: Sequence[str], ttl: float, now: float) -> list[Change]:
-        """hushflow's own resolution of a deny's matchName (applies whatever endpoint asks)."""
+        """hushflow's own resolution of a deny's matchName (applies whatever endpoint asks).
+        The resolver's answer is as untrusted as any: validated like an answer in a flow."""
         name = dns_name(name)
+        valid, rejected = valid_ips(ips)
+        self._rejected(rejected, name)
+        ttl = float(clamp_ttl(ttl)[0])
         changes: list[Change] = []
         for deny in self.denies:
             if name in {dns_name(n) for n in deny.match_names}:
-                for ip in ips:
+                for ip in valid:
                     changes.extend(self._add(deny, ip, name, ttl, now, "resolver"))
         return changes
 
     def learn_answer(self, answer: DnsAnswer, now: float) -> list[Change]:
         """A DNS answer seen in a flow: record allowed IPs, and fill the denies that select its name."""
         self.stats.answers += 1
+        self._rejected(answer.rejected, answer.name)
         name, ips, ttl = answer.name, answer.ips, float(answer.ttl)
         allow_hits, deny_hits = self._applying(name, endpoint_labels(answer.client))
         changes: list[Change] = []
@@ -118,8 +133,20 @@ class DenyLearner:
                 changes.extend(self._unshare(ip))
         for deny in deny_hits:
             for ip in ips:
-                changes.extend(self._add(deny, ip, name, ttl, now, "observed"))
+                changes.extend(self._add(deny, ip, name, ttl, now, "observed", answer.server_ip))
         return changes
+
+    def forget_refused(self) -> list[str]:
+        """Take out of the state the addresses no deny may hold (learned by an older version, or
+        before --protect-cidr named them); returns "deny: ip (reason)" for each."""
+        dropped = []
+        for deny_id, records in self.state.denies.items():
+            for ip in list(records):
+                reason = self.protected.refusal(ip)
+                if reason is not None:
+                    del records[ip]
+                    dropped.append(f"{deny_id}: {ip} ({reason})")
+        return dropped
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -170,7 +197,23 @@ class DenyLearner:
                 names.add(name)
         return sorted(names)
 
-    def _add(self, deny: FqdnDeny, ip: str, name: str, ttl: float, now: float, source: str) -> list[Change]:
+    def _rejected(self, rejected: Iterable[tuple[str, str]], name: str) -> None:
+        for reason, value in rejected:
+            self.stats.rejected[reason] += 1
+            if self.stats.rejected[reason] == 1:
+                self.stats.notes.append(f"an answer for {name} had a value hushflow left out ({reason}: {value})")
+
+    def _add(self, deny: FqdnDeny, ip: str, name: str, ttl: float, now: float, source: str,
+             server_ip: str = "") -> list[Change]:
+        refusal = self.protected.refusal(ip, server_ip)
+        if refusal is not None:
+            self.stats.refused[refusal] += 1
+            if self.stats.refused[refusal] == 1:
+                self.stats.notes.append(
+                    f"refused to deny {ip} for {name} ({deny.describe()}): a {refusal} address is never denied "
+                    "from DNS (see --protect-cidr)"
+                )
+            return []
         shared = self._sharing(deny, ip)
         if shared:
             self.state.note_shared(deny.id, ip, shared)

@@ -10,12 +10,18 @@ previous complete file. A long-running process also keeps a journal next to it
 (`<state>.journal`, one fsync'ed JSON line per learned IP, written *before* the IP is published
 to a CIDR group): `load` replays it over the snapshot, so nothing already published is lost
 even when the process is killed between two snapshots. `save` then starts a new journal.
+
+What is loaded is checked like any input: a state file or journal of an older version may hold
+values a DNS answer once slipped in (``fe80::1%eth0``, ``not-an-ip``, a number). Such entries
+are dropped and listed in `DenyState.repaired` (the file is rewritten at the next snapshot), so
+one bad value never turns into a crash loop at every start.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -50,13 +56,24 @@ class IpRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IpRecord:
-        return cls(
-            float(data["expires"]),
-            float(data["first_seen"]),
-            float(data["last_seen"]),
-            set(data.get("names", ())),
-            set(data.get("sources", ())),
-        )
+        """Raises ValueError, TypeError or KeyError for a record of the wrong shape."""
+        expires, first_seen, last_seen = float(data["expires"]), float(data["first_seen"]), float(data["last_seen"])
+        if not all(math.isfinite(value) for value in (expires, first_seen, last_seen)):
+            raise ValueError("a time that is not a finite number")
+        names, sources = data.get("names", ()), data.get("sources", ())
+        if not isinstance(names, list | tuple) or not isinstance(sources, list | tuple):
+            raise TypeError("names and sources must be lists")
+        return cls(expires, first_seen, last_seen, {str(name) for name in names}, {str(source) for source in sources})
+
+
+def canonical_ip(value: Any) -> str | None:
+    """The canonical spelling of an address, or None when `value` is none (zones refused)."""
+    if not isinstance(value, str) or "%" in value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def ip_sort_key(ip: str) -> tuple[int, int]:
@@ -120,6 +137,8 @@ class DenyState:
     denies: dict[str, dict[str, IpRecord]] = field(default_factory=dict)
     # deny id -> IP -> allowed names that share it (kept out of the deny, reported)
     shared: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # what loading dropped: "file: deny id: value (why)", for the caller to report
+    repaired: list[str] = field(default_factory=list)
 
     def add(self, deny_id: str, ip: str, name: str, ttl: float, now: float, source: str) -> bool:
         """Record that `name` resolved to `ip`; True when the IP is new for this deny."""
@@ -156,7 +175,10 @@ class DenyState:
             if not deny_id:
                 continue
             for cidr in (group.get("spec") or {}).get("externalCIDRs") or []:
-                ip = str(cidr).split("/")[0]
+                ip = canonical_ip(str(cidr).split("/")[0])
+                if ip is None:
+                    self.repaired.append(f"CiliumCIDRGroup of {deny_id}: {cidr!r} is no address, not taken back")
+                    continue
                 if ip not in self.denies.get(deny_id, {}):
                     self.add(deny_id, ip, "(from the cluster)", 0, now, "cluster")
                     added += 1
@@ -211,13 +233,33 @@ class DenyState:
             ) from None
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise StateError(f"{path}: not a hushflow state file of version {STATE_VERSION}")
-        try:
-            for deny_id, records in data.get("denies", {}).items():
-                state.denies[deny_id] = {ip: IpRecord.from_json(record) for ip, record in records.items()}
-            for deny_id, ips in data.get("shared", {}).items():
-                state.shared[deny_id] = {ip: list(names) for ip, names in ips.items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateError(f"{path}: malformed state entry ({exc})") from None
+        denies, shared = data.get("denies", {}), data.get("shared", {})
+        if not isinstance(denies, dict) or not isinstance(shared, dict):
+            raise StateError(f"{path}: malformed state file (denies and shared must be objects)")
+        for deny_id, records in denies.items():
+            if not isinstance(records, dict):
+                state.repaired.append(f"{path}: {deny_id}: not an object of IPs, dropped")
+                continue
+            kept = state.denies.setdefault(str(deny_id), {})
+            for value, record in records.items():
+                ip = canonical_ip(value)
+                if ip is None:
+                    state.repaired.append(f"{path}: {deny_id}: {value!r} is no IP address, dropped")
+                    continue
+                try:
+                    kept[ip] = IpRecord.from_json(record)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    state.repaired.append(f"{path}: {deny_id}: {ip}: malformed record ({exc}), dropped")
+        for deny_id, ips in shared.items():
+            if not isinstance(ips, dict):
+                state.repaired.append(f"{path}: shared {deny_id}: not an object of IPs, dropped")
+                continue
+            for value, names in ips.items():
+                ip = canonical_ip(value)
+                if ip is None or not isinstance(names, list):
+                    state.repaired.append(f"{path}: shared {deny_id}: {value!r} dropped")
+                    continue
+                state.shared.setdefault(str(deny_id), {})[ip] = [str(name) for name in names]
         state.replay_journal(path)
         return state
 
@@ -234,8 +276,14 @@ class DenyState:
                 continue
             try:
                 item = json.loads(line)
-                self.add(item["d"], item["ip"], item["n"], float(item["t"]), float(item["at"]), item["s"])
-            except (ValueError, KeyError, TypeError):
+                ip = canonical_ip(item["ip"])
+                ttl, at = float(item["t"]), float(item["at"])
+                if ip is None or not (math.isfinite(ttl) and math.isfinite(at)):
+                    where = f"{journal_path(path)}: {item['d']}"
+                    self.repaired.append(f"{where}: {item['ip']!r} at {item['at']!r}, dropped")
+                    continue
+                self.add(str(item["d"]), ip, str(item["n"]), ttl, at, str(item["s"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a line cut short by a crash: everything before it is intact
             replayed += 1
         return replayed

@@ -143,8 +143,20 @@ SOURCE_RECONNECTS_TOTAL = MetricSpec(
 MALFORMED_INPUT_TOTAL = MetricSpec(
     "hushflow_malformed_input_total",
     "counter",
-    "Flow records that could not be parsed and were skipped.",
-    ("source",),
+    "Input hushflow left out: lines that could not be parsed, flows it could not process, DNS answer values "
+    "that are no valid IP or TTL.",
+    ("source", "reason"),
+)
+#: The `reason` of a malformed line and of a flow the pipeline could not process (DNS answer values
+#: have theirs in hushflow.flow.dns).
+MALFORMED_LINE = "unreadable-line"
+MALFORMED_FLOW = "unprocessable-flow"
+DENY_IPS_REFUSED_TOTAL = MetricSpec(
+    "hushflow_deny_ips_refused_total",
+    "counter",
+    "Addresses a DNS answer gave for a denied name that hushflow refuses to deny (loopback, link-local, the DNS "
+    "server, protected ranges: see --protect-cidr).",
+    ("reason",),
 )
 HUBBLE_LOST_EVENTS_TOTAL = MetricSpec(
     "hushflow_hubble_lost_events_total",
@@ -203,6 +215,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     SOURCE_LAG_SECONDS,
     SOURCE_RECONNECTS_TOTAL,
     MALFORMED_INPUT_TOTAL,
+    DENY_IPS_REFUSED_TOTAL,
     HUBBLE_LOST_EVENTS_TOTAL,
     NODE_STATUS_CHANGES_TOTAL,
     QUEUE_DEPTH,

@@ -159,7 +159,7 @@ class HushflowMetrics:
         self.follow_total(metric_names.SOURCE_RECONNECTS_TOTAL, reconnects, source)
         for state, count in node_status.items():
             self.follow_total(metric_names.NODE_STATUS_CHANGES_TOTAL, count, state)
-        self.follow_total(metric_names.MALFORMED_INPUT_TOTAL, bad_lines, source)
+        self.follow_total(metric_names.MALFORMED_INPUT_TOTAL, bad_lines, source, metric_names.MALFORMED_LINE)
 
     def cidr_groups(self, sizes: Iterable[tuple[str, str, int]], capacity: int,
                     shared_by_policy: Iterable[tuple[str, int]]) -> None:

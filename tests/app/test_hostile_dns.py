@@ -1,0 +1,71 @@
+"""`hushflow run` on DNS answers chosen by the party the deny targets: nothing it sends is stored
+unchecked, turns the deny against the cluster, or passes without being counted and reported."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from hushflow.app.daemon import Daemon
+from tests.app.test_daemon import FLOWS, options, published_ips, sample
+
+
+def hostile_answer(ips, ttl=60) -> bytes:
+    template = json.loads(FLOWS.read_bytes().splitlines()[5])  # my-app's answer for ingest.telemetry.example.com
+    template["flow"]["l7"]["dns"]["query"] = "evil.telemetry.example.com."
+    template["flow"]["l7"]["dns"]["ips"] = ips
+    template["flow"]["l7"]["dns"]["ttl"] = ttl
+    return json.dumps(template, separators=(",", ":")).encode() + b"\n"
+
+
+def test_a_hostile_answer_is_validated_guarded_counted_and_reported(tmp_path):
+    recorded = FLOWS.read_bytes()
+    flows = tmp_path / "flows.jsonl"
+    flows.write_bytes(recorded + hostile_answer(
+        ["169.254.169.254", "127.0.0.1", "10.0.0.10", "fe80::1%eth0", "not-an-ip", 7, "203.0.113.66"], ttl=-1,
+    ) + hostile_answer("203.0.113.67"))
+    stderr = io.StringIO()
+    daemon = Daemon(options(tmp_path, input_files=(str(flows),), events=()), stderr=stderr)
+    assert daemon.run() == 2  # input was left out: a finite run says so
+    published = published_ips(tmp_path)
+    assert "203.0.113.66" in published  # the one good address of the answer is denied
+    assert not published & {"169.254.169.254", "127.0.0.1", "10.0.0.10", "203.0.113.67"}
+    line = len(recorded.splitlines()) + 1
+    assert f"{flows}:{line}: the DNS answer for evil.telemetry.example.com has a value hushflow left out" in \
+        stderr.getvalue()
+    assert "refused to deny 169.254.169.254 for evil.telemetry.example.com" in stderr.getvalue()
+    source = str(flows)
+    for reason, count in (("dns-ip-with-zone", 1), ("dns-ip-invalid", 1), ("dns-ip-not-a-string", 1),
+                          ("dns-ttl-out-of-range", 1), ("dns-ips-not-a-list", 1)):
+        assert sample(daemon, "hushflow_malformed_input_total", source=source, reason=reason) == count, reason
+    for reason in ("link-local", "loopback", "dns-server"):  # 10.0.0.10 answered the query
+        assert sample(daemon, "hushflow_deny_ips_refused_total", reason=reason) == 1, reason
+    assert daemon.summary.dns_values_rejected == 5 and daemon.summary.ips_refused == 3
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert set(state["denies"]["cnp.my-namespace.app-external-block-policy.egressdeny-0"]) == published
+
+
+def test_a_state_an_older_version_poisoned_is_repaired_on_start_not_a_crash_loop(tmp_path):
+    deny = "cnp.my-namespace.app-external-block-policy.egressdeny-0"
+    record = {"expires": 4e9, "first_seen": 1.0, "last_seen": 1.0, "names": ["x.telemetry.example.com"],
+              "sources": ["observed"]}
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "denies": {deny: {
+        "fe80::1%eth0": record, "not-an-ip": record, "169.254.169.254": record, "203.0.113.70": record,
+        "203.0.113.71": {**record, "expires": "soon"},
+    }}, "shared": {deny: {"7": ["a"]}}}))
+    (tmp_path / "state.json.journal").write_bytes(
+        b'{"d":"' + deny.encode() + b'","ip":"zz::zz","n":"x","t":60,"at":1,"s":"observed"}\n'
+        b'{"d":"' + deny.encode() + b'","ip":"203.0.113.72","n":"x","t":"NaN","at":1,"s":"observed"}\n'
+        b'{"d":"' + deny.encode() + b'","ip":"203.0.113.73","n":"x","t":60,"at":1,"s":"observed"}\n'
+    )
+    stderr = io.StringIO()
+    daemon = Daemon(options(tmp_path, events=()), stderr=stderr)
+    assert daemon.run() == 0
+    published = published_ips(tmp_path)
+    assert {"203.0.113.70", "203.0.113.73"} <= published
+    assert not published & {"169.254.169.254", "203.0.113.71", "203.0.113.72"}
+    repaired = [line for line in stderr.getvalue().splitlines() if "state repaired" in line]
+    assert len(repaired) == 7, repaired  # 3 bad keys or records, 1 shared, 2 journal lines, 1 link-local
+    assert any("169.254.169.254 (link-local) is never denied from DNS" in line for line in repaired)
+    state = json.loads((tmp_path / "state.json").read_text())  # the next snapshot is clean
+    assert "fe80::1%eth0" not in state["denies"][deny] and "169.254.169.254" not in state["denies"][deny]
