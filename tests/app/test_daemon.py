@@ -121,6 +121,21 @@ def test_policy_errors_stop_the_start(tmp_path):
         Daemon(options(tmp_path, policies=(str(bad),)))
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"expected_cel": ("_flow.verdict ==",)}, "--expected-cel: error compiling CEL expression"),
+        ({"protect_cidrs": ("10.0.0.0/33",)}, "--protect-cidr: not a CIDR: '10.0.0.0/33'"),
+    ],
+)
+def test_option_mistakes_are_messages_not_tracebacks(tmp_path, extra, message):
+    from hushflow.app.daemon import RunError
+
+    with pytest.raises(RunError) as caught:
+        Daemon(options(tmp_path, **extra))
+    assert str(caught.value).startswith(message)
+
+
 def test_metric_labels_are_bounded(tmp_path):
     daemon = Daemon(options(tmp_path, max_series=1, events=()))
     daemon.run()

@@ -179,9 +179,7 @@ def run_compile(
     learner = DenyLearner(loaded.policy_set, denies, state, shared_ip=job.shared_ip, max_total=job.max_total,
                           protected=protected)
     report = CompileReport(CompileOutput(), state)
-    report.notes.extend(f"state repaired: {line}" for line in state.repaired)
-    for line in learner.forget_refused():
-        report.notes.append(f"state repaired: {line} is never denied from DNS, removed")
+    report.notes.extend(learner.repair_state())
     if gone:
         report.notes.append(f"forgot {len(gone)} deny(ies) no longer in the policies: {', '.join(gone)}")
 

@@ -180,8 +180,12 @@ class Daemon:
         predicate = None
         if options.expected_cel:
             from hushflow.app.enrich import expected_predicate_from_cel
+            from hushflow.filter import FilterError
 
-            predicate = expected_predicate_from_cel(list(options.expected_cel))
+            try:
+                predicate = expected_predicate_from_cel(list(options.expected_cel))
+            except FilterError as exc:
+                raise RunError(f"--expected-cel: {exc}") from None
         self.attributor = Attributor(
             loaded.policy_set,
             expected_logs=options.expected_logs,
@@ -198,10 +202,8 @@ class Daemon:
         )
         apply = self._kube_apply() if options.apply else None
         # What an older version (or a hostile answer before this one) left in the state goes now.
-        for line in self.state.repaired:
-            self.stderr.write(f"hushflow: state repaired: {line}\n")
-        for line in self.learner.forget_refused():
-            self.stderr.write(f"hushflow: state repaired: {line} is never denied from DNS, removed\n")
+        for line in self.learner.repair_state():
+            self.stderr.write(f"hushflow: {line}\n")
         self.publisher = GroupPublisher(
             self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
             group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
@@ -367,8 +369,9 @@ class Daemon:
                 changes = self.learner.learn_answer(answer, now)
                 if changes:
                     self._published(changes, read_at)
-                attributor.learn_answer(answer, now)
-                self.metrics.add(metric_names.DNS_ANSWERS_TOTAL)
+                if answer.ips:  # an answer whose every value was rejected teaches nothing
+                    attributor.learn_answer(answer, now)
+                    self.metrics.add(metric_names.DNS_ANSWERS_TOTAL)
             return  # DNS flows are no policy outcome
         attribution = attributor.observe(data, now=now)
         if attribution is not None:

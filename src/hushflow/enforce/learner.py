@@ -136,17 +136,18 @@ class DenyLearner:
                 changes.extend(self._add(deny, ip, name, ttl, now, "observed", answer.server_ip))
         return changes
 
-    def forget_refused(self) -> list[str]:
-        """Take out of the state the addresses no deny may hold (learned by an older version, or
-        before --protect-cidr named them); returns "deny: ip (reason)" for each."""
-        dropped = []
+    def repair_state(self) -> list[str]:
+        """What the state held that it may not: entries loading dropped (no address, malformed),
+        and addresses no deny may hold (learned by an older version, or before --protect-cidr
+        named them), which are taken out now. One line each, for the caller to report."""
+        lines = [f"state repaired: {line}" for line in self.state.repaired]
         for deny_id, records in self.state.denies.items():
             for ip in list(records):
                 reason = self.protected.refusal(ip)
                 if reason is not None:
                     del records[ip]
-                    dropped.append(f"{deny_id}: {ip} ({reason})")
-        return dropped
+                    lines.append(f"state repaired: {deny_id}: {ip} ({reason}) is never denied from DNS, removed")
+        return lines
 
     # -- internals -----------------------------------------------------------------------------
 

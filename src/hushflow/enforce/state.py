@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hushflow.enforce.atomic_file import write_atomic
+from hushflow.flow.dns import canonical_ip
 
 STATE_VERSION = 1
 DEFAULT_MIN_TTL = 3600.0
@@ -64,16 +65,6 @@ class IpRecord:
         if not isinstance(names, list | tuple) or not isinstance(sources, list | tuple):
             raise TypeError("names and sources must be lists")
         return cls(expires, first_seen, last_seen, {str(name) for name in names}, {str(source) for source in sources})
-
-
-def canonical_ip(value: Any) -> str | None:
-    """The canonical spelling of an address, or None when `value` is none (zones refused)."""
-    if not isinstance(value, str) or "%" in value:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
 
 
 def ip_sort_key(ip: str) -> tuple[int, int]:

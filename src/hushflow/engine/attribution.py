@@ -200,7 +200,7 @@ class Attributor:
         l7 = flow.get("l7")
         if l7 is not None and "dns" in l7:
             answer = dns_answer_of(flow)
-            if answer is not None:
+            if answer is not None and answer.ips:
                 self.learn_answer(answer, self._times.time_of(flow, event) if now is None else now)
             return None
         if not is_policy_outcome(flow):

@@ -90,7 +90,14 @@ class DnsKnowledge:
 
     def learn(self, endpoint: str, name: str, ips: Iterable[str], ttl: int, now: float) -> None:
         """Record an answer: `endpoint` resolved `name` to `ips` at flow time `now`."""
-        name = dns_name(name)
+        self._record(endpoint, dns_name(name), ips, ttl, now)
+
+    def learn_answer(self, answer: DnsAnswer, now: float) -> None:
+        """Record a DNS answer seen in a flow at flow time `now`, for the endpoint that asked
+        (its name and IPs are already in their one form)."""
+        self._record(answer.client_key, answer.name, answer.ips, answer.ttl, now)
+
+    def _record(self, endpoint: str, name: str, ips: Iterable[str], ttl: int, now: float) -> None:
         new_ips = set(ips)
         if not new_ips:
             return
@@ -136,10 +143,6 @@ class DnsKnowledge:
         self.evictions += len(self._old)
         self._old = self._young
         self._young = {}
-
-    def learn_answer(self, answer: DnsAnswer, now: float) -> None:
-        """Record a DNS answer seen in a flow at flow time `now`, for the endpoint that asked."""
-        self.learn(answer.client_key, answer.name, answer.ips, answer.ttl, now)
 
     def _index(self, ip: str, key: str) -> None:
         current = self._by_ip.get(ip)

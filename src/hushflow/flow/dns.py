@@ -25,6 +25,7 @@ import ipaddress
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from hushflow.policy.fqdn import dns_name
@@ -56,21 +57,39 @@ class DnsAnswer:
     rejected: tuple[tuple[str, str], ...] = ()  # (reason, the value as text) of what was left out
 
 
+@lru_cache(maxsize=1 << 16)
+def _canonical(text: str) -> str | None:
+    # The same few addresses come back answer after answer: parse each spelling once. The
+    # cache is bounded, so hostile answers full of new spellings cannot grow it.
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def canonical_ip(value: Any) -> str | None:
+    """The canonical spelling of an address (``2001:DB8:0::1`` -> ``2001:db8::1``), or None for
+    anything else: not a string, an address with a zone, not an address."""
+    if not isinstance(value, str) or "%" in value:
+        return None
+    return _canonical(value)
+
+
 def valid_ips(values: Iterable[Any]) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
     """The canonical spelling of each valid address in `values` (duplicates dropped, order kept),
     and (reason, value) for each value left out."""
     ips: dict[str, None] = {}
     rejected: list[tuple[str, str]] = []
     for value in values:
-        if not isinstance(value, str):
+        ip = canonical_ip(value)
+        if ip is not None:
+            ips[ip] = None
+        elif not isinstance(value, str):
             rejected.append((NOT_A_STRING, repr(value)[:_SHOWN]))
         elif "%" in value:
             rejected.append((ZONED, value[:_SHOWN]))
         else:
-            try:
-                ips[str(ipaddress.ip_address(value))] = None
-            except ValueError:
-                rejected.append((NOT_AN_IP, value[:_SHOWN]))
+            rejected.append((NOT_AN_IP, value[:_SHOWN]))
     return tuple(ips), rejected
 
 
@@ -128,6 +147,6 @@ def dns_answer_of(flow: Mapping[str, Any]) -> DnsAnswer | None:
         ttl=ttl,
         client=client,
         client_key=endpoint_key(client, addresses.get("destination", ""), flow.get("node_name", "")),
-        server_ip=next(iter(valid_ips([addresses.get("source", "")])[0]), ""),
+        server_ip=canonical_ip(addresses.get("source")) or "",
         rejected=tuple(rejected),
     )

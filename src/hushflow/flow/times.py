@@ -72,35 +72,34 @@ class FlowTimes:
         self.prefix = ""
         self.seconds = 0
 
-    def parse(self, text: str) -> tuple[int, int]:
-        """(unix seconds, nanos) of an RFC 3339 string. Raises ValueError."""
+    def _split(self, text: str) -> tuple[int, str] | None:
+        """(whole second, fraction digits) of the usual ``...THH:MM:SS[.fff]Z`` spelling, the
+        second parsed once per distinct value; None for any other spelling."""
         if len(text) >= 20 and text[-1] == "Z" and text[19] in ".Z":
             prefix = text[:19]
             if prefix != self.prefix:
-                seconds, _ = parse_timestamp(prefix + "Z")
-                self.prefix, self.seconds = prefix, seconds
+                self.seconds = parse_timestamp(prefix + "Z")[0]
+                self.prefix = prefix
             fraction = text[20:-1]
-            if not fraction:
-                return self.seconds, 0
-            if fraction.isdigit() and len(fraction) <= 9:
-                return self.seconds, _nanos(fraction)
-        return parse_timestamp(text)
+            if not fraction or (fraction.isdigit() and len(fraction) <= 9):
+                return self.seconds, fraction
+        return None
+
+    def parse(self, text: str) -> tuple[int, int]:
+        """(unix seconds, nanos) of an RFC 3339 string. Raises ValueError."""
+        split = self._split(text)
+        if split is None:
+            return parse_timestamp(text)
+        return split[0], _nanos(split[1])
 
     def seconds_of(self, text: str) -> float:
         """Seconds since the epoch, with the fraction. Raises ValueError."""
-        # `parse`, inlined: every flow of a run comes through here.
-        if len(text) >= 20 and text[-1] == "Z" and text[19] in ".Z":
-            prefix = text[:19]
-            if prefix != self.prefix:
-                seconds, _ = parse_timestamp(prefix + "Z")
-                self.prefix, self.seconds = prefix, seconds
-            fraction = text[20:-1]
-            if not fraction:
-                return float(self.seconds)
-            if fraction.isdigit() and len(fraction) <= 9:
-                return self.seconds + int(fraction) / 10 ** len(fraction)
-        seconds, nanos = parse_timestamp(text)
-        return seconds + nanos / 1e9
+        split = self._split(text)
+        if split is None:
+            seconds, nanos = parse_timestamp(text)
+            return seconds + nanos / 1e9
+        seconds, fraction = split
+        return seconds + int(fraction) / 10 ** len(fraction) if fraction else float(seconds)
 
     def time_of(self, flow: Mapping[str, Any], event: Mapping[str, Any] | None = None) -> float:
         """The flow's time (or its event's) in seconds since the epoch (0.0 when it has none)."""
