@@ -35,8 +35,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from hushflow.app.enrich import make_attributor
 from hushflow.enforce.protect import ProtectedAddresses
-from hushflow.engine.attribution import Attribution, Attributor
+from hushflow.engine.attribution import Attribution
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
 from hushflow.flow.dns import DnsAnswer, dns_answer_of
@@ -177,21 +178,13 @@ class Daemon:
             raise RunError(str(exc)) from None
         self.state.keep_only(deny.id for deny in self.denies)
         self.journal = Journal(options.state_path) if options.state_path else None
-        predicate = None
-        if options.expected_cel:
-            from hushflow.app.enrich import expected_predicate_from_cel
-            from hushflow.filter import FilterError
-
-            try:
-                predicate = expected_predicate_from_cel(list(options.expected_cel))
-            except FilterError as exc:
-                raise RunError(f"--expected-cel: {exc}") from None
-        self.attributor = Attributor(
-            loaded.policy_set,
-            expected_logs=options.expected_logs,
-            expected_predicate=predicate,
-            attribute_default_deny=options.attribute_default_deny,
-        )
+        try:
+            self.attributor = make_attributor(
+                loaded.policy_set, expected_logs=options.expected_logs, expected_cel=options.expected_cel,
+                attribute_default_deny=options.attribute_default_deny,
+            )
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         try:
             protected = ProtectedAddresses.from_cidrs(options.protect_cidrs)
         except ValueError as exc:

@@ -19,7 +19,7 @@ written to jsonpb output only when asked for (`--with-findings`). Its fields:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
 
@@ -31,6 +31,7 @@ from hushflow.flow.connection import connection_of
 from hushflow.flow.protojson import encode_event
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.times import flow_time
+from hushflow.policy.model import PolicySet
 from hushflow.proto import FLOW_DESCRIPTOR
 
 FINDINGS_KEY = "hushflow"
@@ -89,3 +90,30 @@ def expected_predicate_from_cel(expressions: list[str]) -> Callable[[dict[str, A
         return bool(compiled.matches({"flow": flow}))
 
     return predicate
+
+
+def make_attributor(
+    policy_set: PolicySet,
+    *,
+    expected_logs: Iterable[str] | None = None,
+    expected_cel: Sequence[str] = (),
+    attribute_default_deny: bool = False,
+) -> Attributor:
+    """The attributor `run` and `observe --enrich` use: drops are planned when their tag is one of
+    `expected_logs` (default: the deny rules' log values) or `expected_cel` matches them.
+    Raises ValueError, worded for the user, for an expression that does not compile."""
+    predicate = None
+    if expected_cel:
+        from hushflow.filter import FilterError
+
+        try:
+            predicate = expected_predicate_from_cel(list(expected_cel))
+        except FilterError as err:
+            raise ValueError(f"--expected-cel: {err}") from None
+    return Attributor(
+        policy_set,
+        expected_logs=expected_logs,
+        expected_predicate=predicate,
+        attribute_default_deny=attribute_default_deny,
+    )
+

@@ -244,9 +244,8 @@ def _observe(
 
 def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
     """Load the policies for --enrich; problems that make attribution wrong stop the run."""
-    from hushflow.app.enrich import Enricher, expected_predicate_from_cel
+    from hushflow.app.enrich import Enricher, make_attributor
     from hushflow.app.policies import PolicyError, load_job_policies
-    from hushflow.engine.attribution import Attributor
     from hushflow.policy.fqdn import parse_cilium_version
     from hushflow.policy.model import BuildOptions
 
@@ -258,20 +257,13 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
         loaded = load_job_policies(options.enrich, BuildOptions(cilium_version=version))
     except PolicyError as exc:
         raise ObserveError(f"cannot enrich: {exc}") from None
-    predicate = None
-    if options.expected_cel:
-        from hushflow.filter import FilterError
-
-        try:
-            predicate = expected_predicate_from_cel(list(options.expected_cel))
-        except FilterError as err:
-            raise ObserveError(f"--expected-cel: {err}") from None
-    attributor = Attributor(
-        loaded.policy_set,
-        expected_logs=options.expected_logs,
-        expected_predicate=predicate,
-        attribute_default_deny=options.attribute_default_deny,
-    )
+    try:
+        attributor = make_attributor(
+            loaded.policy_set, expected_logs=options.expected_logs, expected_cel=options.expected_cel,
+            attribute_default_deny=options.attribute_default_deny,
+        )
+    except ValueError as exc:
+        raise ObserveError(str(exc)) from None
     return Enricher(attributor, with_findings=options.with_findings, explain=options.output == "explain")
 
 
