@@ -70,7 +70,7 @@ class RunOptions:
     apply: bool = False
     kubeconfig: str | None = None
     state_path: str | None = None
-    metrics_address: str = f"0.0.0.0:{metric_names.METRICS_PORT}"
+    metrics_address: str = f"[::]:{metric_names.METRICS_PORT}"
     events: tuple[str, ...] = ()
     event_window: float = 300.0
     expected_logs: tuple[str, ...] | None = None

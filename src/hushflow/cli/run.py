@@ -34,10 +34,15 @@ if TYPE_CHECKING:
               help="Per-node mode: this instance's name (e.g. the node), so that each instance writes and "
                    "prunes only its own CIDR groups; the policies select all of them. Env: HUSHFLOW_INSTANCE.")
 @click.option("--state", "state_path", metavar="FILE", help="Learned IPs persist here (snapshot + journal).")
-@click.option("--metrics-address", default="0.0.0.0:9965", show_default=True, metavar="HOST:PORT",
-              help="Serve /metrics, /healthz and /readyz here.")
+@click.option("--metrics-address", default="[::]:9965", show_default=True, metavar="HOST:PORT",
+              callback=lambda _ctx, _param, value: _metrics_address(value),
+              help="Serve /metrics, /healthz and /readyz here. [::]:PORT (or :PORT) listens on every IPv6 and "
+                   "IPv4 address (dual-stack; IPv4 only on a host without IPv6), 0.0.0.0:PORT on IPv4 only, "
+                   "[IPV6]:PORT, IPV4:PORT or NAME:PORT on one address.")
 @click.option("--events", multiple=True, metavar="SINK",
-              help="Unexpected drops as JSON events: stdout, file:PATH or an http(s):// webhook; repeatable.")
+              help="Unexpected drops as JSON events: stdout, file:PATH or an http(s):// webhook; repeatable. "
+                   "Webhooks follow no redirects: a 3xx answer is a failed delivery, reported once with where "
+                   "it pointed (give the final URL).")
 @click.option("--event-window", type=float, default=300, show_default=True,
               help="Seconds during which repeats of the same drop are counted, not sent again.")
 @click.option("--expected-log", "expected_logs", multiple=True, metavar="TAG",
@@ -124,6 +129,16 @@ def run(**kwargs: Any) -> None:
         sys.exit(2)
     print_summary(daemon.summary, Console(file=sys.stdout))
     sys.exit(code)
+
+
+def _metrics_address(text: str) -> str:
+    from hushflow.app.http import parse_listen_address
+
+    try:
+        parse_listen_address(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics-address") from None
+    return text
 
 
 def _metric_context(text: str) -> frozenset[str]:
