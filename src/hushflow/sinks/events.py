@@ -8,16 +8,26 @@ event for that key. Events are JSON objects, one per line:
     {"kind": "unexpected-drop", "time": ..., "direction": ..., "source": {"namespace", "workload",
      "pod"}, "destination": ..., "port": ..., "protocol": ..., "verdict": ..., "drop_reason": ...,
      "tag": [...], "repeats_since_last": N, "explain": "<hushflow explain text>", "flow": {...}}
+
+A webhook follows no redirect, not even to another path on the same host: a 3xx answer could
+carry the events (flows, pod names, explanations) to another host, or from https to plain http,
+and urllib would resend a POST as a GET without its body and call that a success. A redirect is
+a failed delivery, not retried (it is an answer, not a hiccup), and reported once per target
+with the scheme, host and port it pointed to (never the path, which may hold a webhook's token):
+the fix is to give the URL the receiver expects.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import random
+import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,10 +69,37 @@ class FileSink(StreamSink):
         self.stream.close()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows none: every 3xx reaches `send` as an HTTPError (see the module's docstring). It
+    declines before urllib's own handler would parse the (hostile) Location."""
+
+    def http_error_302(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _say_on_stderr(message: str) -> None:
+    sys.stderr.write(f"hushflow: {message}\n")
+
+
+def _origin(url: str) -> str:
+    """`scheme://host:port` of `url`, printable: what a report may show of a hostile Location."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "an invalid URL"
+    origin = f"{parts.scheme}://" + (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    return "".join(c if c.isascii() and c.isprintable() else f"\\x{ord(c):02x}" for c in origin[:200])
+
+
 class WebhookSink:
-    """POST each event as JSON; retries with exponential backoff and jitter on errors and 5xx."""
+    """POST each event as JSON; retries with exponential backoff and jitter on errors and 5xx.
+    Follows no redirect: a 3xx is a failure, reported once per place it pointed to."""
 
     name = "webhook"
+    _MAX_REPORTED = 16
 
     def __init__(
         self,
@@ -73,6 +110,7 @@ class WebhookSink:
         base_delay: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        report: Callable[[str], None] = _say_on_stderr,
     ) -> None:
         self.url = url
         self.retries = retries
@@ -80,7 +118,10 @@ class WebhookSink:
         self.base_delay = base_delay
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.report = report
         self.last_error = ""
+        self._opener = urllib.request.build_opener(_NoRedirects)
+        self._reported: set[tuple[int, str]] = set()
 
     def send(self, event: Mapping[str, Any]) -> bool:
         body = json.dumps(event, sort_keys=True).encode()
@@ -89,19 +130,43 @@ class WebhookSink:
                 self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with self._opener.open(request, timeout=self.timeout) as response:
                     if 200 <= response.status < 300:
                         return True
                     self.last_error = f"HTTP {response.status}"
             except urllib.error.HTTPError as exc:
+                exc.close()
                 self.last_error = f"HTTP {exc.code}"
+                if 300 <= exc.code < 400:
+                    self._redirected(exc.code, exc.headers.get("Location") or "")
+                    return False
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
                     return False  # the receiver will not take it however often we ask
             except (urllib.error.URLError, OSError) as exc:
                 self.last_error = str(getattr(exc, "reason", exc))
+            except http.client.HTTPException as exc:  # an answer that is not HTTP: retried like a reset
+                self.last_error = f"not an HTTP answer ({type(exc).__name__})"
             if attempt < self.retries:
                 self.sleep(self.rng.uniform(0, self.base_delay * 2**attempt))
         return False
+
+    def _redirected(self, code: int, location: str) -> None:
+        try:
+            target = urllib.parse.urljoin(self.url, location) if location else ""
+        except ValueError:
+            target = location  # unparseable: shown as "an invalid URL"
+        here, there = _origin(self.url), _origin(target) if target else "nowhere (no Location)"
+        self.last_error = f"HTTP {code} redirect to {there}"
+        key = (code, there)
+        if key in self._reported or len(self._reported) >= self._MAX_REPORTED:
+            return
+        self._reported.add(key)
+        where = "another path on the same host" if target and there == here else there
+        self.report(
+            f"webhook {here}/... answered HTTP {code}, a redirect to {where}: events are not delivered "
+            "(hushflow follows no webhook redirect: one could carry them to another host or to plain "
+            "http); give the webhook the URL it redirects to"
+        )
 
     def close(self) -> None:
         return None
@@ -119,6 +184,9 @@ class BackgroundSink:
         self.name = inner.name
         self.on_result = on_result
         self.dropped = 0
+        #: Sends that raised (a bug in a sink), counted as failed; the last one's text.
+        self.errors = 0
+        self.last_exception = ""
         self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(maxsize=capacity)
         self._thread = threading.Thread(target=self._work, name=f"hushflow-events-{inner.name}", daemon=True)
         self._thread.start()
@@ -140,7 +208,12 @@ class BackgroundSink:
 
     def _work(self) -> None:
         while (event := self._queue.get()) is not None:
-            delivered = self.inner.send(event)
+            try:
+                delivered = self.inner.send(event)
+            except Exception as exc:  # one bad send must not end the thread (and every later event)
+                self.errors += 1
+                self.last_exception = f"{type(exc).__name__}: {exc}"
+                delivered = False
             if self.on_result is not None:
                 self.on_result(self.name, "delivered" if delivered else "failed")
 
@@ -151,16 +224,19 @@ class BackgroundSink:
         self.inner.close()
 
 
-def make_sink(spec: str, on_result: Callable[[str, str], None] | None = None) -> EventSink:
-    """`stdout`, `file:PATH`, or an `http(s)://` URL (sent from a background thread)."""
-    import sys
-
+def make_sink(
+    spec: str,
+    on_result: Callable[[str, str], None] | None = None,
+    report: Callable[[str], None] = _say_on_stderr,
+) -> EventSink:
+    """`stdout`, `file:PATH`, or an `http(s)://` URL (sent from a background thread; `report`
+    says what a webhook's receiver got wrong, such as a redirect)."""
     if spec == "stdout":
         return StreamSink(sys.stdout)
     if spec.startswith("file:"):
         return FileSink(spec[5:])
     if spec.startswith(("http://", "https://")):
-        return BackgroundSink(WebhookSink(spec), on_result=on_result)
+        return BackgroundSink(WebhookSink(spec, report=report), on_result=on_result)
     raise ValueError(f"unknown event sink {spec!r}: use stdout, file:PATH or an http(s):// URL")
 
 
