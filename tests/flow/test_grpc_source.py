@@ -14,6 +14,7 @@ from google.protobuf import json_format
 
 from hushflow.flow.grpc_source import Backoff, GrpcFlowSource, GrpcSourceError
 from hushflow.flow.reader import FlowEvent
+from hushflow.proto import observer_pb2
 from tests.doubles.observer_server import EventInput, ObserverTestServer
 from tests.flow.conftest import flow_line, numbered, summaries
 
@@ -326,3 +327,34 @@ def test_server_status() -> None:
         status = GrpcFlowSource(server.address).server_status()
     assert status.num_flows == 3 and status.version == "hushflow-observer-test-double"
     assert status.num_connected_nodes.value == 1
+
+
+# -- messages with no JSON form ------------------------------------------------------------------
+
+
+def _flow_at(summary: str, seconds: int, nanos: int = 0) -> observer_pb2.GetFlowsResponse:
+    message = observer_pb2.GetFlowsResponse(node_name="node-a")
+    message.flow.Summary = summary
+    message.flow.time.seconds = seconds
+    message.flow.time.nanos = nanos
+    message.time.CopyFrom(message.flow.time)
+    return message
+
+
+@pytest.mark.parametrize(("seconds", "nanos"), [
+    (253402300800, 0),  # 10000-01-01T00:00:00Z: one second past what protojson writes
+    (-62135596801, 0),  # before 0001-01-01
+    (1 << 62, 0),  # past what the C library's gmtime takes
+    (-(1 << 63), 0),
+    (1772442000, -1),
+    (1772442000, 1_000_000_000),
+])
+def test_a_timestamp_out_of_range_is_a_counted_bad_event_not_the_end_of_the_stream(seconds: int, nanos: int) -> None:
+    events = [_flow_at("#0", 1772442000), _flow_at("bad", seconds, nanos), _flow_at("#2", 1772442001)]
+    with ObserverTestServer(events) as server:
+        source = GrpcFlowSource(server.address, follow=False)
+        got = list(source)
+    assert summaries(got) == ["#0", "#2"]
+    assert source.stats.bad_events == 1
+    assert source.stats.last_bad_event is not None and "out of range" in source.stats.last_bad_event
+    assert source.stats.reconnects == 0

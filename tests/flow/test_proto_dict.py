@@ -14,6 +14,7 @@ from hushflow.flow.proto_dict import (
     ProtoDictError,
     compile_message_to_dict,
     format_duration,
+    response_bytes_to_event,
     response_to_event,
 )
 from hushflow.flow.protojson import encode_event
@@ -66,6 +67,31 @@ def test_timestamp_memo_does_not_leak_between_seconds() -> None:
         out.append(response_to_event(msg)["time"])
     assert out == ["1970-01-01T00:00:10.000000007Z", "1970-01-01T00:00:10.000000007Z",
                    "1970-01-01T00:00:11.000000007Z", "1970-01-01T00:00:10.000000007Z"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(253402300800, 0), (-62135596801, 0), (1 << 62, 0), (-(1 << 63), 0), ((1 << 63) - 1, 0),
+     (1772442000, -1), (1772442000, 1_000_000_000)],
+)
+def test_a_timestamp_out_of_protojsons_range_has_no_json_form(seconds: int, nanos: int) -> None:
+    # Go's protojson refuses to write it; so do both converters (the C one hands it to Python).
+    msg = observer_pb2.GetFlowsResponse(time=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+    with pytest.raises(ProtoDictError, match="out of range"):
+        response_to_event(msg)
+    with pytest.raises(ProtoDictError, match="out of range"):
+        response_bytes_to_event(msg.SerializeToString())
+    ext = any_pb2.Any()
+    ext.Pack(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+    with pytest.raises(ProtoDictError, match="out of range"):
+        flow_event(extensions=ext)
+
+
+def test_the_ends_of_a_timestamps_range_are_written_by_both_converters() -> None:
+    for seconds, nanos, text in ((-62135596800, 0, "0001-01-01T00:00:00Z"),
+                                 (253402300799, 999_999_999, "9999-12-31T23:59:59.999999999Z")):
+        msg = observer_pb2.GetFlowsResponse(time=timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
+        assert response_to_event(msg) == response_bytes_to_event(msg.SerializeToString()) == {"time": text}
 
 
 @pytest.mark.parametrize(

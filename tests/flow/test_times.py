@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hushflow.flow.times import (
+    MAX_TIMESTAMP_SECONDS,
+    MIN_TIMESTAMP_SECONDS,
     FlowTimes,
     flow_time,
     format_timestamp,
@@ -37,7 +39,12 @@ def test_cached_and_full_parsers_agree(text: str, expected: tuple[int, int]) -> 
 @pytest.mark.parametrize(
     "text",
     ["", "2026-02-30T00:00:00Z", "2026-11-27T24:00:00Z", "2026-11-27T09:00:00.1234567890Z", "2026-11-27 09:00:00Z",
-     "2026-11-27T09:00:00.12aZ", "not a time"],
+     "2026-11-27T09:00:00.12aZ", "not a time",
+     # outside a protobuf Timestamp (years 1 to 9999), as protojson refuses it
+     "0000-01-01T00:00:00Z", "0000-12-31T23:59:59.999Z", "10000-01-01T00:00:00Z",
+     "0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01",
+     # offsets Go's time.Parse refuses
+     "2026-11-27T09:00:00+24:00", "2026-11-27T09:00:00+99:99", "2026-11-27T09:00:00-05:60"],
 )
 def test_invalid_times_are_rejected_by_both(text: str) -> None:
     with pytest.raises(ValueError):
@@ -68,6 +75,24 @@ def test_flow_time_falls_back_to_the_event_and_then_to_zero() -> None:
 def test_format_round_trips(seconds: int, nanos: int, text: str) -> None:
     assert format_timestamp(seconds, nanos) == text
     assert parse_timestamp(text) == (seconds, nanos)
+
+
+def test_the_ends_of_a_timestamps_range_round_trip_with_four_digit_years() -> None:
+    assert format_timestamp(MIN_TIMESTAMP_SECONDS, 0) == "0001-01-01T00:00:00Z"
+    assert format_timestamp(MAX_TIMESTAMP_SECONDS, 999_999_999) == "9999-12-31T23:59:59.999999999Z"
+    assert parse_timestamp("0001-01-01T00:00:00Z") == (MIN_TIMESTAMP_SECONDS, 0)
+    assert parse_timestamp("9999-12-31T23:59:59.999999999Z") == (MAX_TIMESTAMP_SECONDS, 999_999_999)
+    assert format_timestamp(-62104060800, 0) == "0002-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(MAX_TIMESTAMP_SECONDS + 1, 0), (MIN_TIMESTAMP_SECONDS - 1, 0), (1 << 62, 0), (-(1 << 63), 0),
+     (0, -1), (0, 1_000_000_000)],
+)
+def test_a_time_out_of_a_timestamps_range_is_not_written(seconds: int, nanos: int) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        format_timestamp(seconds, nanos)
 
 
 # --- --since/--until: Go durations and Hubble's time layouts --------------------------------

@@ -125,8 +125,8 @@ def test_wire_corner_cases_convert_like_the_reference(flow_bytes: bytes) -> None
     raw = flow_response(flow_bytes)
     try:
         want = reference(raw)
-    except DecodeError:
-        with pytest.raises(DecodeError):
+    except (DecodeError, ProtoDictError) as refused:  # bytes that are no message; a time protojson refuses
+        with pytest.raises(type(refused)):
             response_bytes_to_event(raw)
         return
     assert encode_event(response_bytes_to_event(raw)) == encode_event(want)

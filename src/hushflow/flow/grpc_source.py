@@ -125,7 +125,10 @@ class GrpcSourceStats:
     duplicates_dropped: int = 0
     """Events of resumed streams already delivered before the reconnection."""
     bad_events: int = 0
-    """Messages with no JSON form (an ``extensions`` Any of an unknown type); skipped."""
+    """Messages with no JSON form (an ``extensions`` Any of an unknown type, a Timestamp out of
+    protojson's range, bytes that are no message); skipped, the stream goes on."""
+    last_bad_event: str | None = None
+    """Why the last bad event had no JSON form (``google.protobuf.Timestamp: seconds ... out of range``)."""
     last_error: str | None = None
     """Why the last stream stopped (``UNAVAILABLE: ...``), None before any failure."""
     server_version: str | None = None
@@ -464,8 +467,10 @@ class GrpcFlowSource:
                             self._channel_ready = True
                         try:
                             data = to_event(raw)
-                        except (ProtoDictError, DecodeError):
+                        except (ProtoDictError, DecodeError) as e:
+                            # One odd message (a hostile or buggy peer) is skipped, not the stream.
                             stats.bad_events += 1
+                            stats.last_bad_event = str(e) or type(e).__name__
                             continue
                         flow = data.get("flow")
                         if flow is not None:

@@ -39,6 +39,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from hushflow.flow import protojson
+from hushflow.flow.times import MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS
 from hushflow.proto import observer_pb2
 
 __all__ = [
@@ -86,7 +87,7 @@ def _timestamp_formatter() -> _Convert:
     (``flow.time`` and the wrapper's ``time``): the calendar arithmetic runs about once a second.
     The memo is one immutable tuple replaced whole, so concurrent callers cannot tear it.
     """
-    last: list[tuple[int, str]] = [(-1 << 63, "")]
+    last: list[tuple[int | None, str]] = [(None, "")]  # None: no second is a valid int64 key yet
 
     def timestamp(v: Any) -> str:
         seconds = v.seconds
@@ -94,15 +95,27 @@ def _timestamp_formatter() -> _Convert:
         if memo[0] == seconds:
             base = memo[1]
         else:
+            if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
+                raise ProtoDictError(f"google.protobuf.Timestamp: seconds {seconds} out of range (years 1 to 9999)")
             t = time.gmtime(seconds)
             base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
             last[0] = (seconds, base)
         nanos = v.nanos
         if nanos == 0:
             return base + "Z"
+        if not 0 < nanos <= 999_999_999:
+            raise ProtoDictError(f"google.protobuf.Timestamp: nanos {nanos} out of range (0 to 999999999)")
         return base + _fraction(nanos) + "Z"
 
     return timestamp
+
+
+def _checked_timestamp(v: Any) -> str:
+    """A Timestamp inside an Any: protojson's spelling, or ProtoDictError out of its range."""
+    try:
+        return protojson.format_timestamp(v.seconds, v.nanos)
+    except ValueError as e:
+        raise ProtoDictError(f"google.protobuf.Timestamp: {e}") from None
 
 
 def _duration(v: Any) -> str:
@@ -321,7 +334,7 @@ def _wrapped(inner: _Convert) -> _Convert:
 
 def _any_well_known(desc: Descriptor) -> _Convert:
     if desc.full_name == "google.protobuf.Timestamp":
-        return lambda v: protojson.format_timestamp(v.seconds, v.nanos)
+        return _checked_timestamp
     if desc.full_name == "google.protobuf.Duration":
         return _duration
     if desc.full_name == "google.protobuf.FieldMask":

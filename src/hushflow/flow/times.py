@@ -23,10 +23,16 @@ _RFC3339 = re.compile(
 )
 
 
+#: The range of a protobuf Timestamp (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z), in
+#: unix seconds: protojson refuses to write or read a time outside it, and so does hushflow.
+MIN_TIMESTAMP_SECONDS = -62135596800
+MAX_TIMESTAMP_SECONDS = 253402300799
+
+
 def _epoch_seconds(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int | None:
     """Seconds since the epoch of a UTC calendar time, or None when it names no real time
-    (Go's time.Parse rejects February 30th as protojson does)."""
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+    (Go's time.Parse rejects February 30th as protojson does; there is no year 0)."""
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
         return None
     if hour > 23 or minute > 59 or second > 59:
         return None
@@ -47,13 +53,28 @@ def parse_timestamp(text: str) -> tuple[int, int]:
         raise ValueError(f"invalid timestamp {text!r}")
     if m.group(9):
         offset = int(m.group(10)) * 3600 + int(m.group(11)) * 60
+        if offset >= 24 * 3600 or int(m.group(11)) > 59:
+            raise ValueError(f"invalid timestamp {text!r}: offset out of range")
         seconds -= offset if m.group(9) == "+" else -offset
+        if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
+            raise ValueError(f"invalid timestamp {text!r}: out of the range of a protobuf Timestamp")
     return seconds, _nanos(m.group(7) or "")
 
 
+def check_timestamp(seconds: int, nanos: int) -> None:
+    """Raise ValueError unless (seconds, nanos) is a protobuf Timestamp protojson can write."""
+    if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
+        raise ValueError(f"Timestamp seconds {seconds} out of range (years 1 to 9999)")
+    if not 0 <= nanos <= 999_999_999:
+        raise ValueError(f"Timestamp nanos {nanos} out of range (0 to 999999999)")
+
+
 def format_timestamp(seconds: int, nanos: int) -> str:
-    """protojson's Timestamp spelling: UTC, ``Z``, 0/3/6/9 fraction digits."""
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    """protojson's Timestamp spelling: UTC, ``Z``, 0/3/6/9 fraction digits. Raises ValueError
+    for a time out of a Timestamp's range, as protojson does."""
+    check_timestamp(seconds, nanos)
+    t = time.gmtime(seconds)  # not strftime: its %Y writes year 1 as "1", not "0001"
+    base = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     if nanos == 0:
         return base + "Z"
     if nanos % 1_000_000 == 0:
