@@ -44,7 +44,7 @@ def test_replay_of_the_example(tmp_path):
     assert (summary.flows, summary.verdicts, summary.learned_ips) == (25, 17, 3)
     assert summary.drops_by_tag[("app-explicit-traffic-blocked", True)] == 9
     assert summary.drops_by_tag[("(none)", False)] == 3
-    group = (tmp_path / "groups" / "ciliumcidrgroups" / f"hushflow.{DENY_ID}.yaml").read_text()
+    group = (tmp_path / "groups" / "ciliumcidrgroups" / f"hushflow.{DENY_ID}.run.yaml").read_text()
     assert "198.51.100.10/32" in group and "198.51.100.12/32" in group
     labels = dict(direction="egress", namespace="my-namespace", workload="my-app", verdict="DROPPED")
     assert sample(daemon, "hushflow_policy_verdicts_total", **labels, tag="app-explicit-traffic-blocked",
@@ -53,7 +53,7 @@ def test_replay_of_the_example(tmp_path):
     assert sample(daemon, "hushflow_unexpected_drops_total", direction="egress", namespace="my-namespace",
                   workload="my-app", destination="world") == 3
     assert sample(daemon, "hushflow_dns_answers_total") == 4
-    assert sample(daemon, "hushflow_cidr_group_ips", group=f"hushflow.{DENY_ID}",
+    assert sample(daemon, "hushflow_cidr_group_ips", group=f"hushflow.{DENY_ID}.run",
                   policy="my-namespace/app-external-block-policy") == 3
     assert sample(daemon, "hushflow_leak_window_seconds_count") >= 1
     # One event for the three drops of the same call (dedup window), with its explanation.
@@ -175,7 +175,7 @@ def dns_line(index: int) -> bytes:
 
 
 def published_ips(tmp_path: Path) -> set[str]:
-    path = tmp_path / "groups" / "ciliumcidrgroups" / f"hushflow.{DENY_ID}.yaml"
+    path = tmp_path / "groups" / "ciliumcidrgroups" / f"hushflow.{DENY_ID}.run.yaml"
     try:
         text = path.read_text()
     except FileNotFoundError:

@@ -59,5 +59,5 @@ def test_daemon_follows_hubble_and_survives_a_cut_stream(tmp_path):
     assert not worker.is_alive()
     assert daemon.summary.learned_ips == 3 and daemon.summary.verdicts == 17
     assert daemon.summary.drops_by_tag[("app-explicit-traffic-blocked", True)] == 9
-    group = tmp_path / "groups" / "ciliumcidrgroups" / "hushflow.cnp.my-namespace.app-external-block-policy.egressdeny-0.yaml"
+    group = tmp_path / "groups" / "ciliumcidrgroups" / "hushflow.cnp.my-namespace.app-external-block-policy.egressdeny-0.run.yaml"
     assert "198.51.100.11/32" in group.read_text()

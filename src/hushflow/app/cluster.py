@@ -1,8 +1,10 @@
 """The apply step: hushflow's objects in a Kubernetes cluster, for `compile --apply` and `run --apply`.
 
-Both jobs connect the same way (a kubeconfig, else the in-cluster service account), own the
-same objects (labelled `app.kubernetes.io/managed-by=hushflow`, and in per-node mode also with
-this instance's label, so that each instance prunes only its own CIDR groups), and read back
+Both jobs connect the same way (a kubeconfig, else the in-cluster service account), label what
+they write `app.kubernetes.io/managed-by=hushflow` and, explicitly, with its owner
+(`hushflow.io/owner=compile` for `compile --apply`, `run.<instance>` for a `run --apply`), and
+apply, prune and delete only what carries their own owner label: `compile --apply` never prunes
+the groups a running daemon keeps, nor one node's daemon another's. Both read back
 what they applied before (the cluster is state too: a pod that lost its state file takes its
 learned IPs back from the CiliumCIDRGroups it applied).
 """
@@ -13,8 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hushflow.enforce.compile import INSTANCE_LABEL
-from hushflow.enforce.kube import DEFAULT_MANAGED_SELECTOR, ApplyResult, KubeApiError, apply_objects, list_managed
+from hushflow.enforce.compile import OWNER_LABEL, owner_of
+from hushflow.enforce.kube import (
+    DEFAULT_MANAGED_SELECTOR,
+    ApplyResult,
+    KubeApiError,
+    apply_objects,
+    delete_named,
+    list_managed,
+)
 from hushflow.enforce.kube_config import KubeConfigError, load_kube_api
 
 GROUP_KIND = "CiliumCIDRGroup"
@@ -31,15 +40,13 @@ class Cluster:
 
     @classmethod
     def connect(cls, kubeconfig: str | None, context: str | None = None, *, instance: str = "") -> Cluster:
-        """A kubeconfig file (and context), or the in-cluster service account when none is given."""
+        """A kubeconfig file (and context), or the in-cluster service account when none is given;
+        `instance` names the `run` instance (empty: `compile`), whose objects this one owns."""
         try:
             api = load_kube_api(kubeconfig, context, in_cluster=kubeconfig is None)
         except KubeConfigError as exc:
             raise ClusterError(str(exc)) from None
-        selector = DEFAULT_MANAGED_SELECTOR
-        if instance:
-            selector += f",{INSTANCE_LABEL}={instance}"
-        return cls(api, selector)
+        return cls(api, f"{DEFAULT_MANAGED_SELECTOR},{OWNER_LABEL}={owner_of(instance)}")
 
     def applied_groups(self) -> list[dict[str, Any]]:
         """The CiliumCIDRGroups this instance applied earlier (their IPs seed the state)."""
@@ -55,5 +62,12 @@ class Cluster:
                 self.api, list(objects), managed_selector=self.selector, dry_run=dry_run,
                 prune_kinds=(GROUP_KIND,) if prune else (),
             )
+        except KubeApiError as exc:
+            raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None
+
+    def delete_groups(self, names: Sequence[str]) -> ApplyResult:
+        """Delete this instance's CIDR groups named `names` (another owner's are refused)."""
+        try:
+            return delete_named(self.api, GROUP_KIND, list(names), managed_selector=self.selector)
         except KubeApiError as exc:
             raise ClusterError(f"cannot reach the Kubernetes API: {exc}") from None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import threading
 import time
 from collections import Counter
@@ -36,7 +37,9 @@ from typing import IO, TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from hushflow.app.enrich import make_attributor
+from hushflow.enforce.compile import DEFAULT_RUN_INSTANCE
 from hushflow.enforce.protect import ProtectedAddresses
+from hushflow.enforce.publish import policy_label
 from hushflow.engine.attribution import Attribution
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
@@ -49,7 +52,9 @@ from hushflow.sinks.events import UnexpectedDropEvents, make_sink
 from hushflow.sinks.metrics import CONTEXT_LABELS, HushflowMetrics, MetricsOptions
 from hushflow.sinks.records import VerdictRecord
 
-if TYPE_CHECKING:  # types only: the resolver (dnspython) loads when the run resolves names
+if TYPE_CHECKING:  # types only: the resolver (dnspython) and the cluster client load when used
+    from hushflow.app.cluster import Cluster
+    from hushflow.enforce.group_writes import GroupWrites
     from hushflow.enforce.learner import Change
     from hushflow.enforce.resolver import LookupFn, ResolveResult
     from hushflow.flow.grpc_target import TLSOptions
@@ -83,11 +88,13 @@ class RunOptions:
     shared_ip: str = "skip"
     group_cap: int = 1000
     max_total: int = 10_000
+    max_per_name: int = 1000  # IPs per deny and name (Cilium's --tofqdns-endpoint-max-ip-per-hostname)
     protect_cidrs: tuple[str, ...] | None = None  # never denied from DNS; None: the private and shared ranges
     instance: str = ""  # per-node mode: this instance's name, so each writes only its own CIDR groups
     snapshot_interval: float = 60.0
     expire_interval: float = 30.0
     linger: float = 0.0
+    drain_timeout: float = 10.0  # at the end: seconds to keep retrying group writes that did not land
     max_series: int = 2000
     metric_context: frozenset[str] = frozenset(CONTEXT_LABELS)
     cilium_version: tuple[int, int] = (1, 18)
@@ -149,6 +156,8 @@ class Daemon:
         self._last_flow_time = 0.0
         self.source_error: str | None = None
         self._notes_reported = 0
+        self._disk_reported: dict[str, float] = {}
+        self._unsaved = False  # a snapshot failed: the journal is kept until one lands
         self._setup(source)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -191,21 +200,23 @@ class Daemon:
             raise RunError(f"--protect-cidr: {exc}") from None
         self.learner = DenyLearner(
             loaded.policy_set, self.denies, self.state, shared_ip=options.shared_ip,  # type: ignore[arg-type]
-            max_total=options.max_total, protected=protected,
+            max_total=options.max_total, max_per_name=options.max_per_name, protected=protected,
         )
-        apply = self._kube_apply() if options.apply else None
+        self.instance = options.instance or DEFAULT_RUN_INSTANCE
+        self.writes = self._group_writes()
         # What an older version (or a hostile answer before this one) left in the state goes now.
         for line in self.learner.repair_state():
             self.stderr.write(f"hushflow: {line}\n")
         self.publisher = GroupPublisher(
-            self.denies, self.state, out_dir=options.out_dir, apply=apply, journal=self.journal,
-            group_cap=options.group_cap, instance=options.instance, monotonic=self.monotonic,
+            self.denies, self.state, journal=self.journal, group_cap=options.group_cap, instance=self.instance,
+            monotonic=self.monotonic, writes=self.writes,
+            on_journal_error=lambda exc: self._disk_problem("journal", exc),
         )
         def emitted(sink: str, outcome: str) -> None:
             self.metrics.child(metric_names.EVENTS_EMITTED_TOTAL, sink, outcome).inc()
 
         try:
-            sinks = [make_sink(spec, on_result=emitted) for spec in options.events]
+            sinks = [make_sink(spec, on_result=emitted, report=self._say) for spec in options.events]
         except (ValueError, OSError) as exc:
             raise RunError(f"--events: {exc}") from None
         self.events = UnexpectedDropEvents(
@@ -215,27 +226,75 @@ class Daemon:
         )
         self.source = source or self._default_source()
 
-    def _kube_apply(self) -> Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]:
+    def _group_writes(self) -> GroupWrites | None:
+        """The queue (and its thread) that writes CIDR groups to --out and/or the cluster, retrying
+        each until it lands; None when the run writes nowhere."""
+        from hushflow.enforce.group_writes import GroupWrites, WriteOutcome
+        from hushflow.enforce.writer import object_path, remove_file, write_file_atomic
+
+        options = self.options
+        cluster = self._connect_cluster() if options.apply else None
+        if cluster is None and not options.out_dir:
+            return None
+        out_dir = options.out_dir
+
+        def write(groups: Sequence[tuple[dict[str, Any], str]], deleted: Sequence[str]) -> WriteOutcome:
+            outcome = WriteOutcome()
+            names = [group["metadata"]["name"] for group, _text in groups] + list(deleted)
+            failed: dict[str, tuple[str, str]] = {}
+            if out_dir:
+                for group, text in groups:
+                    try:
+                        write_file_atomic(os.path.join(out_dir, object_path(group)), text)
+                    except (OSError, ValueError) as exc:
+                        failed[group["metadata"]["name"]] = ("disk", f"{out_dir}: {exc}")
+                for name in deleted:
+                    try:
+                        remove_file(out_dir, object_path(_group_ref(name)))
+                    except (OSError, ValueError) as exc:
+                        failed[name] = ("disk", f"{out_dir}: {exc}")
+            if cluster is not None:
+                failed.update(_apply_to_cluster(cluster, groups, deleted))
+            outcome.failed = failed
+            outcome.accepted = {name for name in names if name not in failed}
+            return outcome
+
+        def landed(read_at: float) -> None:
+            window = self.monotonic() - read_at
+            self.metrics[metric_names.LEAK_WINDOW_SECONDS].observe(window)
+            windows = self.publisher.stats.leak_windows
+            windows.append(window)
+            if len(windows) > 100_000:
+                del windows[:50_000]
+
+        def report(line: str) -> None:
+            self.stderr.write(f"hushflow: {line}\n")
+
+        return GroupWrites(write, on_landed=landed, report=report, monotonic=self.monotonic)
+
+    def _connect_cluster(self) -> Cluster:
         from hushflow.app.cluster import Cluster, ClusterError
 
         try:
-            cluster = Cluster.connect(self.options.kubeconfig, instance=self.options.instance)
+            cluster = Cluster.connect(self.options.kubeconfig, instance=self.instance)
             # Learned IPs live in the cluster too: a pod that lost its state file takes them back.
             self.state.seed_from_groups(cluster.applied_groups(), self.clock())
         except ClusterError as exc:
             raise RunError(str(exc)) from None
+        return cluster
 
-        def apply(changed: Sequence[dict[str, Any]], deleted: Sequence[dict[str, Any]]) -> None:
-            try:
-                # Prune only when a group went away, and only this instance's (other nodes own theirs).
-                result = cluster.apply(self.publisher.groups()) if deleted else cluster.apply(changed, prune=False)
-            except ClusterError as exc:
-                self.stderr.write(f"hushflow: {exc}\n")
-                return
-            for problem in result.problems():
-                self.stderr.write(f"hushflow: apply: {problem}\n")
+    def _say(self, line: str) -> None:
+        self.stderr.write(f"hushflow: {line}\n")
 
-        return apply
+    def _disk_problem(self, what: str, exc: OSError) -> None:
+        """A write to the local disk failed (full, read-only): report it (once a minute) and go on;
+        what was not written is written again later."""
+        self.metrics.child(metric_names.WRITE_FAILURES_TOTAL, what, "disk").inc()
+        now = self.monotonic()
+        if now - self._disk_reported.get(what, -1e18) >= 60.0:
+            self._disk_reported[what] = now
+            self.stderr.write(f"hushflow: cannot write the {what} ({exc}); reading goes on, the write is "
+                              "retried (free space or fix the directory)\n")
 
     def _default_source(self) -> FlowSource:
         options = self.options
@@ -415,6 +474,11 @@ class Daemon:
         metrics.follow_total(metric_names.PIPELINE_BUSY_SECONDS_TOTAL, self._busy_seconds)
         waiting = sum(int(getattr(sink, "waiting", 0)) for sink in self.events.sinks)
         metrics.child(metric_names.QUEUE_DEPTH, "events").set(waiting)
+        if self.writes is not None:
+            metrics.child(metric_names.QUEUE_DEPTH, "group-writes").set(self.writes.depth())
+            metrics.child(metric_names.QUEUE_OLDEST_SECONDS, "group-writes").set(self.writes.oldest_age())
+            for reason, count in self.writes.stats.failures.items():
+                metrics.follow_total(metric_names.WRITE_FAILURES_TOTAL, count, "cidr-group", reason)
         source = self.source
         stats = getattr(source, "stats", None)  # a live source's own counters
         read_stats = getattr(source, "read_stats", None)  # a file source's reader
@@ -426,8 +490,15 @@ class Daemon:
             node_status=dict(getattr(stats, "node_status", {})),
             bad_lines=read_stats.bad_lines if read_stats is not None else 0,
         )
-        for reason, count in self.learner.stats.refused.items():
+        learned = self.learner.stats
+        for reason, count in learned.refused.items():
             metrics.follow_total(metric_names.DENY_IPS_REFUSED_TOTAL, count, reason)
+        metrics.follow_total(metric_names.DENY_IPS_EVICTED_TOTAL, learned.evicted)
+        metrics.deny_completeness(
+            ((policy_label(deny), deny.id, len(learned.incomplete.get(deny.id, ()))) for deny in self.denies),
+            self.state.total(), self.options.max_total,
+        )
+        self._journal_allowed()
         notes = self.learner.stats.notes
         for note in notes[self._notes_reported:]:
             self.stderr.write(f"hushflow: {note}\n")
@@ -439,17 +510,40 @@ class Daemon:
             last["snapshot"] = now_mono
             self._snapshot()
 
+    def _journal_allowed(self) -> None:
+        """Allowed names' IPs learned since the last journal write (not fsync'ed: the next learned
+        deny IP or snapshot syncs them; they only keep the shared-IP guard's memory)."""
+        if self.journal is None or not self.state.pending_allowed:
+            self.state.pending_allowed.clear()
+            return
+        pending = self.state.take_pending_allowed()
+        try:
+            self.journal.append(pending, sync=False)
+        except OSError as exc:
+            self._disk_problem("journal", exc)
+
     def _expire(self) -> None:
         now = self._last_flow_time if self.options.clock == "flows" and self._last_flow_time else self.clock()
+        self.learner.expire_incomplete(now)
         if self.state.expire(now):
             self.publisher.publish_all()
             self._update_group_gauges()
 
     def _snapshot(self) -> None:
-        if self.options.state_path:
+        if not self.options.state_path:
+            return
+        try:
             self.state.save(self.options.state_path)
-            if self.journal is not None:
+        except OSError as exc:
+            self._unsaved = True
+            self._disk_problem("state snapshot", exc)
+            return
+        self._unsaved = False
+        if self.journal is not None and self.publisher.journal_ok():
+            try:
                 self.journal.reset()
+            except OSError as exc:
+                self._disk_problem("journal", exc)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -459,6 +553,8 @@ class Daemon:
         self.source.stop()
 
     def run(self) -> int:
+        if self.writes is not None:
+            self.writes.start()
         self.publisher.publish_all()
         self._update_group_gauges()
         # The policies, rule index and caches live as long as the run: out of the collector's
@@ -476,6 +572,10 @@ class Daemon:
                 self._periodic(last)
         pipeline.join()
         self.stopping.set()
+        unwritten = self.writes.drain(self.options.drain_timeout) if self.writes is not None else 0
+        if unwritten:
+            self.stderr.write(f"hushflow: {unwritten} CIDR group write(s) did not land before the end; the state "
+                              "keeps their IPs and the next start writes them again\n")
         with self._lock:
             self._periodic(last)
             self._snapshot()
@@ -491,7 +591,7 @@ class Daemon:
         # flows, values of DNS answers left out.
         summary = self.summary
         lost = summary.bad_lines or summary.flows_skipped or summary.dns_values_rejected
-        return 2 if self.source_error or lost else 0
+        return 2 if self.source_error or lost or unwritten or self._unsaved else 0
 
     def _finish_summary(self) -> None:
         windows = sorted(self.publisher.stats.leak_windows)
@@ -520,9 +620,8 @@ def run_daemon(
 
     from hushflow.app.http import serve_http
 
-    server = serve_http(daemon, metrics_address)
-    host, port = server.server_address[:2]
-    say(f"serving http://{host!s}:{port}/metrics, /healthz, /readyz")
+    server = serve_http(daemon, metrics_address, say=say)
+    say(f"serving {server.url}/metrics, /healthz, /readyz")
     signalled = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -542,3 +641,39 @@ def run_daemon(
     server.shutdown()
     return result.get("code", 1)
 
+
+
+def _group_ref(name: str) -> dict[str, Any]:
+    return {"apiVersion": "cilium.io/v2", "kind": "CiliumCIDRGroup", "metadata": {"name": name}}
+
+
+def _apply_to_cluster(cluster: Cluster, groups: Sequence[tuple[dict[str, Any], str]],
+                      deleted: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Server-side apply `groups` and delete `deleted`: the names that did not land, with a reason."""
+    from hushflow.app.cluster import ClusterError
+
+    names = [group["metadata"]["name"] for group, _text in groups] + list(deleted)
+    failed: dict[str, tuple[str, str]] = {}
+    try:
+        results = []
+        if groups:
+            results.append(cluster.apply([group for group, _text in groups], prune=False))
+        if deleted:
+            results.append(cluster.delete_groups(deleted))
+    except ClusterError as exc:
+        return {name: ("api-unreachable", str(exc)) for name in names}
+    for result in results:
+        for problem in result.refused:
+            failed[problem.ref.name] = ("refused", str(problem))
+        for problem in result.failed:
+            failed[problem.ref.name] = (_api_reason(problem.status), str(problem))
+    return failed
+
+
+def _api_reason(status: int) -> str:
+    """A metric label for an API failure: `api-409`, `api-429`, `api-4xx`, `api-5xx` (or `invalid`)."""
+    if status in (409, 429):
+        return f"api-{status}"
+    if 400 <= status < 600:
+        return f"api-{status // 100}xx"
+    return "invalid"

@@ -17,13 +17,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hushflow.enforce.denies import FqdnDeny, fqdn_denies
+from hushflow.enforce.denies import FqdnDeny, fit_label, fqdn_denies
 from hushflow.enforce.state import DenyState, ip_sort_key
 from hushflow.policy.loading import LoadedPolicies
 from hushflow.policy.yamlsource import Manifest
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "hushflow"}
 DENY_LABEL = "hushflow.io/deny"
+#: Who wrote an object, and so who may prune it: `compile` for `hushflow compile`, `run.<instance>`
+#: for a `hushflow run` (`run.run` without --instance). Each writer prunes only its own.
+OWNER_LABEL = "hushflow.io/owner"
+COMPILE_OWNER = "compile"
+#: The instance name of a `hushflow run` started without --instance (relay mode).
+DEFAULT_RUN_INSTANCE = "run"
 DEFAULT_GROUP_CAP = 1000
 _MAX_SHARD_BITS = 12
 _LIVE_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
@@ -68,14 +74,16 @@ def shard_of(ip: str, bits: int) -> int:
 INSTANCE_LABEL = "hushflow.io/instance"
 
 
+def owner_of(instance: str) -> str:
+    """The owner label value of a writer: `compile` (no instance), else `run.<instance>`."""
+    return fit_label(f"run.{instance}") if instance else COMPILE_OWNER
+
+
 def group_name(deny_id: str, shard: int, bits: int, instance: str = "") -> str:
-    """`hushflow.<deny>[.<instance>][.<shard>]`: stable, and distinct per writing instance."""
-    base = f"hushflow.{deny_id}" + (f".{instance}" if instance else "")
+    """`hushflow.<deny>[.<instance>][.<shard>]`: stable, and distinct per writing instance (a long
+    instance name is shortened with a hash, so the name stays within Kubernetes' 253 characters)."""
+    base = f"hushflow.{deny_id}" + (f".{fit_label(instance)}" if instance else "")
     return f"{base}.{shard:0{max(1, (bits + 3) // 4)}x}" if bits else base
-
-
-def _label_value(text: str) -> str:
-    return text if len(text) <= 63 else text[:63].rstrip("-.")
 
 
 def group_object(
@@ -88,9 +96,10 @@ def group_object(
     which matches the deny label alone, selects all of them together.
     """
     ref = deny.rule.policy
-    labels = {**MANAGED_BY, DENY_LABEL: deny.id, "hushflow.io/policy": _label_value(ref.name)}
+    labels = {**MANAGED_BY, OWNER_LABEL: owner_of(instance), DENY_LABEL: deny.id,
+              "hushflow.io/policy": fit_label(ref.name)}
     if instance:
-        labels[INSTANCE_LABEL] = instance
+        labels[INSTANCE_LABEL] = fit_label(instance)
     if ref.namespace:
         labels["hushflow.io/policy-namespace"] = ref.namespace
     annotations = {
@@ -131,7 +140,7 @@ def _compiled_policy(manifest: Manifest, denies: list[FqdnDeny]) -> dict[str, An
     metadata = data.setdefault("metadata", {})
     for key in _LIVE_METADATA:
         metadata.pop(key, None)
-    metadata["labels"] = {**(metadata.get("labels") or {}), **MANAGED_BY}
+    metadata["labels"] = {**(metadata.get("labels") or {}), **MANAGED_BY, OWNER_LABEL: COMPILE_OWNER}
     location = manifest.locate()
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),

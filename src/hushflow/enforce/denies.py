@@ -42,6 +42,15 @@ class FqdnDeny:
         return f"{kind} {name} {where.field} ({where.file}:{where.line})"
 
 
+def fit_label(text: str) -> str:
+    """`text` as a Kubernetes label value (at most 63 characters): unchanged when it fits, else
+    cut and ended with a stable hash of the whole, so distinct long values stay distinct."""
+    if len(text) <= LABEL_VALUE_MAX:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{text[: LABEL_VALUE_MAX - 11].rstrip('.-_')}-{digest}"
+
+
 def deny_id(rule: Rule, peer: PeerRule) -> str:
     kind = "ccnp" if rule.policy.kind == CCNP else "cnp"
     field = peer.where.field.lower().removeprefix("spec.")  # `specs[1].egressdeny[0]` keeps its prefix

@@ -155,6 +155,40 @@ def apply_objects(
     return run.result
 
 
+def delete_named(
+    api: ApiClient,
+    kind_name: str,
+    names: Sequence[str],
+    *,
+    field_manager: str = "hushflow",
+    managed_selector: str = DEFAULT_MANAGED_SELECTOR,
+) -> ApplyResult:
+    """Delete the cluster-scoped objects of `kind_name` named `names`, each only when it carries
+    the labels of `managed_selector` (one without them is refused and left alone); an object
+    already gone counts as deleted. Raises `KubeApiError` when the API server cannot be reached."""
+    labels = _parse_equality_selector(managed_selector)
+    kind = KINDS[kind_name]
+    run = _ApplyRun(api, labels, managed_selector, field_manager, ApplyResult())
+    for name in names:
+        ref = ObjectRef(kind_name, name)
+        path, path_params = _object_path(kind, ref)
+        got = _request(api, "GET", path, path_params)
+        if got.status == 404:
+            run.result.deleted.append(ref)
+            continue
+        if not got.ok or not isinstance(got.body, dict):
+            run.result.failed.append(ObjectProblem(ref, _api_problem(got, "read", kind), got.status))
+            continue
+        if not _carries_labels(got.body, labels):
+            run.result.refused.append(ObjectProblem(ref, run._foreign_message(ref, kind)))
+            continue
+        before = len(run.result.failed)
+        run._delete(ref, kind, got.body)
+        if len(run.result.failed) == before and ref not in run.result.deleted:
+            run.result.deleted.append(ref)  # gone meanwhile (404 on delete): what the deletion was for holds
+    return run.result
+
+
 @dataclass
 class _ApplyRun:
     """The state of one `apply_objects` call."""
@@ -175,7 +209,7 @@ class _ApplyRun:
         elif got.ok and isinstance(got.body, dict):
             live = got.body
         else:
-            self.result.failed.append(ObjectProblem(ref, _api_problem(got, "read", kind)))
+            self.result.failed.append(ObjectProblem(ref, _api_problem(got, "read", kind), got.status))
             return
         if live is not None and not _carries_labels(live, self.labels):
             self.result.refused.append(ObjectProblem(ref, self._foreign_message(ref, kind)))
@@ -191,7 +225,7 @@ class _ApplyRun:
         applied = _request(self.api, "PATCH", path, path_params, query=query, body=body,
                            content_type=APPLY_PATCH_CONTENT_TYPE)
         if not applied.ok:
-            self.result.failed.append(ObjectProblem(ref, _api_problem(applied, "apply", kind)))
+            self.result.failed.append(ObjectProblem(ref, _api_problem(applied, "apply", kind), applied.status))
             return
 
         if live is None:
@@ -253,7 +287,7 @@ class _ApplyRun:
         if deleted.status == 404:
             return  # already gone: what the deletion was for holds
         if not deleted.ok:
-            self.result.failed.append(ObjectProblem(ref, _api_problem(deleted, "delete", kind)))
+            self.result.failed.append(ObjectProblem(ref, _api_problem(deleted, "delete", kind), deleted.status))
             return
         self.result.deleted.append(ref)
         owned = owned_shape(live, self.field_manager)

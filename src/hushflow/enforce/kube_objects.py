@@ -79,6 +79,7 @@ class ObjectProblem:
 
     ref: ObjectRef
     message: str
+    status: int = 0  # the API server's HTTP status, when it answered
 
     def __str__(self) -> str:
         return f"{self.ref}: {self.message}"

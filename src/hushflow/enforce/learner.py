@@ -9,6 +9,22 @@ may also apply to (CDNs), cannot be split at L3. With `shared_ip="skip"` (the de
 IP is kept out of the deny and reported; with `"deny"` it is denied anyway, breaking the
 allowed name, and still reported.
 
+The guard remembers allowed IPs in the state (`DenyState.allowed`, snapshot and journal), so a
+restart does not forget them, and it also protects the addresses of `toCIDR`/`toCIDRSet` allows
+(except their `except` ranges) for endpoints the deny may apply to: a hostile answer that names
+a partner's allowed address for a denied name does not turn the deny against the partner. A
+catch-all CIDR allow (shorter than /8 for IPv4, /32 for IPv6: "the internet") protects nothing,
+as carving denies out of it is what a deny is for. `cidrGroupRef` allows are not known to
+hushflow (the groups live in the cluster) and protect nothing.
+
+Bounds. Per deny and name at most `max_per_name` IPs (default 1000, Cilium's
+``--tofqdns-endpoint-max-ip-per-hostname``): a newer IP evicts the least recently seen one, so
+one name cannot fill the global limit. All denies together hold at most `max_total` IPs; past
+it a newly learned IP is *not denied*, and that is never silent: the deny is recorded as
+incomplete (`LearnerStats.incomplete`: deny id -> IP -> until when it would have been denied),
+which the daemon exports and alerts on, and a note names the deny and its policy file:line.
+What stays denied then: every IP already held; what is not: the IPs learned past the limit.
+
 Refused: addresses no deny learned from DNS may hold (`hushflow.enforce.protect`: loopback,
 link-local, the answering DNS server, the cluster's ranges, ...) are counted per reason in
 `LearnerStats.refused` and noted once per reason, never stored.
@@ -16,22 +32,29 @@ link-local, the answering DNS server, the cluster's ranges, ...) are counted per
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from hushflow.enforce.denies import FqdnDeny
+from hushflow.enforce.denies import deny_id as rule_id
 from hushflow.enforce.protect import ProtectedAddresses
 from hushflow.enforce.state import DenyState
 from hushflow.flow.connection import endpoint_labels
 from hushflow.flow.dns import DnsAnswer, clamp_ttl, valid_ips
 from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import Selector, endpoint_label_map
-from hushflow.policy.model import PeerRule, PolicySet, Rule
+from hushflow.policy.model import CIDRPeer, PeerRule, PolicySet, Rule
 
 SharedIpMode = Literal["skip", "deny"]
 DEFAULT_MAX_TOTAL = 10_000  # all denies together; Cilium's policy map holds 16,384 entries by default
+DEFAULT_MAX_PER_NAME = 1000  # per deny and name, like Cilium's --tofqdns-endpoint-max-ip-per-hostname
+#: CIDR allows at least this specific protect their addresses from DNS-learned denies.
+_MIN_PROTECTING_PREFIX = {4: 8, 6: 32}
+#: IPs remembered per deny as not denied for the global limit (beyond it they are only counted).
+_MAX_INCOMPLETE_PER_DENY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +63,7 @@ class Change:
     ip: str
     added: bool  # False: removed (shared with an allowed name)
     name: str
-    source: str  # resolver | observed | shared
+    source: str  # resolver | observed | shared | evicted
     ttl: float = 0.0
     at: float = 0.0  # flow (or resolution) time the IP was learned
 
@@ -52,6 +75,10 @@ class LearnerStats:
     shared_skipped: int = 0
     guard_skipped: int = 0
     refreshed: int = 0
+    evicted: int = 0  # IPs taken out for the bound per name
+    # deny id -> IP -> until when it would be denied: learned past the global limit, NOT denied
+    incomplete: dict[str, dict[str, float]] = field(default_factory=dict)
+    not_denied: int = 0  # IPs not denied for the global limit, in all (also past the bound above)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> addresses refused
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> malformed values left out
     notes: list[str] = field(default_factory=list)
@@ -71,6 +98,10 @@ def may_overlap(a: Selector | None, b: Selector | None) -> bool:
                 return False
             if {left.operator, right.operator} == {"Exists", "DoesNotExist"}:
                 return False
+            if left.operator == "In" and right.operator == "NotIn" and left.values <= right.values:
+                return False
+            if left.operator == "NotIn" and right.operator == "In" and right.values <= left.values:
+                return False
             if left.operator == "In" and right.operator == "DoesNotExist":
                 return False
             if left.operator == "DoesNotExist" and right.operator == "In":
@@ -87,6 +118,7 @@ class DenyLearner:
         *,
         shared_ip: SharedIpMode = "skip",
         max_total: int = DEFAULT_MAX_TOTAL,
+        max_per_name: int = DEFAULT_MAX_PER_NAME,
         protected: ProtectedAddresses | None = None,
     ) -> None:
         self.denies = list(denies)
@@ -94,12 +126,22 @@ class DenyLearner:
         self.state = state
         self.shared_ip = shared_ip
         self.max_total = max_total
+        self.max_per_name = max_per_name
         self.stats = LearnerStats()
         self._allows: list[tuple[Rule, PeerRule]] = [
             (rule, peer) for rule in policy_set.rules for peer in rule.egress if peer.fqdns
         ]
-        # allowed IP -> {(allowed name, index of the allow rule)}
-        self._allowed_ips: dict[str, set[tuple[str, int]]] = {}
+        # The allow rules' stable ids (as deny ids are made): the state's allowed IPs refer to them.
+        self._allow_ids = [rule_id(rule, peer) for rule, peer in self._allows]
+        self._allow_index = {allow_id: index for index, allow_id in enumerate(self._allow_ids)}
+        state.keep_only_allows(self._allow_ids)
+        self._cidr_allows: list[tuple[Rule, CIDRPeer, str]] = [
+            (rule, cidr, f"{peer.where.field} {cidr.cidr} ({peer.where.file}:{peer.where.line})")
+            for rule in policy_set.rules
+            for peer in rule.egress
+            for cidr in peer.cidrs or ()
+            if cidr.cidr is not None and cidr.cidr.prefixlen >= _MIN_PROTECTING_PREFIX[cidr.cidr.version]
+        ]
         self._label_maps: dict[tuple[str, ...], dict[str, str]] = {}
         self._by_name: dict[str, tuple[tuple[int, ...], tuple[FqdnDeny, ...]]] = {}
         self._by_name_and_client: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], tuple[FqdnDeny, ...]]] = {}
@@ -129,8 +171,8 @@ class DenyLearner:
         changes: list[Change] = []
         for index in allow_hits:
             for ip in ips:
-                self._allowed_ips.setdefault(ip, set()).add((name, index))
-                changes.extend(self._unshare(ip))
+                if self.state.allow(self._allow_ids[index], ip, name, ttl, now):
+                    changes.extend(self._unshare(ip))
         for deny in deny_hits:
             for ip in ips:
                 changes.extend(self._add(deny, ip, name, ttl, now, "observed", answer.server_ip))
@@ -145,7 +187,7 @@ class DenyLearner:
             for ip in list(records):
                 reason = self.protected.refusal(ip)
                 if reason is not None:
-                    del records[ip]
+                    self.state.remove(deny_id, ip)
                     lines.append(f"state repaired: {deny_id}: {ip} ({reason}) is never denied from DNS, removed")
         return lines
 
@@ -191,11 +233,26 @@ class DenyLearner:
         return cached
 
     def _sharing(self, deny: FqdnDeny, ip: str) -> list[str]:
-        names = set()
-        for name, index in self._allowed_ips.get(ip, ()):
+        """What an IP serves besides the deny: allowed names (for endpoints the deny may also
+        select) that resolved to it, and CIDR allows that contain it."""
+        names: set[str] = set()
+        for allow_id, allowed_names in self.state.allowed.get(ip, {}).items():
+            index = self._allow_index.get(allow_id)
+            if index is None:
+                continue
             rule, _peer = self._allows[index]
-            if may_overlap(rule.subject, deny.rule.subject) and not deny.matches(name):
-                names.add(name)
+            if may_overlap(rule.subject, deny.rule.subject):
+                names.update(name for name in allowed_names if not deny.matches(name))
+        if self._cidr_allows:
+            address = ipaddress.ip_address(ip)
+            for rule, cidr, label in self._cidr_allows:
+                network = cidr.cidr
+                if (
+                    network is not None and address.version == network.version and address in network
+                    and not any(address.version == e.version and address in e for e in cidr.excepts)
+                    and may_overlap(rule.subject, deny.rule.subject)
+                ):
+                    names.add(label)
         return sorted(names)
 
     def _rejected(self, rejected: Iterable[tuple[str, str]], name: str) -> None:
@@ -223,18 +280,52 @@ class DenyLearner:
                 return []
         known = ip in self.state.denies.get(deny.id, {})
         if not known and self.state.total() >= self.max_total:
-            self.stats.guard_skipped += 1
-            if self.stats.guard_skipped == 1:
-                self.stats.notes.append(
-                    f"the global limit of {self.max_total} denied IPs is reached: new IPs are not denied "
-                    "(raise --max-total, or narrow the FQDN denies)"
-                )
+            self._not_denied(deny, ip, name, now + max(ttl, self.state.min_ttl) + self.state.grace)
             return []
-        if self.state.add(deny.id, ip, name, ttl, now, source):
-            self.stats.added += 1
-            return [Change(deny.id, ip, True, name, source, ttl, now)]
-        self.stats.refreshed += 1
-        return []
+        incomplete = self.stats.incomplete.get(deny.id)
+        if incomplete is not None and incomplete.pop(ip, None) is not None and not incomplete:
+            del self.stats.incomplete[deny.id]
+        if not self.state.add(deny.id, ip, name, ttl, now, source):
+            self.stats.refreshed += 1
+            return []
+        self.stats.added += 1
+        changes = [Change(deny.id, ip, True, name, source, ttl, now)]
+        for evicted in self.state.evict_over(deny.id, name, self.max_per_name):
+            self.stats.evicted += 1
+            if self.stats.evicted == 1:
+                self.stats.notes.append(
+                    f"{name} resolved to more than {self.max_per_name} IPs for {deny.describe()}: the least "
+                    "recently seen are no longer denied (--max-ips-per-name; counted in "
+                    "hushflow_deny_ips_evicted_total)"
+                )
+            changes.append(Change(deny.id, evicted, False, name, "evicted"))
+        return changes
+
+    def _not_denied(self, deny: FqdnDeny, ip: str, name: str, until: float) -> None:
+        """The global limit is reached: `ip` is NOT denied. Remember it (the deny is incomplete
+        until it expires or fits again) and say so, once per deny each time it becomes incomplete."""
+        self.stats.guard_skipped += 1
+        self.stats.not_denied += 1
+        missing = self.stats.incomplete.get(deny.id)
+        if missing is None:
+            missing = self.stats.incomplete[deny.id] = {}
+            self.stats.notes.append(
+                f"the global limit of {self.max_total} denied IPs is reached: {deny.describe()} is NO LONGER "
+                f"COMPLETE, {ip} ({name}) and further new IPs of its names are not denied (raise --max-total, "
+                "or narrow the FQDN denies; see hushflow_deny_incomplete_ips)"
+            )
+        if ip in missing or len(missing) < _MAX_INCOMPLETE_PER_DENY:
+            missing[ip] = max(missing.get(ip, 0.0), until)
+
+    def expire_incomplete(self, now: float) -> None:
+        """Forget IPs not denied for the global limit whose time ran out (the name was not seen
+        again): the deny is complete again once none is left."""
+        for deny_key in list(self.stats.incomplete):
+            missing = self.stats.incomplete[deny_key]
+            for ip in [ip for ip, until in missing.items() if until < now]:
+                del missing[ip]
+            if not missing:
+                del self.stats.incomplete[deny_key]
 
     def _unshare(self, ip: str) -> list[Change]:
         """An allowed name now shares `ip`: in skip mode take it out of the denies that hold it."""
@@ -248,7 +339,8 @@ class DenyLearner:
                 continue
             self.state.note_shared(deny.id, ip, shared)
             if self.shared_ip == "skip":
-                record = records.pop(ip)
+                record = self.state.remove(deny.id, ip)
+                assert record is not None
                 self.stats.shared_skipped += 1
                 changes.append(Change(deny.id, ip, False, sorted(record.names)[0], "shared"))
         return changes

@@ -6,6 +6,11 @@ published; at worst an IP in the journal is published again after the restart.
 
 Only the groups whose content changed are written (one file in directory mode, one object
 with --apply), and the time from reading the DNS answer to the write is the leak window.
+
+With a `GroupWrites` queue (what `hushflow run` uses), the writes happen on its thread and are
+retried until they land; the leak window is then measured up to the accepted write. A journal
+that cannot be written (a full disk) does not stop publishing: denying is the safe side. The
+lines wait (bounded) and are written with the next ones; the failure is reported.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from hushflow.enforce.compile import (
     shard_of,
 )
 from hushflow.enforce.denies import FqdnDeny
+from hushflow.enforce.group_writes import GroupWrites
 from hushflow.enforce.learner import Change
-from hushflow.enforce.state import DenyState, Journal, JournalEntry
+from hushflow.enforce.state import AllowedEntry, DenyState, Journal, JournalEntry
 from hushflow.enforce.writer import object_path, render_object, write_file_atomic
 
 ApplyFn = Callable[[Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]  # (changed, deleted)
+#: Journal lines kept while the journal cannot be written; beyond it the next snapshot holds them.
+_MAX_UNJOURNALED = 100_000
 
 
 @dataclass(slots=True)
@@ -57,6 +65,8 @@ class GroupPublisher:
         group_cap: int = DEFAULT_GROUP_CAP,
         instance: str = "",
         monotonic: Callable[[], float] = time.monotonic,
+        writes: GroupWrites | None = None,
+        on_journal_error: Callable[[OSError], None] | None = None,
     ) -> None:
         self.denies = {deny.id: deny for deny in denies}
         self.state = state
@@ -66,6 +76,9 @@ class GroupPublisher:
         self.group_cap = group_cap
         self.instance = instance
         self.monotonic = monotonic
+        self.writes = writes
+        self.on_journal_error = on_journal_error
+        self._unjournaled: list[JournalEntry | AllowedEntry] = []
         self.stats = PublishStats()
         self._written: dict[str, str] = {}  # group name -> rendered text last published
         # deny id -> (shard bits, shard -> IPs): kept in step so one new IP touches one group
@@ -99,9 +112,10 @@ class GroupPublisher:
         if not changes:
             return None
         if self.journal is not None:
-            self.journal.append(
-                JournalEntry(c.deny_id, c.ip, c.name, c.ttl, c.at, c.source) for c in changes if c.added
-            )
+            self._journal([
+                *self.state.take_pending_allowed(),
+                *(JournalEntry(c.deny_id, c.ip, c.name, c.ttl, c.at, c.source) for c in changes if c.added),
+            ])
         dirty: dict[str, set[int]] = {}
         for change in changes:
             if change.deny_id not in self.denies:
@@ -125,14 +139,33 @@ class GroupPublisher:
             for shard in sorted(shard_ids):
                 group = group_object(self.denies[deny_id], shard, bits, shards[shard], self.instance)
                 self._render(group, changed)
-        self._emit(changed, deleted)
-        if read_at is None:
+        self._emit(changed, deleted, read_at)
+        if read_at is None or self.writes is not None:  # queued: the window ends when the write lands
             return None
         window = self.monotonic() - read_at
         self.stats.leak_windows.append(window)
         if len(self.stats.leak_windows) > 100_000:
             del self.stats.leak_windows[:50_000]
         return window
+
+    def _journal(self, entries: list[JournalEntry | AllowedEntry]) -> None:
+        """Journal `entries` (and any that could not be written before); on failure keep them."""
+        assert self.journal is not None
+        if self._unjournaled:
+            entries = [*self._unjournaled, *entries]
+        try:
+            self.journal.append(entries)
+        except OSError as exc:
+            self._unjournaled = entries[-_MAX_UNJOURNALED:]
+            if self.on_journal_error is None:
+                raise
+            self.on_journal_error(exc)
+            return
+        self._unjournaled = []
+
+    def journal_ok(self) -> bool:
+        """False while journal lines wait for a journal write that failed."""
+        return not self._unjournaled
 
     def _reshard(self, deny_id: str, changed: list[dict[str, Any]], deleted: list[dict[str, Any]]) -> None:
         deny = self.denies[deny_id]
@@ -160,7 +193,15 @@ class GroupPublisher:
             self._written[name] = text
             changed.append(group)
 
-    def _emit(self, changed: list[dict[str, Any]], deleted: list[dict[str, Any]]) -> None:
+    def _emit(self, changed: list[dict[str, Any]], deleted: list[dict[str, Any]], read_at: float | None = None) -> None:
+        if self.writes is not None:
+            self.stats.writes += len(changed)
+            self.stats.deletes += len(deleted)
+            self.writes.submit(
+                [(group, self._written[group["metadata"]["name"]]) for group in changed],
+                [gone["metadata"]["name"] for gone in deleted], read_at,
+            )
+            return
         if self.out_dir:
             for group in changed:
                 write_file_atomic(

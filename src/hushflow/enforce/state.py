@@ -15,6 +15,15 @@ What is loaded is checked like any input: a state file or journal of an older ve
 values a DNS answer once slipped in (``fe80::1%eth0``, ``not-an-ip``, a number). Such entries
 are dropped and listed in `DenyState.repaired` (the file is rewritten at the next snapshot), so
 one bad value never turns into a crash loop at every start.
+
+Besides the denies, the state remembers the IPs *allowed* names resolved to (`allowed`: IP ->
+allow rule id -> name -> expiry), so that the shared-IP guard still knows, after a restart or a
+journal replay, that an IP a hostile answer gives for a denied name also serves an allowed one.
+It is bounded (`MAX_ALLOWED_IPS`, oldest seen forgotten first) and expires like the denies.
+
+Per deny and name, the IPs learned for that name are kept in the order they were last seen
+(`by_name`), so that a bound per name (`evict_over`) drops the oldest-seen first, as Cilium's
+``--tofqdns-endpoint-max-ip-per-hostname`` does.
 """
 
 from __future__ import annotations
@@ -32,6 +41,10 @@ from hushflow.flow.dns import canonical_ip
 
 STATE_VERSION = 1
 DEFAULT_MIN_TTL = 3600.0
+#: Most IPs of allowed names remembered for the shared-IP guard; beyond it the oldest seen go.
+MAX_ALLOWED_IPS = 100_000
+#: Allowed-IP journal lines waiting for the next journal write; beyond it they wait for the snapshot.
+MAX_PENDING_ALLOWED = 10_000
 
 
 class StateError(Exception):
@@ -73,6 +86,23 @@ def ip_sort_key(ip: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class AllowedEntry:
+    """An IP an allowed name resolved to, for the journal (replayed into `DenyState.allowed`)."""
+
+    allow_id: str
+    ip: str
+    name: str
+    expires: float
+
+    def line(self) -> bytes:
+        return (
+            json.dumps({"a": self.allow_id, "ip": self.ip, "n": self.name, "x": self.expires}, separators=(",", ":"))
+            .encode()
+            + b"\n"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     deny_id: str
     ip: str
@@ -102,12 +132,15 @@ class Journal:
         self.path = journal_path(path)
         self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open for the process lifetime
 
-    def append(self, entries: Iterable[JournalEntry]) -> None:
+    def append(self, entries: Iterable[JournalEntry | AllowedEntry], *, sync: bool = True) -> None:
+        """Append `entries`; with `sync` (learned deny IPs) fsync before returning. Raises OSError
+        (a full disk): the caller reports it and goes on, the next snapshot holds the lines."""
         data = b"".join(entry.line() for entry in entries)
         if data:
             self._handle.write(data)
             self._handle.flush()
-            os.fsync(self._handle.fileno())
+            if sync:
+                os.fsync(self._handle.fileno())
 
     def reset(self) -> None:
         """After a snapshot: the journal starts empty (replaying old lines would be harmless)."""
@@ -130,12 +163,21 @@ class DenyState:
     shared: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # what loading dropped: "file: deny id: value (why)", for the caller to report
     repaired: list[str] = field(default_factory=list)
+    # IP -> allow rule id -> allowed name -> expiry (the shared-IP guard's memory), oldest seen first
+    allowed: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # allowed IPs learned since the last journal write (for the journal; bounded)
+    pending_allowed: list[AllowedEntry] = field(default_factory=list)
+    # (deny id, name) -> IPs learned for that name, least recently seen first
+    by_name: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
 
     def add(self, deny_id: str, ip: str, name: str, ttl: float, now: float, source: str) -> bool:
         """Record that `name` resolved to `ip`; True when the IP is new for this deny."""
         expires = now + max(ttl, self.min_ttl) + self.grace
         records = self.denies.setdefault(deny_id, {})
         record = records.get(ip)
+        seen = self.by_name.setdefault((deny_id, name), {})
+        seen.pop(ip, None)
+        seen[ip] = None
         if record is None:
             records[ip] = IpRecord(expires, now, now, {name}, {source})
             return True
@@ -145,6 +187,58 @@ class DenyState:
         record.sources.add(source)
         return False
 
+    def remove(self, deny_id: str, ip: str) -> IpRecord | None:
+        """Take `ip` out of a deny (every name it was learned for); its record, or None."""
+        record = self.denies.get(deny_id, {}).pop(ip, None)
+        if record is not None:
+            for name in record.names:
+                seen = self.by_name.get((deny_id, name))
+                if seen is not None:
+                    seen.pop(ip, None)
+                    if not seen:
+                        del self.by_name[(deny_id, name)]
+        return record
+
+    def evict_over(self, deny_id: str, name: str, limit: int) -> list[str]:
+        """Keep at most `limit` IPs learned for `name` in a deny, dropping the least recently seen;
+        an IP another name of the deny also resolved to stays denied for that name. Returns the IPs
+        taken out of the deny."""
+        seen = self.by_name.get((deny_id, name))
+        removed: list[str] = []
+        records = self.denies.get(deny_id, {})
+        while seen is not None and len(seen) > limit:
+            ip = next(iter(seen))
+            del seen[ip]
+            record = records.get(ip)
+            if record is None:
+                continue
+            record.names.discard(name)
+            if not record.names:
+                del records[ip]
+                removed.append(ip)
+        return removed
+
+    def allow(self, allow_id: str, ip: str, name: str, ttl: float, now: float) -> bool:
+        """Remember that an allowed name resolved to `ip`; True when that is news (then it waits
+        in `pending_allowed` for the journal)."""
+        expires = now + max(ttl, self.min_ttl) + self.grace
+        rules = self.allowed.pop(ip, None)  # re-inserted: the dict keeps the least recently seen first
+        if rules is None:
+            rules = {}
+            while len(self.allowed) >= MAX_ALLOWED_IPS:
+                del self.allowed[next(iter(self.allowed))]
+        self.allowed[ip] = rules
+        names = rules.setdefault(allow_id, {})
+        new = name not in names or names[name] < expires - max(self.min_ttl, 1.0) / 2
+        names[name] = max(names.get(name, 0.0), expires)
+        if new and len(self.pending_allowed) < MAX_PENDING_ALLOWED:
+            self.pending_allowed.append(AllowedEntry(allow_id, ip, name, round(names[name], 3)))
+        return new
+
+    def take_pending_allowed(self) -> list[AllowedEntry]:
+        pending, self.pending_allowed = self.pending_allowed, []
+        return pending
+
     def note_shared(self, deny_id: str, ip: str, allowed_names: Iterable[str]) -> None:
         self.shared.setdefault(deny_id, {})[ip] = sorted(set(allowed_names))
 
@@ -153,8 +247,18 @@ class DenyState:
         removed = []
         for deny_id, records in self.denies.items():
             for ip in [ip for ip, record in records.items() if record.expires < now]:
-                del records[ip]
+                self.remove(deny_id, ip)
                 removed.append((deny_id, ip))
+        for ip in list(self.allowed):
+            rules = self.allowed[ip]
+            for allow_id in list(rules):
+                names = rules[allow_id]
+                for name in [name for name, expires in names.items() if expires < now]:
+                    del names[name]
+                if not names:
+                    del rules[allow_id]
+            if not rules:
+                del self.allowed[ip]
         return removed
 
     def seed_from_groups(self, groups: Iterable[Mapping[str, Any]], now: float) -> int:
@@ -188,7 +292,19 @@ class DenyState:
         for deny_id in gone:
             del self.denies[deny_id]
             self.shared.pop(deny_id, None)
+        for key in [key for key in self.by_name if key[0] not in wanted]:
+            del self.by_name[key]
         return gone
+
+    def keep_only_allows(self, allow_ids: Iterable[str]) -> None:
+        """Forget allowed IPs of allow rules no longer in the policies."""
+        wanted = set(allow_ids)
+        for ip in list(self.allowed):
+            rules = self.allowed[ip]
+            for allow_id in [allow_id for allow_id in rules if allow_id not in wanted]:
+                del rules[allow_id]
+            if not rules:
+                del self.allowed[ip]
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -200,6 +316,11 @@ class DenyState:
                 for deny_id, records in sorted(self.denies.items())
             },
             "shared": {deny_id: dict(sorted(ips.items())) for deny_id, ips in sorted(self.shared.items()) if ips},
+            "allowed": {
+                ip: {allow_id: {name: round(expires, 3) for name, expires in sorted(names.items())}
+                     for allow_id, names in sorted(rules.items())}
+                for ip, rules in self.allowed.items()  # least recently seen first: the order is the eviction order
+            },
         }
 
     def save(self, path: str) -> None:
@@ -251,8 +372,39 @@ class DenyState:
                     state.repaired.append(f"{path}: shared {deny_id}: {value!r} dropped")
                     continue
                 state.shared.setdefault(str(deny_id), {})[ip] = [str(name) for name in names]
+        state._load_allowed(path, data.get("allowed", {}))
+        state._index_names()
         state.replay_journal(path)
         return state
+
+    def _load_allowed(self, path: str, allowed: Any) -> None:
+        if not isinstance(allowed, dict):
+            self.repaired.append(f"{path}: allowed: not an object of IPs, dropped")
+            return
+        for value, rules in allowed.items():
+            ip = canonical_ip(value)
+            if ip is None or not isinstance(rules, dict):
+                self.repaired.append(f"{path}: allowed: {value!r} dropped")
+                continue
+            for allow_id, names in rules.items():
+                if not isinstance(names, dict):
+                    self.repaired.append(f"{path}: allowed: {ip}: {allow_id!r} dropped")
+                    continue
+                for name, expires in names.items():
+                    if isinstance(expires, bool) or not isinstance(expires, int | float) or not math.isfinite(expires):
+                        self.repaired.append(f"{path}: allowed: {ip}: {name!r} has no valid expiry, dropped")
+                        continue
+                    self.allowed.setdefault(ip, {}).setdefault(str(allow_id), {})[str(name)] = float(expires)
+                    if len(self.allowed) > MAX_ALLOWED_IPS:
+                        del self.allowed[next(iter(self.allowed))]
+
+    def _index_names(self) -> None:
+        """Rebuild `by_name` from the records, least recently seen first."""
+        self.by_name.clear()
+        for deny_id, records in self.denies.items():
+            for ip, record in sorted(records.items(), key=lambda item: item[1].last_seen):
+                for name in record.names:
+                    self.by_name.setdefault((deny_id, name), {})[ip] = None
 
     def replay_journal(self, path: str) -> int:
         """Apply the journal written since the last snapshot; a torn last line is ignored."""
@@ -267,6 +419,15 @@ class DenyState:
                 continue
             try:
                 item = json.loads(line)
+                if "a" in item:  # an allowed name's IP, for the shared-IP guard
+                    ip, expires = canonical_ip(item["ip"]), float(item["x"])
+                    if ip is None or not math.isfinite(expires):
+                        self.repaired.append(f"{journal_path(path)}: allowed {item['ip']!r}, dropped")
+                        continue
+                    names = self.allowed.setdefault(ip, {}).setdefault(str(item["a"]), {})
+                    names[str(item["n"])] = max(names.get(str(item["n"]), 0.0), expires)
+                    replayed += 1
+                    continue
                 ip = canonical_ip(item["ip"])
                 ttl, at = float(item["t"]), float(item["at"])
                 if ip is None or not (math.isfinite(ttl) and math.isfinite(at)):

@@ -8,6 +8,7 @@ are deleted; no other file in the directory is ever touched. Every write is atom
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,12 @@ def render_object(obj: Mapping[str, Any]) -> str:
 
 def write_file_atomic(path: str, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
+
+
+def remove_file(root: str, relative: str) -> None:
+    """Delete `root/relative` if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(root, relative))
 
 
 def header_for(relative: str) -> str:

@@ -158,6 +158,26 @@ DENY_IPS_REFUSED_TOTAL = MetricSpec(
     "server, protected ranges: see --protect-cidr).",
     ("reason",),
 )
+DENY_IPS_EVICTED_TOTAL = MetricSpec(
+    "hushflow_deny_ips_evicted_total",
+    "counter",
+    "IPs taken out of an FQDN deny because their name resolved to more IPs than --max-ips-per-name "
+    "(the least recently seen go first).",
+    (),
+)
+DENY_INCOMPLETE_IPS = MetricSpec(
+    "hushflow_deny_incomplete_ips",
+    "gauge",
+    "IPs a denied name resolved to that are NOT denied because the global limit (--max-total) is reached: "
+    "above 0, the deny is incomplete.",
+    ("policy", "deny"),
+)
+DENY_IPS = MetricSpec(
+    "hushflow_deny_ips",
+    "gauge",
+    "IPs all FQDN denies hold together, and the global limit (--max-total) they may not pass.",
+    ("kind",),
+)
 HUBBLE_LOST_EVENTS_TOTAL = MetricSpec(
     "hushflow_hubble_lost_events_total",
     "counter",
@@ -173,8 +193,23 @@ NODE_STATUS_CHANGES_TOTAL = MetricSpec(
 QUEUE_DEPTH = MetricSpec(
     "hushflow_queue_depth",
     "gauge",
-    "Items waiting in an internal queue (events: unexpected-drop events waiting for a webhook).",
+    "Items waiting in an internal queue (events: unexpected-drop events waiting for a webhook; group-writes: "
+    "CIDR groups waiting to be accepted by the API server or written to --out).",
     ("queue",),
+)
+QUEUE_OLDEST_SECONDS = MetricSpec(
+    "hushflow_queue_oldest_seconds",
+    "gauge",
+    "Seconds the oldest item of an internal queue has waited (group-writes: a CIDR group write not yet "
+    "accepted; it grows while the API server or the disk fails).",
+    ("queue",),
+)
+WRITE_FAILURES_TOTAL = MetricSpec(
+    "hushflow_write_failures_total",
+    "counter",
+    "Writes that failed and are retried: CIDR groups (to --out or the API server), the state snapshot, "
+    "the journal; by reason (disk, api-unreachable, api-429, api-409, api-5xx, api-4xx, refused).",
+    ("target", "reason"),
 )
 PIPELINE_BUSY_SECONDS_TOTAL = MetricSpec(
     "hushflow_pipeline_busy_seconds_total",
@@ -210,6 +245,11 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     CIDR_GROUP_IPS,
     CIDR_GROUP_CAPACITY,
     SHARED_IPS_SKIPPED,
+    DENY_IPS_EVICTED_TOTAL,
+    DENY_INCOMPLETE_IPS,
+    DENY_IPS,
+    QUEUE_OLDEST_SECONDS,
+    WRITE_FAILURES_TOTAL,
     LEAK_WINDOW_SECONDS,
     SOURCE_CONNECTED,
     SOURCE_LAG_SECONDS,

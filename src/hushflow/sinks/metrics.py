@@ -174,6 +174,16 @@ class HushflowMetrics:
         for policy, count in shared_by_policy:
             shared.labels(policy=policy).set(count)
 
+    def deny_completeness(self, incomplete: Iterable[tuple[str, str, int]], held: int, limit: int) -> None:
+        """Per deny (policy, deny id, IPs not denied for the global limit: 0 when complete), and
+        the IPs all denies hold against that limit."""
+        gauge = self[metric_names.DENY_INCOMPLETE_IPS]
+        for policy, deny, missing in incomplete:
+            gauge.labels(policy=policy, deny=deny).set(missing)
+        totals = self[metric_names.DENY_IPS]
+        totals.labels(kind="held").set(held)
+        totals.labels(kind="limit").set(limit)
+
     @property
     def folded(self) -> int:
         return self._verdicts.folded + self._unexpected.folded
