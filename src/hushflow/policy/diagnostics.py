@@ -35,6 +35,9 @@ CHECKS: dict[str, Check] = {
         Check("HF003", "other-kind", Severity.INFO, "An object that is not a Cilium policy was skipped."),
         Check("HF004", "unreadable", Severity.ERROR, "A file or directory could not be read."),
         Check("HF005", "duplicate-object", Severity.WARNING, "The same object is defined twice."),
+        Check(
+            "HF006", "not-a-regular-file", Severity.WARNING, "A FIFO, device or socket in a directory was skipped."
+        ),
         Check("HF010", "schema", Severity.ERROR, "The object does not match the Cilium 1.18 CRD schema."),
         Check("HF011", "empty-policy", Severity.ERROR, "A policy has neither spec nor specs."),
         Check("HF012", "node-selector-in-cnp", Severity.ERROR, "nodeSelector is only valid in a CCNP."),
