@@ -14,19 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cel_expr_python import cel
 
-from hushflow.app.daemon import Daemon, RunOptions
+from tests.deploy.apply_daemon import run_apply
 from tests.deploy.manifests import KUBERNETES_DIR, mode, one, render
 from tests.doubles.fake_apiserver import FakeApiServer
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "telemetry-block"
 HUSHFLOW = "system:serviceaccount:hushflow:hushflow"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DENY = "cnp.payments.block-telemetry.egressdeny-0"
@@ -208,17 +204,6 @@ def test_it_applies_to_every_write_of_cidr_groups_and_denies() -> None:
     assert all(rule["reason"] == "Forbidden" for rule in spec["validations"])
 
 
-def _kubeconfig(tmp_path: Path, url: str) -> str:
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "fake", "cluster": {"server": url}}],
-        "users": [{"name": "hushflow", "user": {"token": "t"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "hushflow"}}],
-    }))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def applied_groups(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """The CiliumCIDRGroups `hushflow run --apply` really writes, in relay mode (no instance) and
@@ -226,12 +211,7 @@ def applied_groups(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, A
     tmp_path = tmp_path_factory.mktemp("admission")
     with FakeApiServer() as server:
         for instance, cap in (("", 1000), ("node-a", 2)):
-            daemon = Daemon(RunOptions(
-                policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),), apply=True,
-                kubeconfig=_kubeconfig(tmp_path, server.url), instance=instance, resolve=False, clock="flows",
-                group_cap=cap,
-            ))
-            assert daemon.run() == 0
+            run_apply(tmp_path, server.url, instance=instance, group_cap=cap)
         groups = server.objects("CiliumCIDRGroup")
     assert len({g["metadata"]["labels"].get("hushflow.io/instance") for g in groups}) == 2
     return groups

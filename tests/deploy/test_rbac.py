@@ -13,18 +13,13 @@ with this service account: the role grants nothing on policies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from hushflow.app.daemon import Daemon, RunOptions
+from tests.deploy.apply_daemon import run_apply
 from tests.deploy.manifests import MODES, mode, one
 from tests.doubles.fake_apiserver import FakeApiServer, RecordedRequest
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "telemetry-block"
 
 # (API group, resource, verb) -> the code that needs it.
 RUN_APPLY_CALLS: dict[tuple[str, str, str], str] = {
@@ -117,26 +112,6 @@ def checks_of(requests: list[RecordedRequest]) -> list[Access]:
     return checks
 
 
-def _kubeconfig(tmp_path: Path, url: str) -> str:
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "fake", "cluster": {"server": url}}],
-        "users": [{"name": "hushflow", "user": {"token": "t"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "fake", "user": "hushflow"}}],
-    }))
-    return str(path)
-
-
-def _run(tmp_path: Path, url: str, instance: str, group_cap: int) -> None:
-    daemon = Daemon(RunOptions(
-        policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),), apply=True,
-        kubeconfig=_kubeconfig(tmp_path, url), instance=instance, resolve=False, clock="flows",
-        group_cap=group_cap,
-    ))
-    assert daemon.run() == 0
-
-
 @pytest.fixture(scope="module")
 def daemon_requests(tmp_path_factory: pytest.TempPathFactory) -> list[RecordedRequest]:
     """What `hushflow run --apply` sends: a first pod that creates, updates, reshards (cap 2: the
@@ -144,8 +119,8 @@ def daemon_requests(tmp_path_factory: pytest.TempPathFactory) -> list[RecordedRe
     cluster's groups and updates them."""
     tmp_path = tmp_path_factory.mktemp("rbac")
     with FakeApiServer() as server:
-        _run(tmp_path, server.url, "node-a", group_cap=2)
-        _run(tmp_path, server.url, "node-a", group_cap=2)
+        run_apply(tmp_path, server.url, instance="node-a", group_cap=2)
+        run_apply(tmp_path, server.url, instance="node-a", group_cap=2)
         assert server.objects("CiliumCIDRGroup"), "the daemon applied nothing: the replay proves nothing"
         return list(server.requests)
 
