@@ -69,3 +69,28 @@ def test_a_state_an_older_version_poisoned_is_repaired_on_start_not_a_crash_loop
     assert any("169.254.169.254 (link-local) is never denied from DNS" in line for line in repaired)
     state = json.loads((tmp_path / "state.json").read_text())  # the next snapshot is clean
     assert "fe80::1%eth0" not in state["denies"][deny] and "169.254.169.254" not in state["denies"][deny]
+
+
+def test_a_deny_past_the_global_limit_is_exported_and_logged_as_incomplete(tmp_path):
+    stderr = io.StringIO()
+    daemon = Daemon(options(tmp_path, events=(), max_total=1), stderr=stderr)
+    assert daemon.run() == 0
+    deny = "cnp.my-namespace.app-external-block-policy.egressdeny-0"
+    assert sample(daemon, "hushflow_deny_incomplete_ips", policy="my-namespace/app-external-block-policy",
+                  deny=deny) == 2
+    assert sample(daemon, "hushflow_deny_ips", kind="held") == 1
+    assert sample(daemon, "hushflow_deny_ips", kind="limit") == 1
+    assert "is NO LONGER COMPLETE" in stderr.getvalue()
+    assert len(published_ips(tmp_path)) == 1
+
+
+def test_a_name_that_keeps_resolving_to_new_ips_cannot_fill_the_deny(tmp_path):
+    recorded = FLOWS.read_bytes()
+    flows = tmp_path / "flows.jsonl"
+    flows.write_bytes(recorded + b"".join(hostile_answer([f"203.0.113.{i}"]) for i in range(1, 21)))
+    daemon = Daemon(options(tmp_path, input_files=(str(flows),), events=(), max_per_name=5))
+    assert daemon.run() == 0
+    published = published_ips(tmp_path)
+    assert {f"203.0.113.{i}" for i in range(16, 21)} <= published  # the 5 most recent
+    assert not published & {f"203.0.113.{i}" for i in range(1, 16)}
+    assert sample(daemon, "hushflow_deny_ips_evicted_total") == 15

@@ -21,7 +21,7 @@ from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_poli
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
 from hushflow.enforce.dnsblock import BlockAnswer, BlockedName, coredns_snippet, rpz_zone
 from hushflow.enforce.kube import ApplyResult
-from hushflow.enforce.learner import DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
+from hushflow.enforce.learner import DEFAULT_MAX_PER_NAME, DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
 from hushflow.enforce.protect import ProtectedAddresses
 from hushflow.enforce.resolver import LookupFn, PreResolver
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
@@ -49,6 +49,7 @@ class CompileJob:
     shared_ip: SharedIpMode = "skip"
     group_cap: int = 1000
     max_total: int = DEFAULT_MAX_TOTAL
+    max_per_name: int = DEFAULT_MAX_PER_NAME
     protect_cidrs: tuple[str, ...] | None = None  # never denied from DNS; None: the private and shared ranges
     min_ttl: float = DEFAULT_MIN_TTL
     grace: float = 0.0
@@ -177,7 +178,7 @@ def run_compile(
     except ValueError as exc:
         raise CompileError(f"--protect-cidr: {exc}") from None
     learner = DenyLearner(loaded.policy_set, denies, state, shared_ip=job.shared_ip, max_total=job.max_total,
-                          protected=protected)
+                          max_per_name=job.max_per_name, protected=protected)
     report = CompileReport(CompileOutput(), state)
     report.notes.extend(learner.repair_state())
     if gone:

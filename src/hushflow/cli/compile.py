@@ -23,6 +23,8 @@ from hushflow.cli.options import cilium_version_option, protect_cidr_option
               help="Most IPs per CiliumCIDRGroup; more are sharded over several groups.")
 @click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True,
               help="Most denied IPs in all; far below Cilium's 16,384-entry policy map.")
+@click.option("--max-ips-per-name", type=click.IntRange(1), default=1000, show_default=True,
+              help="Most IPs one name keeps in a deny (like Cilium's --tofqdns-endpoint-max-ip-per-hostname).")
 @click.option("--min-ttl", type=click.FloatRange(0), default=3600, show_default=True,
               help="Seconds an IP stays denied at least after its name was last seen.")
 @click.option("--grace", type=click.FloatRange(0), default=0, show_default=True, help="Extra seconds after the TTL.")
@@ -40,6 +42,7 @@ from hushflow.cli.options import cilium_version_option, protect_cidr_option
 @cilium_version_option
 def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | None, flows: tuple[str, ...],
              resolve: bool, nameservers: tuple[str, ...], shared_ip: str, group_cap: int, max_total: int,
+             max_ips_per_name: int,
              min_ttl: float, grace: float, protect_cidrs: tuple[str, ...] | None, allow_unobserved: bool,
              dns_answer: str, clock: str, apply_: bool,
              dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int]) -> None:
@@ -68,7 +71,8 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
     job = CompileJob(
         policies=policies, out_dir=out_dir, state_path=state_path, flows=flows, resolve=resolve,
         nameservers=nameservers, shared_ip=shared_ip,  # type: ignore[arg-type]
-        group_cap=group_cap, max_total=max_total, min_ttl=min_ttl, grace=grace, allow_unobserved=allow_unobserved,
+        group_cap=group_cap, max_total=max_total, max_per_name=max_ips_per_name, min_ttl=min_ttl, grace=grace,
+        allow_unobserved=allow_unobserved,
         protect_cidrs=protect_cidrs,
         dns_answer=dns_answer,  # type: ignore[arg-type]
         cilium_version=cilium_version, clock=clock,  # type: ignore[arg-type]

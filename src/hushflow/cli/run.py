@@ -55,7 +55,12 @@ if TYPE_CHECKING:
 @click.option("--min-ttl", type=float, default=3600, show_default=True)
 @click.option("--shared-ip", type=click.Choice(["skip", "deny"]), default="skip", show_default=True)
 @click.option("--group-cap", type=click.IntRange(1, 16384), default=1000, show_default=True)
-@click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True)
+@click.option("--max-total", type=click.IntRange(1, 16384), default=10000, show_default=True,
+              help="Most denied IPs of all denies together. Past it new IPs are NOT denied: the deny is reported "
+                   "incomplete (log, hushflow_deny_incomplete_ips, alert HushflowDenyIncomplete).")
+@click.option("--max-ips-per-name", type=click.IntRange(1), default=1000, show_default=True,
+              help="Most IPs one name keeps in a deny (like Cilium's --tofqdns-endpoint-max-ip-per-hostname); "
+                   "a newer IP evicts the least recently seen, so one name cannot fill --max-total.")
 @protect_cidr_option
 @click.option("--max-series", type=click.IntRange(1), default=2000, show_default=True,
               help="Distinct label combinations per metric before new ones fold into _other.")
@@ -110,7 +115,8 @@ def run(**kwargs: Any) -> None:
         expected_logs=tuple(kwargs["expected_logs"]) or None, expected_cel=tuple(kwargs["expected_cel"]),
         attribute_default_deny=kwargs["attribute_default_deny"], resolve=resolve,
         nameservers=tuple(kwargs["nameservers"]), min_ttl=kwargs["min_ttl"], shared_ip=kwargs["shared_ip"],
-        group_cap=kwargs["group_cap"], max_total=kwargs["max_total"], max_series=kwargs["max_series"],
+        group_cap=kwargs["group_cap"], max_total=kwargs["max_total"],
+        max_per_name=kwargs["max_ips_per_name"], max_series=kwargs["max_series"],
         protect_cidrs=kwargs["protect_cidrs"],
         instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"], clock=clock,

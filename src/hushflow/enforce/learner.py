@@ -136,7 +136,7 @@ class DenyLearner:
         self._allow_index = {allow_id: index for index, allow_id in enumerate(self._allow_ids)}
         state.keep_only_allows(self._allow_ids)
         self._cidr_allows: list[tuple[Rule, CIDRPeer, str]] = [
-            (rule, cidr, f"{peer.where.field} {cidr.cidr} ({peer.where.file}:{peer.where.line})")
+            (rule, cidr, f"{cidr.cidr} allowed by {cidr.where.field} ({cidr.where.file}:{cidr.where.line})")
             for rule in policy_set.rules
             for peer in rule.egress
             for cidr in peer.cidrs or ()
