@@ -28,8 +28,10 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 DENY = "cnp.payments.block-telemetry.egressdeny-0"
 
 # Which validation refuses, by a word of its message.
-NAME, OWNED, LABELS, ADDRESSES = "named hushflow.*", "labelled app.kubernetes.io/managed-by", "its own labels", \
-    "single addresses"
+NAME = "named hushflow.*"
+OWNED = "labelled app.kubernetes.io/managed-by"
+LABELS = "its own labels"
+ADDRESSES = "single addresses"
 
 
 def _policy() -> dict[str, Any]:
