@@ -250,26 +250,32 @@ class FlowReader:
 
     def _gzip_chunks(self, head: bytes, stream: BinaryIO, name: str) -> Iterator[bytes]:
         # Concatenated gzip members (as `cat a.gz b.gz` makes) are one stream for gzip(1): follow.
+        # Deflate inflates up to ~1,000 times: one read of a 2 MB gzip bomb is 2 GB of output.
+        # Each piece handed on is at most one chunk, so memory stays at the line bound (the
+        # line layer skips an over-long line without holding it) whatever the ratio.
+        limit = self._chunk_size
         decomp = zlib.decompressobj(wbits=31)
         data = head
         try:
             while True:
-                if data:
-                    out = decomp.decompress(data)
+                while data:
+                    out = decomp.decompress(data, limit)
                     if out:
                         yield out
-                    while decomp.eof and decomp.unused_data:
-                        rest = decomp.unused_data
-                        decomp = zlib.decompressobj(wbits=31)
-                        out = decomp.decompress(rest)
+                    if decomp.eof:
+                        # The next member, if any, starts in what this one left over.
+                        data = decomp.unused_data
+                        if data:
+                            decomp = zlib.decompressobj(wbits=31)
+                    else:
+                        data = decomp.unconsumed_tail
+                    while len(out) == limit and not decomp.eof and not data:
+                        out = decomp.decompress(b"", limit)  # output still held back by zlib
                         if out:
                             yield out
                 data = _read(stream, self._chunk_size, name)
                 if not data:
                     break
-            tail = decomp.flush()
-            if tail:
-                yield tail
             if not decomp.eof:
                 raise FlowReadError(f"{name}: truncated gzip stream")
         except zlib.error as e:
