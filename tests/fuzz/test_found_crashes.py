@@ -11,6 +11,7 @@ import io
 
 import pytest
 
+from hushflow.flow.reader import FlowReader, ReadStats
 from hushflow.policy.lint import lint_paths
 
 
@@ -26,3 +27,18 @@ def test_fqdn_deny_with_toports_not_a_list_is_diagnosed() -> None:
             "spec:\n  endpointSelector: {}\n  egressDeny:\n  - toFQDNs: []\n    toPorts: true\n")
     found = _lint(text)
     assert any(line.startswith("HF010 <stdin>:8") for line in found), found
+
+
+# -- flow/reader.py: the line layer --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1 << 20])
+def test_an_overlong_line_is_a_line_whatever_the_chunks(chunk_size: int) -> None:
+    # Found by test_fuzz_flow_lines: a line longer than max_line_bytes that did not end in the
+    # chunk it started in was a bad line but not a line (lines != events + bad_lines).
+    doc = b'{"flow":{}}\n' + b"x" * 100 + b"\n" + b'{"flow":{}}'
+    stats = ReadStats()
+    events = list(FlowReader(["-"], stdin=io.BytesIO(doc), stats=stats, chunk_size=chunk_size, max_line_bytes=80))
+    assert [e.line for e in events] == [1, 3]
+    assert [b.line for b in stats.reported] == [2]
+    assert (stats.lines, stats.events, stats.bad_lines) == (3, 2, 1)

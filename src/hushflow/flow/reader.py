@@ -399,6 +399,7 @@ class FlowReader:
                         yield event
             if len(pending) > max_line:
                 lineno += 1
+                stats.lines += 1  # a line, as when its end is in the same chunk
                 self._bad(name, lineno, f"line longer than {max_line} bytes")
                 pending = b""
                 overlong = True
