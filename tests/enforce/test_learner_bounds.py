@@ -83,7 +83,7 @@ def test_an_evicted_ip_another_name_also_resolved_to_stays_denied(tmp_path):
 
 
 def test_the_bound_per_name_survives_a_restart_in_last_seen_order(tmp_path):
-    learner, state, deny = make(tmp_path, max_per_name=3)
+    learner, state, _deny = make(tmp_path, max_per_name=3)
     for at, ip in enumerate(["203.0.113.1", "203.0.113.2", "203.0.113.3"]):
         learner.learn_answer(answer("a.telemetry.example.com", [ip]), float(at))
     learner.learn_answer(answer("a.telemetry.example.com", ["203.0.113.1"]), 10.0)
@@ -133,7 +133,7 @@ def test_the_shared_ip_guard_remembers_allowed_ips_across_a_restart(tmp_path):
 
 def test_the_shared_ip_guard_remembers_allowed_ips_a_crash_left_only_in_the_journal(tmp_path):
     path = str(tmp_path / "state.json")
-    learner, state, deny = make(tmp_path, DENY + ALLOW)
+    learner, state, _deny = make(tmp_path, DENY + ALLOW)
     learner.learn_answer(answer("api.partner.example.org", ["203.0.113.80"]), 1.0)
     journal = Journal(path)
     journal.append(state.take_pending_allowed(), sync=False)
@@ -162,7 +162,7 @@ def test_cidr_allows_protect_their_addresses_but_not_their_excepts_and_a_catch_a
 
 
 def test_a_cidr_allow_for_other_endpoints_does_not_protect(tmp_path):
-    learner, state, deny = make(tmp_path, DENY + CIDR_ALLOW.replace("{app: web}", "{app: batch}"))
+    learner, _state, _deny = make(tmp_path, DENY + CIDR_ALLOW.replace("{app: web}", "{app: batch}"))
     changes = learner.learn_answer(answer("evil.telemetry.example.com", ["198.51.100.7"]), 1.0)
     assert [c.ip for c in changes] == ["198.51.100.7"]
 

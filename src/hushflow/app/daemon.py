@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import threading
 import time
 from collections import Counter
@@ -230,7 +229,7 @@ class Daemon:
         """The queue (and its thread) that writes CIDR groups to --out and/or the cluster, retrying
         each until it lands; None when the run writes nowhere."""
         from hushflow.enforce.group_writes import GroupWrites, WriteOutcome
-        from hushflow.enforce.writer import object_path, remove_file, write_file_atomic
+        from hushflow.enforce.writer import UnsafePathError, object_path, remove_file, write_file_in
 
         options = self.options
         cluster = self._connect_cluster() if options.apply else None
@@ -245,13 +244,17 @@ class Daemon:
             if out_dir:
                 for group, text in groups:
                     try:
-                        write_file_atomic(os.path.join(out_dir, object_path(group)), text)
-                    except (OSError, ValueError) as exc:
+                        write_file_in(out_dir, object_path(group), text)
+                    except UnsafePathError as exc:
+                        failed[group["metadata"]["name"]] = ("unsafe-path", f"{out_dir}: {exc}")
+                    except OSError as exc:
                         failed[group["metadata"]["name"]] = ("disk", f"{out_dir}: {exc}")
                 for name in deleted:
                     try:
                         remove_file(out_dir, object_path(_group_ref(name)))
-                    except (OSError, ValueError) as exc:
+                    except UnsafePathError as exc:
+                        failed[name] = ("unsafe-path", f"{out_dir}: {exc}")
+                    except OSError as exc:
                         failed[name] = ("disk", f"{out_dir}: {exc}")
             if cluster is not None:
                 failed.update(_apply_to_cluster(cluster, groups, deleted))

@@ -7,6 +7,7 @@ import sys
 import click
 
 from hushflow.cli.options import cilium_version_option, protect_cidr_option
+from hushflow.enforce.writer import UnsafePathError
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -94,6 +95,9 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         sys.exit(1)
     except OSError as exc:
         click.echo(f"error: cannot write {exc.filename or out_dir}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    except UnsafePathError as exc:
+        click.echo(f"error: --out: {exc}", err=True)
         sys.exit(2)
     for line in report.lines():
         click.echo(line, err=True)

@@ -43,6 +43,7 @@ CHECKS: dict[str, Check] = {
         Check("HF012", "node-selector-in-cnp", Severity.ERROR, "nodeSelector is only valid in a CCNP."),
         Check("HF013", "namespace-overridden", Severity.WARNING, "A CNP endpointSelector names another namespace."),
         Check("HF014", "empty-rule", Severity.ERROR, "A rule whose ingress/egress sections are all empty."),
+        Check("HF015", "object-name", Severity.ERROR, "metadata.name or namespace breaks Kubernetes' name rules."),
         Check("HF020", "fqdn-deny", Severity.ERROR, "toFQDNs in egressDeny: Cilium cannot run it."),
         Check("HF021", "l7-in-deny", Severity.ERROR, "L7 rules, serverNames, TLS or listener in a deny rule."),
         Check("HF022", "auth-in-deny", Severity.ERROR, "authentication in a deny rule."),

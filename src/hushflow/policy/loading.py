@@ -20,6 +20,7 @@ from hushflow.policy.model import (
     build_cidr_group,
     build_policy,
 )
+from hushflow.policy.names import label_problem, subdomain_problem
 from hushflow.policy.schema import SchemaProblem, validate_fqdn_selector, validate_object
 from hushflow.policy.source import FieldPath
 from hushflow.policy.yamlsource import Manifest, load_manifests
@@ -122,11 +123,33 @@ def _classify(problem: SchemaProblem, data: dict[str, Any]) -> tuple[str, str, s
     return "HF010", message, hint
 
 
+def _check_names(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
+    """metadata.name (a DNS-1123 subdomain) and metadata.namespace (a DNS-1123 label), as the API
+    server checks them; False when one is broken."""
+    metadata = manifest.data.get("metadata")
+    if not isinstance(metadata, dict):
+        return True  # the schema check reports it
+    ok = True
+    for key, problem_of, what in (("name", subdomain_problem, "a DNS-1123 subdomain"),
+                                  ("namespace", label_problem, "a DNS-1123 label")):
+        if key not in metadata or (key == "namespace" and metadata[key] is None):
+            continue
+        problem = problem_of(metadata[key])
+        if problem is not None:
+            ok = False
+            diagnostics.append(Diagnostic(
+                "HF015", f"metadata.{key} {metadata[key]!r} is not {what}: it {problem}",
+                manifest.locate(("metadata", key)),
+                "the API server refuses the object; hushflow also refuses to compile it",
+            ))
+    return ok
+
+
 def check_manifest(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
     """Schema-check one CNP/CCNP/CIDR group; True when its model can be built safely."""
     data = manifest.data
     problems = validate_object(data, manifest.api_version, manifest.kind)
-    buildable = True
+    buildable = _check_names(manifest, diagnostics)
     for problem in problems:
         code, message, hint = _classify(problem, data)
         if code == "HF010":
