@@ -1,4 +1,9 @@
-"""Render a lint report: text (compiler style, colour on a tty), JSON, and SARIF 2.1.0."""
+"""Render a lint report: text (compiler style, colour on a tty), JSON, and SARIF 2.1.0.
+
+The text is for a terminal: whatever came from the files (names, keys, values, file paths)
+is shown through `printable`, so an escape sequence in a policy is printed, never obeyed. JSON
+and SARIF carry the exact text (JSON escapes control characters itself).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rich.markup import escape
 from hushflow import __version__
 from hushflow.policy.diagnostics import CHECKS, Diagnostic, Severity
 from hushflow.policy.lint import LintReport
+from hushflow.policy.source import printable
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
@@ -27,6 +33,11 @@ def _where(diagnostic: Diagnostic) -> str:
     return where
 
 
+def _shown(text: str) -> str:
+    """Text from the files, for the console: escapes visible, rich markup inert."""
+    return escape(printable(text))
+
+
 def write_text(report: LintReport, stream: IO[str], color: bool | None = None) -> None:
     """One finding per block, `file:line:col: severity[CODE] field: message`, then a hint."""
     console = Console(file=stream, force_terminal=color, no_color=color is False, highlight=False, soft_wrap=True)
@@ -34,11 +45,11 @@ def write_text(report: LintReport, stream: IO[str], color: bool | None = None) -
         level = diagnostic.level
         field = f" {diagnostic.location.field}:" if diagnostic.location.path else ""
         console.print(
-            f"[bold]{escape(_where(diagnostic))}[/]: [{_STYLE[level]}]{level.value}[{diagnostic.code}][/]"
-            f"[dim]{escape(field)}[/] {escape(diagnostic.message)}"
+            f"[bold]{_shown(_where(diagnostic))}[/]: [{_STYLE[level]}]{level.value}[{diagnostic.code}][/]"
+            f"[dim]{_shown(field)}[/] {_shown(diagnostic.message)}"
         )
         if diagnostic.hint:
-            console.print(f"    [green]hint:[/] {escape(diagnostic.hint)}")
+            console.print(f"    [green]hint:[/] {_shown(diagnostic.hint)}")
     errors, warnings = report.count(Severity.ERROR), report.count(Severity.WARNING)
     summary = (
         f"{len(report.files)} file(s), {report.objects} object(s), {report.policies} policy(ies): "
