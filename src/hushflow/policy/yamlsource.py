@@ -112,7 +112,7 @@ def _kind_of(mode: int) -> str:
         return "a socket"
     if stat.S_ISDIR(mode):
         return "a directory"
-    return "not a regular file"
+    return "a special file"
 
 
 def _iter_paths(paths: Sequence[str], problems: list[LoadProblem]) -> Iterator[str]:
