@@ -10,7 +10,8 @@ Deliberate differences from `hubble observe --input-file`, all additions:
 - `--input-file` may be repeated (files are read in order) and gzip files are read directly;
 - `--follow` keeps reading the last file as it grows (Hubble stops at the end of a file);
 - lines Hubble would skip with a log line are counted and summarised on stderr, and the exit
-  code is 2 when any was skipped; `--strict` stops at the first one instead;
+  code is 2 when any was skipped; `--strict` stops at the first one instead; so is a flow of a
+  shape a stage cannot process (`FlowGuard`), named by file:line with the value that was wrong;
 - `--enrich POLICIES` attributes every policy verdict and policy drop to its rules and fills
   `policy_log` / `*_denied_by` / `*_allowed_by` where Cilium left them empty, *before* the
   filters run, so `--not --cel-expression "'tag' in _flow.policy_log"` works on drops;
@@ -20,16 +21,18 @@ Deliberate differences from `hubble observe --input-file`, all additions:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from hushflow.filter.pflag import FlagError
 from hushflow.filter.rawfilters import FlowFilters, format_raw_filters
 from hushflow.filter.window import EventWindow, check_file_window, select_events
+from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
 
 if TYPE_CHECKING:  # loaded only with --enrich
     from hushflow.app.enrich import Enricher
+    from hushflow.flow.reader import ReadStats
 
 EXIT_OK = 0
 EXIT_USAGE = 1  # what hubble returns for every error
@@ -109,12 +112,16 @@ class _ExplainPrinter:
     """`-o explain`: the explanation of each selected policy verdict, blank-line separated."""
 
     def __init__(self, out: BinaryIO) -> None:
+        from hushflow.sinks.hubble_format import escape_terminal
+
         self.out = out
+        self._escape = escape_terminal
 
     def write(self, event: Any) -> None:
         text = (event.data.get("hushflow") or {}).get("explain")
         if text:
-            self.out.write(text.encode() + b"\n\n")
+            # Names in the explanation come from the flow: no terminal escapes, as Hubble prints.
+            self.out.write(self._escape(text).encode("utf-8", "surrogateescape") + b"\n\n")
 
     def close(self) -> None:
         self.out.flush()
@@ -137,12 +144,16 @@ def _make_printer(options: ObserveOptions, stdout: BinaryIO, stderr: IO[str]) ->
     return make_printer(options.output, stdout, err=err, options=print_options)
 
 
+def _every_event(_event: dict[str, Any]) -> bool:
+    return True
+
+
 def _compile_predicate(
     filters: FlowFilters,
 ) -> tuple[Callable[[dict[str, Any]], bool], Callable[[bytes], bool] | None]:
     """The allow/deny predicate over canonical events, and its pre-check on raw line bytes."""
     if not filters.allowlist and not filters.denylist:
-        return (lambda _event: True), None
+        return _every_event, None
     from hushflow.filter import FilterError, compile_filters
 
     try:
@@ -152,6 +163,94 @@ def _compile_predicate(
         hint = getattr(err, "hint", None)
         raise ObserveError(f"{err}\n{hint}" if hint else str(err)) from None
     return compiled.matches, compiled.line_may_match
+
+
+# --------------------------------------------------------------------------------------------
+# One odd flow never ends the command
+
+
+class FlowGuard:
+    """The last line of defence of the per-flow stages (enrich, filters, printer).
+
+    The reader's fast path trusts what lies below the first level of a line in Hubble's own
+    spelling (checking it all would cost more than parsing), so a stage may meet a string where
+    an object belongs, or a time that is no time. A stage that fails on an event gets it once more
+    in the canonical spelling when it was valid protojson in another one (``"TCP": null`` is "no
+    TCP"); otherwise the flow is counted as a bad line, reported with its file:line and what was
+    wrong with it (`hushflow.flow.protojson.unprocessable_reason`), and skipped: the flows after
+    it are still read, and the exit code is 2. With `strict` it stops the run, as a bad line does.
+    Only the errors of a value's shape are caught (`FLOW_SHAPE_ERRORS`): a closed pipe or a full
+    disk still ends the run.
+    """
+
+    __slots__ = ("_stats", "_strict")
+
+    def __init__(self, stats: ReadStats, *, strict: bool = False) -> None:
+        self._stats = stats
+        self._strict = strict
+
+    def skip(self, event: Any, error: BaseException) -> None:
+        """Count and report `event` as a bad line (or, strict, stop the run)."""
+        from hushflow.flow.protojson import unprocessable_reason
+        from hushflow.flow.reader import BadLine, FlowReadError
+
+        bad = BadLine(event.source, event.line, unprocessable_reason(event.data, error))
+        if self._strict:
+            raise FlowReadError(str(bad)) from None
+        self._stats.add_bad(bad)
+
+    def _canonical(self, event: Any) -> Any | None:
+        """`event` in the canonical spelling, if it was valid protojson in another one."""
+        from hushflow.flow.protojson import EventNormalizer, ProtoJSONError, encode_event
+        from hushflow.flow.reader import FlowEvent
+
+        try:
+            result = EventNormalizer().normalize(event.data)
+        except (ProtoJSONError, RecursionError):
+            return None
+        if not result.changed:
+            return None
+        return FlowEvent(encode_event(result.event), result.event, event.source, event.line)
+
+    def _again(self, stage: Callable[[Any], Any], event: Any, error: BaseException) -> tuple[bool, Any]:
+        """(True, result) of `stage` on the canonical form of `event`; (False, None) when skipped."""
+        canonical = self._canonical(event)
+        if canonical is not None:
+            try:
+                return True, stage(canonical)
+            except FLOW_SHAPE_ERRORS as again:
+                error = again
+        self.skip(event, error)
+        return False, None
+
+    def each(self, stage: Callable[[Any], Any], events: Iterable[Any]) -> Iterator[Any]:
+        """``stage(event)`` of every event, leaving out those it could not process."""
+        for event in events:
+            try:
+                result = stage(event)
+            except FLOW_SHAPE_ERRORS as error:
+                done, result = self._again(stage, event, error)
+                if not done:
+                    continue
+            yield result
+
+    def keep(self, matches: Callable[[dict[str, Any]], bool], events: Iterable[Any]) -> Iterator[Any]:
+        """The events ``matches`` selects, leaving out those it could not judge."""
+
+        def judged(event: Any) -> Any:
+            return event if matches(event.data) else None
+
+        for event in self.each(judged, events):
+            if event is not None:
+                yield event
+
+    def write(self, printer: EventPrinter, event: Any) -> None:
+        """Print one event; one the printer cannot render is skipped (printers format a whole
+        event before writing any of it, so nothing half-printed is left behind)."""
+        try:
+            printer.write(event)
+        except FLOW_SHAPE_ERRORS as error:
+            self._again(printer.write, event, error)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,6 +300,7 @@ def _observe(
             "hushflow observe does not connect to a Hubble server"
         )
     matches, may_match = _compile_predicate(options.filters)
+    filtered = matches is not _every_event
     enricher = _make_enricher(options, stderr) if options.enrich else None
     if enricher is not None:
         may_match = None  # every DNS answer and verdict must be seen, and filters see enriched flows
@@ -222,12 +322,20 @@ def _observe(
         stop=follow_control.stop,
     )
     printer = _make_printer(options, stdout, stderr)
+    guard = FlowGuard(stats, strict=options.strict)
     events: Iterator[Any] = iter(reader)
     if enricher is not None:
-        events = map(enricher, events)
+        events = guard.each(enricher, events)
+    if filtered:
+        # Hubble's order: the time window, the filters, then the counts; the filters run in the
+        # guard, so that a flow they cannot judge is skipped and reported, not the end of the run.
+        if window.since_ns is not None or window.until_ns is not None:
+            events = select_events(events, _every_event, EventWindow(window.since_ns, window.until_ns, all=True))
+            window = EventWindow(first=window.first, last=window.last, all=window.all)
+        events = guard.keep(matches, events)
     try:
-        for event in select_events(events, matches, window):
-            printer.write(event)
+        for event in select_events(events, _every_event, window):
+            guard.write(printer, event)
     except FlowReadError as err:
         printer.close()
         stderr.write(f"{err}\n")

@@ -47,7 +47,8 @@ def _headline(flow: Mapping[str, Any], conn: Connection, origin: str) -> str:
     dst = _endpoint(flow.get("destination") or {}, (flow.get("IP") or {}).get("destination", ""))
     names = flow.get("destination_names") if conn.direction == "egress" else flow.get("source_names")
     named = f" ({', '.join(names)})" if names else ""
-    verdict = flow.get("verdict", "?")
+    # protojson leaves an enum number it does not know a number: words and numbers both print.
+    verdict = f"{flow.get('verdict', '?')}"
     reason = flow.get("drop_reason_desc")
     verdict += f" ({reason})" if reason else ""
     kind = "policy-verdict" if (flow.get("event_type") or {}).get("type") == 5 else "drop"

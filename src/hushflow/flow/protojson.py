@@ -32,6 +32,20 @@ class ProtoJSONError(ValueError):
     """A value that is not valid protojson for its field. The message starts with the field path."""
 
 
+#: What a stage raises when a flow holds a value of a shape it did not expect (a string where an
+#: object belongs, a list of numbers for labels, a time that is no time). The reader's fast path
+#: trusts the values below the first level of a line Hubble wrote (checking them all would cost
+#: more than parsing the line), so a stage may meet such a value; the flow is then skipped and
+#: reported with :func:`unprocessable_reason`, never allowed to end the command.
+FLOW_SHAPE_ERRORS: tuple[type[BaseException], ...] = (
+    ArithmeticError, AttributeError, LookupError, RecursionError, TypeError, ValueError,
+)
+
+#: Deepest nesting accepted inside an opaque value (``extensions``): far more than any real
+#: ``Any`` holds, and well inside what the JSON encoder can write back.
+MAX_OPAQUE_DEPTH = 64
+
+
 @dataclass(slots=True)
 class Normalized:
     event: dict[str, Any]
@@ -191,7 +205,7 @@ class _Walk:
             sub = f"{path}.{key}" if path else key
             if fld is None:
                 self.changed = True
-                self.unknown.append(f"{msg.full_name}.{key}")
+                self.unknown.append(f"{msg.full_name}.{printable(key)}")
                 continue
             if key != fld.name:
                 self.changed = True
@@ -267,7 +281,18 @@ class _Walk:
             if type(v) is not str:
                 raise ProtoJSONError(f"{path}: expected a string, got {_type_name(v)}")
             return v
-        return v  # opaque (Any, Struct, maps): kept as given
+        return self.opaque(v, path)
+
+    def opaque(self, v: Any, path: str) -> Any:
+        """An ``Any`` (the only opaque field of Hubble's events: ``extensions``): kept as given,
+        once it is an object naming its type and not nested beyond what can be written back."""
+        if type(v) is not dict:
+            raise ProtoJSONError(f"{path}: expected an object, got {_type_name(v)}")
+        if v and type(v.get("@type")) is not str:
+            raise ProtoJSONError(f"{path}: an Any needs its \"@type\" (a string)")
+        if _depth_exceeds(v, MAX_OPAQUE_DEPTH):
+            raise ProtoJSONError(f"{path}: nested deeper than {MAX_OPAQUE_DEPTH} levels")
+        return v
 
     def integer(self, v: Any, kind: str, path: str) -> Any:
         if type(v) is int:
@@ -293,6 +318,20 @@ class _Walk:
         if type(v) is not int:
             self.changed = True
         return n
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` deep (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _is_default(v: Any, fld: _Field) -> bool:
@@ -344,6 +383,43 @@ class EventNormalizer:
         if not kinds:
             raise ProtoJSONError("no flow or event in line")
         return Normalized(event, walk.changed, walk.unknown)
+
+
+@cache
+def _validator() -> EventNormalizer:
+    return EventNormalizer()
+
+
+def event_problem(data: Any) -> str | None:
+    """What makes ``data`` (a parsed line, a converted message) no valid Hubble event, starting
+    with the field path (``flow.l4.TCP: expected an object, got string``); None when it is one.
+
+    The full check the fast path leaves out: a few tens of µs, for the flows a stage could not
+    process, so that the report says which value was wrong."""
+    try:
+        _validator().normalize(data)
+    except ProtoJSONError as e:
+        return printable(str(e))
+    except RecursionError:
+        return "nested too deeply"
+    return None
+
+
+def unprocessable_reason(data: Any, error: BaseException) -> str:
+    """The report of a flow a stage could not process (``error``, one of
+    :data:`FLOW_SHAPE_ERRORS`): the invalid value when there is one, else the error itself."""
+    problem = event_problem(data)
+    if problem is not None:
+        return f"flow skipped ({problem})"
+    return f"flow skipped, it could not be processed ({type(error).__name__}: {printable(str(error))})"
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped (``\\x1b``), so that a
+    value from a flow never reaches a terminal raw in a message."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # -- the fast path -----------------------------------------------------------------------------
@@ -491,10 +567,14 @@ def encode_event(event: Mapping[str, Any]) -> bytes:
 __all__ = [
     "EVENT_KINDS",
     "FLOW_DESCRIPTOR",
+    "FLOW_SHAPE_ERRORS",
     "EventNormalizer",
     "Normalized",
     "ProtoJSONError",
     "encode_event",
+    "event_problem",
     "go_json_escape",
     "is_canonical_flow_event",
+    "printable",
+    "unprocessable_reason",
 ]

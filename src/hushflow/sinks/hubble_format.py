@@ -120,8 +120,9 @@ class EventPrinter(Protocol):
 # -- field rendering (pure functions of the canonical flow dict) --------------------------------
 
 
-def _escape(text: str) -> str:
-    # Hubble's terminalEscaper: no terminal control sequences from flow data.
+def escape_terminal(text: str) -> str:
+    """Text from flow data made safe for a terminal, as Hubble's terminalEscaper does: ESC as ``^[``,
+    CR as ``\\r``, so that no control sequence in a flow reaches the terminal."""
     if "\x1b" in text or "\r" in text:
         text = text.replace("\x1b", "^[").replace("\r", "\\r")
     return text
@@ -308,12 +309,14 @@ class _Clock:
         if not utc or ts[:19] != self._last_second:
             try:
                 secs, nanos = parse_timestamp(ts)
-            except ValueError:
+                if self._tz is not None:
+                    dt = datetime.fromtimestamp(secs, self._tz)
+                else:
+                    dt = datetime.fromtimestamp(secs).astimezone()
+            except (ValueError, OverflowError, OSError):
+                # No time, or one the zone moves out of datetime's years 1-9999 (0001-01-01 west
+                # of UTC): printed as a missing time is.
                 return "N/A"
-            if self._tz is not None:
-                dt = datetime.fromtimestamp(secs, self._tz)
-            else:
-                dt = datetime.fromtimestamp(secs).astimezone()
             prefix = f"{_MONTHS[dt.month - 1]} {dt.day:2d} {dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
             if not utc:  # an explicit offset: the wall-clock second is no cache key
                 return f"{prefix}.{nanos // 1_000_000:03d}"
@@ -378,7 +381,7 @@ class _TextPrinter:
         self._line = 0
 
     def _emit(self, text: str) -> None:
-        self._out.write(_escape(text).encode("utf-8", "surrogateescape"))
+        self._out.write(escape_terminal(text).encode("utf-8", "surrogateescape"))
 
     def write(self, event: FlowEvent) -> None:
         data = event.data
@@ -415,7 +418,7 @@ class _TextPrinter:
             msg = f"{prefix}: Error {_go_quote(status.get('message', ''))} on {len(names)} nodes: {nodes}"
         else:
             msg = f"{prefix}: unknown node status event: {dict(status)}"
-        self._err.write(_escape(msg + "\n").encode("utf-8", "surrogateescape"))
+        self._err.write(escape_terminal(msg + "\n").encode("utf-8", "surrogateescape"))
 
     def close(self) -> None:
         self._out.flush()
@@ -497,17 +500,18 @@ class TablePrinter(_TextPrinter):
 
     def _flow(self, data: Mapping[str, Any], f: Mapping[str, Any]) -> None:
         opts = self._opts
-        self._header()
         src, dst = flow_hostnames(f, opts.ip_translation)
         cells = [self._clock.stamp(f.get("time"))] + ([f.get("node_name", "")] if opts.node_name else [])
         cells += [src, dst, flow_type(f), flow_verdict(f, opts.policy_names), flow_summary(f)]
-        self._rows.append([_escape(c) for c in cells])
+        row = [escape_terminal(c) for c in cells]
+        self._header()  # only once the row is made: a flow that cannot be printed adds nothing
+        self._rows.append(row)
 
     def _lost(self, data: Mapping[str, Any], lost: Mapping[str, Any]) -> None:
         self._header()
         source, summary = _lost_summary(lost)
         cells = [""] + ([""] if self._opts.node_name else [])
-        self._rows.append([*cells, source, "", "EVENTS LOST", "", _escape(summary)])
+        self._rows.append([*cells, source, "", "EVENTS LOST", "", escape_terminal(summary)])
 
     def close(self) -> None:
         if self._rows:
