@@ -194,3 +194,22 @@ def test_label_values_hushflow_generates_fit_kubernetes_rules_for_a_long_node_na
         # stable: a second run writes the same object, not a new one
         run(tmp_path, server.url, long_node)
         assert len(server.objects("CiliumCIDRGroup")) == 1
+
+
+def test_a_restart_with_a_smaller_group_cap_deletes_the_groups_it_no_longer_needs(tmp_path):
+    """Found by the RBAC test's helper: resharding at start-up left the old unsharded group behind."""
+    def daemon(cap: int) -> Daemon:
+        return Daemon(RunOptions(
+            policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),), apply=True,
+            kubeconfig=kubeconfig(tmp_path, server.url), instance="node-a", resolve=False, clock="flows",
+            group_cap=cap,
+        ))
+
+    with FakeApiServer() as server:
+        assert daemon(1000).run() == 0
+        assert set(groups(server)) == {f"hushflow.{DENY_LABEL}.node-a"}
+        assert daemon(2).run() == 0
+        found = groups(server)
+        assert f"hushflow.{DENY_LABEL}.node-a" not in found
+        assert sorted(ip for ips in found.values() for ip in ips) == [
+            "198.51.100.10/32", "198.51.100.11/32", "198.51.100.12/32"]

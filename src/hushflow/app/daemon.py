@@ -156,6 +156,7 @@ class Daemon:
         self.source_error: str | None = None
         self._notes_reported = 0
         self._disk_reported: dict[str, float] = {}
+        self._applied_names: set[str] = set()  # this instance's groups found in the cluster at start
         self._unsaved = False  # a snapshot failed: the journal is kept until one lands
         self._setup(source)
 
@@ -281,7 +282,9 @@ class Daemon:
         try:
             cluster = Cluster.connect(self.options.kubeconfig, instance=self.instance)
             # Learned IPs live in the cluster too: a pod that lost its state file takes them back.
-            self.state.seed_from_groups(cluster.applied_groups(), self.clock())
+            applied = cluster.applied_groups()
+            self.state.seed_from_groups(applied, self.clock())
+            self._applied_names = {str((group.get("metadata") or {}).get("name", "")) for group in applied} - {""}
         except ClusterError as exc:
             raise RunError(str(exc)) from None
         return cluster
@@ -559,6 +562,12 @@ class Daemon:
         if self.writes is not None:
             self.writes.start()
         self.publisher.publish_all()
+        if self.writes is not None and self._applied_names:
+            # Groups this instance applied before that the state no longer needs (a deny removed,
+            # resharded with another --group-cap) go: the owner label makes them this instance's.
+            stale = self._applied_names - {group["metadata"]["name"] for group in self.publisher.groups()}
+            if stale:
+                self.writes.submit([], sorted(stale))
         self._update_group_gauges()
         # The policies, rule index and caches live as long as the run: out of the collector's
         # sight, they are not traversed again by every full collection (~2 µs a flow measured).
