@@ -63,6 +63,9 @@ ODD_LINES: dict[str, bytes] = {
     "NaN literal": odd().replace(b'"identity": 2', b'"identity": NaN'),
     "not UTF-8": odd().replace(b"demo/node-1", b"demo/node-\xff"),
     "a BOM not at the start of the file": "\ufeff".encode() + odd(),
+    "another spelling with extensions too deep to write back": odd(
+        ("flow.extensions", json.loads('{"@type": "x", "v": ' + "[" * 300 + "]" * 300 + "}"))
+    ).replace(b'"node_name"', b'"nodeName"', 1),
     # wrong shape deeper: trusted by the fast path, met by the stages
     "flow time is a number": odd(("flow.time", 5)),
     "flow time is no date": odd(("flow.time", "9999-99-99"), ("time", "9999-99-99")),
@@ -99,7 +102,7 @@ ALWAYS_REPORTED = {
     "flow is a list", "flow is a string", "source is a string", "destination is a number",
     "event time is a number", "verdict is a list", "verdict is an unknown name",
     "policy lists of numbers", "not an object", "nesting 10,000 deep", "NaN literal", "not UTF-8",
-    "a BOM not at the start of the file",
+    "a BOM not at the start of the file", "another spelling with extensions too deep to write back",
 }
 
 CONFIGS: dict[str, list[str]] = {

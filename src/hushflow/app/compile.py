@@ -71,6 +71,7 @@ class CompileReport:
     notes: list[str] = field(default_factory=list)
     unsupported_rpz: list[str] = field(default_factory=list)
     applied: ApplyResult | None = None  # with a cluster: what server-side apply did (or would do)
+    flow_lines_skipped: int = 0  # --flows lines that were not Hubble events, or flows that could not be read
 
     def lines(self) -> list[str]:
         out = []
@@ -187,22 +188,31 @@ def run_compile(
     clock = now()
     latest_flow = 0.0
     if job.flows:
-        from hushflow.flow.reader import FlowReader, ReadStats
+        from hushflow.app.observe import FlowGuard
+        from hushflow.flow.reader import FlowEvent, FlowReader, ReadStats
 
         stats = ReadStats()
         times = FlowTimes()
-        for event in FlowReader(list(job.flows), stats=stats, may_match=lambda raw: b'"dns"' in raw):
+
+        def learn(event: FlowEvent) -> float:
+            """Learn from one event's DNS answer; its time (0.0: not a flow)."""
             flow = event.flow
             if flow is None:
-                continue
+                return 0.0
             at = times.time_of(flow, event.data)
-            latest_flow = max(latest_flow, at)
             answer = dns_answer_of(flow)
             if answer is not None:
                 report.learned_from_flows += len(learner.learn_answer(answer, at))
+            return at
+
+        # An odd flow (a time that is no time, a string for an object) is named and skipped, as
+        # observe does: the answers after it are still learned.
+        reader = FlowReader(list(job.flows), stats=stats, may_match=lambda raw: b'"dns"' in raw)
+        for at in FlowGuard(stats).each(learn, reader):
+            latest_flow = max(latest_flow, at)
         say(f"read {stats.lines} flow lines, {learner.stats.answers} DNS answers")
-        if stats.bad_lines:
-            report.notes.append(f"{stats.bad_lines} flow line(s) were not Hubble events and were skipped")
+        report.flow_lines_skipped = stats.bad_lines
+        report.notes.extend(stats.report_lines())
     if job.clock == "flows" and latest_flow:
         clock = latest_flow
 

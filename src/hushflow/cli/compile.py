@@ -112,3 +112,5 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
             click.echo(f"error: {problem}", err=True)
         if not result.ok:
             sys.exit(1)
+    if report.flow_lines_skipped:
+        sys.exit(2)  # written from what could be read; as observe, say that input was skipped
