@@ -220,3 +220,18 @@ def test_oversized_file_and_stdin_are_refused_unread(monkeypatch: pytest.MonkeyP
         ("HF004", str(path), "cannot read file: larger than 1 MiB"),
         ("HF004", "<stdin>", "cannot read file: larger than 1 MiB"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("!!int 0x", "'0x' is not a valid !!int"),
+        ("!!int 08", "'08' is not a valid !!int"),
+        ('!!int ""', "'' is not a valid !!int"),
+        ("!!float abc", "'abc' is not a valid !!float"),
+        ("!!bool maybe", "'maybe' is not a valid !!bool"),
+    ],
+)
+def test_explicitly_tagged_scalars_that_do_not_convert_are_a_diagnostic(text: str, message: str) -> None:
+    problem = only_problem(load(HEAD + "spec:\n  port: " + text + "\n"))
+    assert (problem.code, problem.message, problem.location.line) == ("HF001", message, 6)

@@ -279,7 +279,7 @@ class _Builder:
             if node.tag in _PLAIN_TAGS:
                 if node.tag == _INT_TAG:
                     return self._integer(node, path)
-                return self.loader.construct_object(node, deep=True)
+                return self._scalar(node, path)
             return node.value
         ident = id(node)
         if ident in self._open:
@@ -307,11 +307,26 @@ class _Builder:
             if alias:
                 self.alias_depth -= 1
 
+    def _scalar(self, node: yaml.ScalarNode, path: FieldPath) -> Any:
+        """An int, float, bool or null. Resolved plain scalars always convert; an explicit tag
+        (`!!int 0x`, `!!bool maybe`) can name text PyYAML cannot convert, and says so by raising."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except (ValueError, LookupError, TypeError):
+            kind = node.tag.rsplit(":", 1)[-1]
+            shown = node.value if len(node.value) <= 24 else f"{node.value[:20]}... ({len(node.value):,} characters)"
+            raise self._refuse(
+                f"{shown!r} is not a valid !!{kind}",
+                path,
+                node,
+                f"remove the !!{kind} tag, or write a {kind} YAML 1.1 can read",
+            ) from None
+
     def _integer(self, node: yaml.ScalarNode, path: FieldPath) -> int:
         text = node.value
         # Python refuses to turn more than 4,300 decimal digits into an int (ValueError), and
         # Kubernetes reads no integer beyond 64 bits as one: both are refused before conversion.
-        value = self.loader.construct_object(node, deep=True) if len(text) <= _MAX_INT_TEXT else None
+        value = self._scalar(node, path) if len(text) <= _MAX_INT_TEXT else None
         if not isinstance(value, int) or not -(1 << 63) <= value < (1 << 64):
             shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text):,} characters)"
             raise self._refuse(
