@@ -155,3 +155,41 @@ def test_a_half_gib_line_in_a_plain_file_is_skipped_in_bounded_memory(tmp_path: 
     assert [e.line for e in events] == [1, 3]
     assert [(b.line, b.reason) for b in stats.reported] == [(2, f"line longer than {DEFAULT_MAX_LINE_BYTES} bytes")]
     assert peak < MEMORY_BOUND, f"{peak / MiB:.0f} MiB"
+
+
+class OneByteAtATime(io.RawIOBase):
+    """A pipe that hands over one byte per read, as a slow writer can."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data.read(1)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("source", ["chunk-size-1", "one-byte-pipe"])
+def test_gzip_is_detected_when_the_first_read_is_one_byte(source: str) -> None:
+    data = zlib.compress(flow_line(1) + b"\n" + flow_line(2) + b"\n", wbits=31)
+    if source == "chunk-size-1":
+        reader = FlowReader(["-"], stdin=io.BytesIO(data), chunk_size=1)
+    else:
+        reader = FlowReader(["-"], stdin=io.BufferedReader(OneByteAtATime(data), buffer_size=1))
+    assert [e.data["flow"]["Summary"] for e in reader] == ["#1", "#2"]
+    assert reader.stats.bad_lines == 0
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 81, 82, 4096])
+def test_a_crlf_line_of_exactly_the_bound_is_not_over_long(chunk_size: int) -> None:
+    line = flow_line(1)
+    doc = line + b"\r\n" + b"x" * (len(line) + 1) + b"\r\n" + line + b"\r\n"
+    stats = ReadStats()
+    events = list(
+        FlowReader(["-"], stdin=io.BytesIO(doc), stats=stats, chunk_size=chunk_size, max_line_bytes=len(line))
+    )
+    assert [e.line for e in events] == [1, 3]
+    assert [(b.line, b.reason) for b in stats.reported] == [(2, f"line longer than {len(line)} bytes")]

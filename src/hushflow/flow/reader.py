@@ -237,7 +237,7 @@ class FlowReader:
     def _chunks(self, name: str) -> Iterator[bytes]:
         stream = self._open(name)
         try:
-            head = _read(stream, self._chunk_size, name)
+            head = self._head(stream, name)
             if head[:2] == _GZIP_MAGIC:
                 yield from self._gzip_chunks(head, stream, name)
                 return
@@ -247,6 +247,17 @@ class FlowReader:
         finally:
             if name != STDIN_NAME:
                 stream.close()
+
+    def _head(self, stream: BinaryIO, name: str) -> bytes:
+        """The first chunk, at least the two bytes that tell gzip (a pipe or a small chunk size can
+        hand over one byte first), unless the source ends before."""
+        head = _read(stream, self._chunk_size, name)
+        while 0 < len(head) < len(_GZIP_MAGIC):
+            more = _read(stream, self._chunk_size, name)
+            if not more:
+                break
+            head += more
+        return head
 
     def _gzip_chunks(self, head: bytes, stream: BinaryIO, name: str) -> Iterator[bytes]:
         # Concatenated gzip members (as `cat a.gz b.gz` makes) are one stream for gzip(1): follow.
@@ -295,7 +306,7 @@ class FlowReader:
                 except OSError as e:
                     raise FlowReadError(f"{name}: cannot open: {e.strerror or e}") from None
             if stream is not None:
-                data = _read(stream, self._chunk_size, name)
+                data = self._head(stream, name) if pos == 0 else _read(stream, self._chunk_size, name)
                 if data:
                     if pos == 0 and data[:2] == _GZIP_MAGIC:
                         # A compressed (finished, rotated) file cannot grow: read it once.
@@ -397,7 +408,8 @@ class FlowReader:
                     if event is not None:
                         stats.events += 1
                         yield event
-            if len(pending) > max_line:
+            # A CR ending the pending part may be the first half of a CRLF: not part of the line.
+            if len(pending) > max_line and not (len(pending) == max_line + 1 and pending[-1:] == b"\r"):
                 lineno += 1
                 stats.lines += 1  # a line, as when its end is in the same chunk
                 self._bad(name, lineno, f"line longer than {max_line} bytes")
