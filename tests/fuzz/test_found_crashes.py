@@ -8,9 +8,13 @@ test passes, strict xfail turns that into a failure, and both the mark and the e
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hushflow.enforce.state import DenyState, StateError, journal_path
 from hushflow.flow.reader import FlowReader, ReadStats
 from hushflow.policy.lint import lint_paths
 
@@ -42,3 +46,67 @@ def test_an_overlong_line_is_a_line_whatever_the_chunks(chunk_size: int) -> None
     assert [e.line for e in events] == [1, 3]
     assert [b.line for b in stats.reported] == [2]
     assert (stats.lines, stats.events, stats.bad_lines) == (3, 2, 1)
+
+
+# -- enforce/state.py (the lead's): DenyState.load and replay_journal ---------------------------
+
+_LEAD_STATE = "enforce/state.py (lead): "
+_DENY = "cnp.my-namespace.app-external-block-policy.egressdeny-0"
+_RECORD = {"expires": 2e9, "first_seen": 1.8e9, "last_seen": 1.8e9, "names": ["a.example.com"], "sources": []}
+_LINE = json.dumps({"d": _DENY, "ip": "198.51.100.7", "n": "a.example.com", "t": 60, "at": 1.8e9, "s": "observed"})
+
+
+def _state_files(tmp_path: Path, state: bytes | None, journal: bytes | None) -> str:
+    path = tmp_path / "state.json"
+    if state is not None:
+        path.write_bytes(state)
+    if journal is not None:
+        Path(journal_path(str(path))).write_bytes(journal)
+    return str(path)
+
+
+@pytest.mark.xfail(strict=True, raises=RecursionError, reason=_LEAD_STATE + "load catches OSError and "
+                   "ValueError from json.loads, not the RecursionError of a deeply nested file")
+def test_a_state_file_nested_too_deep_is_a_state_error(tmp_path: Path) -> None:
+    path = _state_files(tmp_path, b"[" * 100_000, None)
+    with pytest.raises(StateError, match=r"state\.json"):
+        DenyState.load(path)
+
+
+@pytest.mark.xfail(strict=True, raises=RecursionError, reason=_LEAD_STATE + "replay_journal catches "
+                   "ValueError, KeyError, TypeError, AttributeError per line, not RecursionError")
+def test_a_journal_line_nested_too_deep_is_skipped(tmp_path: Path) -> None:
+    path = _state_files(tmp_path, None, b"[" * 100_000 + b"\n" + _LINE.encode() + b"\n")
+    assert DenyState.load(path).ips(_DENY) == ["198.51.100.7"]
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason=_LEAD_STATE + "IpRecord.from_json: float() of an "
+                   "integer beyond a float's range raises OverflowError, which load does not catch")
+def test_a_record_time_too_big_for_a_float_is_repaired(tmp_path: Path) -> None:
+    record = {**_RECORD, "expires": 10**400}
+    doc = {"version": 1, "denies": {_DENY: {"198.51.100.10": record, "198.51.100.11": _RECORD}}}
+    state = DenyState.load(_state_files(tmp_path, json.dumps(doc).encode(), None))
+    assert state.ips(_DENY) == ["198.51.100.11"]
+    assert any("198.51.100.10" in line for line in state.repaired)
+
+
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason=_LEAD_STATE + "_load_allowed: math.isfinite of an "
+                   "integer beyond a float's range raises OverflowError")
+def test_an_allowed_expiry_too_big_for_a_float_is_repaired(tmp_path: Path) -> None:
+    doc = {"version": 1, "denies": {}, "allowed": {"198.51.100.10": {"rule": {"a.example.com": 10**400}}}}
+    state = DenyState.load(_state_files(tmp_path, json.dumps(doc).encode(), None))
+    assert state.allowed == {}
+    assert state.repaired
+
+
+@pytest.mark.parametrize("line", [
+    {"d": _DENY, "ip": "198.51.100.8", "n": "a.example.com", "t": 10**400, "at": 1.8e9, "s": "observed"},
+    {"a": "rule", "ip": "198.51.100.8", "n": "a.example.com", "x": 10**400},
+], ids=["deny ttl", "allowed expiry"])
+@pytest.mark.xfail(strict=True, raises=OverflowError, reason=_LEAD_STATE + "replay_journal: float() of an integer "
+                   "beyond a float's range raises OverflowError, which the per-line except does not catch")
+def test_a_journal_time_too_big_for_a_float_is_skipped(tmp_path: Path, line: dict[str, Any]) -> None:
+    journal = (json.dumps(line) + "\n" + _LINE + "\n").encode()
+    state = DenyState.load(_state_files(tmp_path, None, journal))
+    assert state.ips(_DENY) == ["198.51.100.7"]
+    assert "198.51.100.8" not in state.allowed
