@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test system-deps bench clean proto
+.PHONY: demo test fuzz system-deps bench clean proto
 
 $(STAMP): pyproject.toml src/hushflow/flow/_wiredict.c
 	@command -v cc >/dev/null 2>&1 || echo "note: no C compiler (cc): hushflow installs without its C module, slower on gRPC sources"
@@ -45,6 +45,12 @@ test: $(STAMP) system-deps
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+## fuzz: the fuzz targets of tests/fuzz for FUZZ_SECONDS in all (default 600), shared between the targets;
+## prints executions and failures per target (make test runs them briefly: the ci profile). FUZZ_SEED repeats a run.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	HUSHFLOW_FUZZ=long FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/fuzz -m fuzz -p no:cacheprovider
 
 ## proto: regenerate src/hushflow/proto/*_pb2.py(i) and observer_pb2_grpc.py from the .proto files (needs grpcio-tools, in the test extra)
 PROTOS := src/hushflow/proto/flow.proto src/hushflow/proto/relay.proto src/hushflow/proto/observer.proto

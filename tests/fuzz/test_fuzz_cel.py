@@ -161,7 +161,7 @@ def _check(compiled: Any, program: Any, shortcut: Any, line: bytes, event: dict[
 
 
 @fuzz_target(cel_text, st.lists(st.sampled_from(range(30)), max_size=2).flatmap(
-    lambda picks: st.tuples(*(mutated_json(_golden()[i][1]) for i in picks))), ci_examples=300)
+    lambda picks: st.tuples(*(mutated_json(_golden()[i][1]) for i in picks))), ci_examples=500)
 def test_fuzz_cel(expr: str, odd_events: tuple[Any, ...]) -> None:
     """A filter or a FilterError; on valid flows, the full CEL runtime's answer."""
     try:

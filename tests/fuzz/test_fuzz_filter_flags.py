@@ -80,7 +80,7 @@ def _events() -> tuple[tuple[bytes, Any], ...]:
 
 
 @fuzz_target(arguments, st.lists(st.sampled_from(range(40)), max_size=2).flatmap(
-    lambda picks: st.tuples(*(mutated_json(_events()[i][1]) for i in picks))), ci_examples=300)
+    lambda picks: st.tuples(*(mutated_json(_events()[i][1]) for i in picks))), ci_examples=500)
 def test_fuzz_filter_flags(argv: list[str], odd_events: tuple[Any, ...]) -> None:
     """Flags → FlowFilters or FlagError → predicate or FilterError → a bool per flow."""
     try:

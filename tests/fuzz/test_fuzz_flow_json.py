@@ -43,7 +43,7 @@ def _seed_json() -> st.SearchStrategy[Any]:
 
 
 flow_line = st.one_of(
-    st.sampled_from(seed_lines()),
+    st.sampled_from(seed_lines()), st.sampled_from(seed_lines()), st.sampled_from(seed_lines()),
     st.sampled_from(_SPECIAL_LINES),
     st.sampled_from(seed_lines()).flatmap(mutated_bytes),
     _seed_json().flatmap(mutated_json).map(dumps),
@@ -56,7 +56,7 @@ flow_line = st.one_of(
 
 @st.composite
 def flow_document(draw: st.DrawFn) -> bytes:
-    lines = draw(st.lists(flow_line, max_size=8))
+    lines = draw(st.lists(flow_line, max_size=6))
     newline = draw(st.sampled_from([b"\n", b"\r\n"]))
     doc = newline.join(line.replace(b"\n", b" ") for line in lines)
     if draw(st.booleans()):
@@ -76,7 +76,7 @@ def _summary(events: list[FlowEvent], stats: ReadStats) -> Any:
     return ([(e.line, e.data, e.raw) for e in events], [(b.line, b.reason) for b in stats.reported], stats.lines)
 
 
-@fuzz_target(flow_document(), st.sampled_from([1, 3, 64, 4096]), st.sampled_from([80, 16 << 20]), ci_examples=300)
+@fuzz_target(flow_document(), st.sampled_from([1, 3, 64, 4096]), st.sampled_from([80, 16 << 20]), ci_examples=400)
 def test_fuzz_flow_lines(doc: bytes, chunk_size: int, max_line_bytes: int) -> None:
     """Every line an event or a counted bad line; chunking changes nothing; raw is a fixed point."""
     events, stats = _read(doc, max_line_bytes=max_line_bytes)
@@ -123,7 +123,7 @@ def _daemon() -> Daemon:
     return Daemon(options, source=FileSource(["(fuzz)"], False), stderr=io.StringIO(), clock=lambda: 1.8e9)
 
 
-@fuzz_target(st.lists(flow_line, min_size=1, max_size=6), ci_examples=250)
+@fuzz_target(st.lists(flow_line, min_size=1, max_size=6), ci_examples=300)
 def test_fuzz_daemon_per_flow(lines: list[bytes]) -> None:
     """The daemon takes any event the reader gives: processed, or a documented skip."""
     daemon = _daemon()

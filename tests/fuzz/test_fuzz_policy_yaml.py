@@ -85,7 +85,7 @@ def _lint_text(text: str) -> Any:
     return report
 
 
-@fuzz_target(policy_text, ci_examples=300)
+@fuzz_target(policy_text, ci_examples=500)
 def test_fuzz_policy_yaml_text(text: str) -> None:
     """Any text: a lint report with known codes at lines of the text."""
     _lint_text(text)

@@ -139,7 +139,7 @@ protobuf_bytes = st.one_of(
 )
 
 
-@fuzz_target(protobuf_bytes, ci_examples=400)
+@fuzz_target(protobuf_bytes, ci_examples=800)
 def test_fuzz_protobuf_converters_agree(raw: bytes) -> None:
     """C and Python agree, C falls back, or both reject; the gRPC source's converter never
     raises what it does not count; an event prints as a line that reads back the same."""

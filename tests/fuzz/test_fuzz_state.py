@@ -115,7 +115,7 @@ def _check_loaded(state: DenyState) -> None:
     assert all(isinstance(line, str) for line in state.repaired)
 
 
-@fuzz_target(state_bytes, journal, ci_examples=250)
+@fuzz_target(state_bytes, journal, ci_examples=400)
 def test_fuzz_state_and_journal(state_file: bytes, journal_file: bytes | None) -> None:
     """A state with `repaired` lines, or a StateError; only valid IPs; it saves and loads back."""
     with tempfile.TemporaryDirectory() as tmp:
