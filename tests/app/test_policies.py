@@ -46,3 +46,23 @@ def test_a_path_with_no_cilium_policy_is_refused(tmp_path):
     (tmp_path / "notes.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     with pytest.raises(PolicyError, match="no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy in"):
         load_job_policies([str(tmp_path)], BuildOptions())
+
+
+def test_a_refused_policy_set_never_prints_terminal_escapes_from_the_files(tmp_path):
+    from hushflow.app.policies import PolicyError, load_job_policies
+    from hushflow.policy.model import BuildOptions
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x, namespace: n}\n"
+        'spec:\n  endpointSelector: {}\n  "\\e[2J\\e]8;;http://evil\\a": 1\n  egress: [{}]\n'
+    )
+    try:
+        load_job_policies([str(policy)], BuildOptions())
+    except PolicyError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("the unknown field must be refused")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b[2J" in text
+

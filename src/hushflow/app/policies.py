@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.loading import LoadedPolicies, load_policies
 from hushflow.policy.model import BuildOptions
+from hushflow.policy.source import printable
 
 #: Errors hushflow's jobs accept: the FQDN deny Cilium cannot run and hushflow compiles.
 ACCEPTED_ERRORS = frozenset({"HF020"})
@@ -26,7 +27,8 @@ class PolicyError(Exception):
 
 def diagnostics_listing(title: str, diagnostics: Sequence[Diagnostic]) -> str:
     """``title:`` and the first diagnostics, one ``  file:line field: [code] message`` each."""
-    shown = "\n".join(f"  {d.location}: [{d.code}] {d.message}" for d in diagnostics[:_SHOWN])
+    # The location is escaped already; messages quote keys and values from the files.
+    shown = "\n".join(f"  {d.location}: [{d.code}] {printable(d.message)}" for d in diagnostics[:_SHOWN])
     more = f"\n  ... and {len(diagnostics) - _SHOWN} more" if len(diagnostics) > _SHOWN else ""
     return f"{title}:\n{shown}{more}"
 

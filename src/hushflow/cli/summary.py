@@ -6,11 +6,13 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hushflow.cli.options import cilium_version_option
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import BuildOptions
+from hushflow.policy.source import printable
 from hushflow.policy.summary import summarize
 
 
@@ -28,9 +30,10 @@ def summary(paths: tuple[str, ...], cilium_version: tuple[int, int]) -> None:
     for column in ("POLICY", "SELECTS", "ALLOW IN/OUT", "DENY IN/OUT", "DEFAULT-DENY", "FQDN DENIES", "LOG"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(
-            row.policy, row.selects, row.allows, row.denies, row.default_deny, row.fqdn_denies, row.log
-        )
+        # Names, labels and log values come from the files: no control character or rich markup
+        # ([link=...], [reverse]) of theirs reaches the terminal.
+        cells = (row.policy, row.selects, row.allows, row.denies, row.default_deny, row.fqdn_denies, row.log)
+        table.add_row(*(escape(printable(str(cell))) for cell in cells))
     console = Console(file=sys.stdout, width=max(Console().width, 200), highlight=False)
     console.print(table)
     console.print(f"{len(rows)} policies, {len(loaded.policy_set.cidr_groups)} CIDR groups")
