@@ -71,12 +71,6 @@ class Known:
 #: Crashes the fuzz targets found that wait for a fix in a file another session owns
 #: (reproducers and owners: test_found_crashes.py).
 KNOWN: tuple[Known, ...] = (
-    Known("loading-toports-not-a-list", TypeError, "_fqdn_deny_message"),
-    Known("state-nested-too-deep", RecursionError, "load"),
-    Known("journal-nested-too-deep", RecursionError, "replay_journal"),
-    Known("state-time-too-big", OverflowError, "from_json"),
-    Known("state-allowed-expiry-too-big", OverflowError, "_load_allowed"),
-    Known("journal-time-too-big", OverflowError, "replay_journal"),
 )
 
 

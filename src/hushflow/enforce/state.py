@@ -338,7 +338,7 @@ class DenyState:
         except FileNotFoundError:
             state.replay_journal(path)
             return state
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise StateError(
                 f"{path}: cannot read the state file ({exc}); fix or move it away — hushflow will then "
                 "start empty and relearn the IPs"
@@ -360,7 +360,7 @@ class DenyState:
                     continue
                 try:
                     kept[ip] = IpRecord.from_json(record)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                     state.repaired.append(f"{path}: {deny_id}: {ip}: malformed record ({exc}), dropped")
         for deny_id, ips in shared.items():
             if not isinstance(ips, dict):
@@ -391,10 +391,15 @@ class DenyState:
                     self.repaired.append(f"{path}: allowed: {ip}: {allow_id!r} dropped")
                     continue
                 for name, expires in names.items():
-                    if isinstance(expires, bool) or not isinstance(expires, int | float) or not math.isfinite(expires):
+                    try:
+                        when = float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) \
+                            else math.nan
+                    except OverflowError:  # an integer beyond a float
+                        when = math.nan
+                    if not math.isfinite(when):
                         self.repaired.append(f"{path}: allowed: {ip}: {name!r} has no valid expiry, dropped")
                         continue
-                    self.allowed.setdefault(ip, {}).setdefault(str(allow_id), {})[str(name)] = float(expires)
+                    self.allowed.setdefault(ip, {}).setdefault(str(allow_id), {})[str(name)] = when
                     if len(self.allowed) > MAX_ALLOWED_IPS:
                         del self.allowed[next(iter(self.allowed))]
 
@@ -435,7 +440,7 @@ class DenyState:
                     self.repaired.append(f"{where}: {item['ip']!r} at {item['at']!r}, dropped")
                     continue
                 self.add(str(item["d"]), ip, str(item["n"]), ttl, at, str(item["s"]))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a line cut short by a crash: everything before it is intact
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
+                continue  # a line cut short by a crash (or not hushflow's): everything else is intact
             replayed += 1
         return replayed

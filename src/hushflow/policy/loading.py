@@ -61,11 +61,14 @@ def _get(data: Any, path: FieldPath) -> Any:
 
 
 def _fqdn_deny_message(deny_entry: dict[str, Any]) -> str:
+    def listed(value: Any) -> list[Any]:  # the schema check reports a non-list; the message must not fail on it
+        return value if isinstance(value, list) else []
+
     ports = [
         f"{p.get('port', '0')}/{p.get('protocol') or 'ANY'}"
-        for port_rule in deny_entry.get("toPorts") or []
+        for port_rule in listed(deny_entry.get("toPorts"))
         if isinstance(port_rule, dict)
-        for p in port_rule.get("ports") or []
+        for p in listed(port_rule.get("ports"))
         if isinstance(p, dict)
     ]
     if ports:
