@@ -88,6 +88,7 @@ def run(**kwargs: Any) -> None:
     """
     from hushflow.app.daemon import Daemon, RunError, RunOptions, run_daemon
     from hushflow.app.example import example_dir
+    from hushflow.app.run_checks import RunOptionError, check_run_options
 
     policies = kwargs["policies"]
     input_files = kwargs["input_files"]
@@ -123,10 +124,21 @@ def run(**kwargs: Any) -> None:
         metric_context=_metric_context(kwargs["metric_labels"]),
     )
     try:
+        # Mistakes the run can see alone come first, before any policy is read or server dialled.
+        warnings = check_run_options(options)
+    except RunOptionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    try:
         daemon = Daemon(options)
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:  # the disk changed since the checks (a directory removed, a mount gone)
+        click.echo(f"error: cannot start: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     try:
         code = run_daemon(daemon, options.metrics_address, linger=options.linger,
                           say=lambda message: click.echo(message, err=True))
