@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from google.protobuf import any_pb2, json_format, timestamp_pb2
+from google.protobuf.message import DecodeError
 
 from hushflow.flow.proto_dict import (
     ProtoDictError,
@@ -85,6 +86,18 @@ def test_a_timestamp_out_of_protojsons_range_has_no_json_form(seconds: int, nano
     ext.Pack(timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos))
     with pytest.raises(ProtoDictError, match="out of range"):
         flow_event(extensions=ext)
+
+
+def test_a_timestamp_with_a_field_number_0_is_refused_by_both_converters() -> None:
+    # Field 1 (GetFlowsResponse.flow) holding field 1 (Flow.time) holding tag 0: no field is
+    # numbered 0, and protobuf refuses the bytes; the C converter must not read past it.
+    time = b"\x00\x90\xa3\x95\xcd\x06"  # tag 0, then seconds' varint
+    flow = b"\x0a" + bytes([len(time)]) + time
+    raw = b"\x0a" + bytes([len(flow)]) + flow
+    with pytest.raises(DecodeError):
+        observer_pb2.GetFlowsResponse.FromString(raw)
+    with pytest.raises(DecodeError):
+        response_bytes_to_event(raw)
 
 
 def test_the_ends_of_a_timestamps_range_are_written_by_both_converters() -> None:

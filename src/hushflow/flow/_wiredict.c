@@ -163,6 +163,7 @@ static PyObject *timestamp_value(const uint8_t *p, const uint8_t *end) {
         if (!read_varint(&p, end, &tag)) return fallback("malformed Timestamp");
         int wire = (int)(tag & 7);
         uint64_t number = tag >> 3;
+        if (number == 0) return fallback("malformed Timestamp");  /* no field is 0: upb refuses it */
         if ((number == 1 || number == 2) && wire == 0) {
             if (!read_varint(&p, end, &v)) return fallback("malformed Timestamp");
             if (number == 1) seconds = (int64_t)v; else nanos = (int32_t)v;
