@@ -88,16 +88,28 @@ def test_a_timestamp_out_of_protojsons_range_has_no_json_form(seconds: int, nano
         flow_event(extensions=ext)
 
 
-def test_a_timestamp_with_a_field_number_0_is_refused_by_both_converters() -> None:
-    # Field 1 (GetFlowsResponse.flow) holding field 1 (Flow.time) holding tag 0: no field is
-    # numbered 0, and protobuf refuses the bytes; the C converter must not read past it.
-    time = b"\x00\x90\xa3\x95\xcd\x06"  # tag 0, then seconds' varint
-    flow = b"\x0a" + bytes([len(time)]) + time
-    raw = b"\x0a" + bytes([len(flow)]) + flow
+@pytest.mark.parametrize("raw", [
+    b"\x00\x00",  # GetFlowsResponse: field 0
+    b"\x02\x00\n\x00",  # field 0 (length-delimited), then an empty flow
+    b"\n\x02\x00\x00",  # field 0 inside the Flow
+    b"\n\x05\xd2\x01\x02\x00\x00",  # inside the is_reply wrapper
+    b"\n\x08\n\x06\x00\x90\xa3\x95\xcd\x06",  # inside the flow's time (a Timestamp)
+    b"\x80\x80\x80\x80\x10\x00",  # field 2**29: one above the largest field number
+    b"\n\x06\x80\x80\x80\x80\x10\x00",  # the same inside the Flow
+], ids=["response", "before the flow", "flow", "wrapper", "timestamp", "2**29", "2**29 in the flow"])
+def test_a_tag_of_no_field_number_is_refused_by_both_converters(raw: bytes) -> None:
+    # Fields are numbered 1 to 2**29 - 1 and protobuf refuses any other tag; the C converter hands
+    # such bytes back instead of skipping the tag as an unknown field.
     with pytest.raises(DecodeError):
         observer_pb2.GetFlowsResponse.FromString(raw)
     with pytest.raises(DecodeError):
         response_bytes_to_event(raw)
+
+
+def test_an_any_in_a_flow_a_later_oneof_member_replaces_is_never_converted() -> None:
+    raw = b"\n\x04\x82\x9fI\x00\x12\x00"  # flow {extensions: Any{}}, then node_status {}: it wins
+    assert response_to_event(observer_pb2.GetFlowsResponse.FromString(raw)) == {"node_status": {}}
+    assert response_bytes_to_event(raw) == {"node_status": {}}
 
 
 def test_the_ends_of_a_timestamps_range_are_written_by_both_converters() -> None:

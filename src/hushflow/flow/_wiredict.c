@@ -90,6 +90,15 @@ static PyObject *fallback(const char *why) {
     return NULL;
 }
 
+/* protobuf numbers fields 1 to 2**29 - 1 and refuses a tag of any other: so does this module,
+   by handing such bytes back (instead of skipping the tag as an unknown field). */
+#define MAX_FIELD_NUMBER 536870911u
+
+static inline int valid_field_number(uint64_t tag) {
+    uint64_t number = tag >> 3;
+    return number >= 1 && number <= MAX_FIELD_NUMBER;
+}
+
 static PyObject *str_of_i64(int64_t v) {
     char buf[24];
     int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
@@ -163,7 +172,7 @@ static PyObject *timestamp_value(const uint8_t *p, const uint8_t *end) {
         if (!read_varint(&p, end, &tag)) return fallback("malformed Timestamp");
         int wire = (int)(tag & 7);
         uint64_t number = tag >> 3;
-        if (number == 0) return fallback("malformed Timestamp");  /* no field is 0: upb refuses it */
+        if (!valid_field_number(tag)) return fallback("malformed Timestamp");
         if ((number == 1 || number == 2) && wire == 0) {
             if (!read_varint(&p, end, &v)) return fallback("malformed Timestamp");
             if (number == 1) seconds = (int64_t)v; else nanos = (int32_t)v;
@@ -274,6 +283,7 @@ static PyObject *wrapper_value(int inner, const uint8_t *p, const uint8_t *end) 
     while (p < end) {
         uint64_t tag;
         if (!read_varint(&p, end, &tag)) { Py_XDECREF(value); return fallback("malformed wrapper"); }
+        if (!valid_field_number(tag)) { Py_XDECREF(value); return fallback("invalid field number"); }
         int wire = (int)(tag & 7);
         if ((tag >> 3) != 1) {
             if (!skip_field(&p, end, wire)) { Py_XDECREF(value); return fallback("malformed wrapper"); }
@@ -341,6 +351,7 @@ static PyObject *decode_message(Decoder *d, const uint8_t *p, const uint8_t *end
     while (p < end) {
         uint64_t tag;
         if (!read_varint(&p, end, &tag)) { fallback("malformed message"); goto done; }
+        if (!valid_field_number(tag)) { fallback("invalid field number"); goto done; }
         int wire = (int)(tag & 7);
         Field *f = field_of(d, tag >> 3);
         if (f == NULL) {  /* unknown field: protojson does not print it */
@@ -399,6 +410,13 @@ static PyObject *decode_message(Decoder *d, const uint8_t *p, const uint8_t *end
                 if (raw == NULL) goto done;
                 value = PyObject_CallOneArg(f->aux, raw);
                 Py_DECREF(raw);
+                if (value == NULL) {
+                    /* Whether the error stands is protobuf's to say: a later member of a oneof
+                       may replace the message this value is in, and it is then never converted. */
+                    PyErr_Clear();
+                    fallback("a value converted by Python failed");
+                    goto done;
+                }
                 zero = n == 0 && !f->presence;
             }
             }
