@@ -61,3 +61,32 @@ def test_daemon_follows_hubble_and_survives_a_cut_stream(tmp_path):
     assert daemon.summary.drops_by_tag[("app-explicit-traffic-blocked", True)] == 9
     group = tmp_path / "groups" / "ciliumcidrgroups" / "hushflow.cnp.my-namespace.app-external-block-policy.egressdeny-0.run.yaml"
     assert "198.51.100.11/32" in group.read_text()
+
+
+def test_a_message_with_no_json_form_is_counted_and_reported_not_the_end_of_run(tmp_path):
+    """A Timestamp out of range in a GetFlowsResponse: counted in hushflow_malformed_input_total."""
+    import io
+
+    from hushflow.proto import observer_pb2
+
+    bad = observer_pb2.GetFlowsResponse(node_name="node-a")
+    bad.flow.time.seconds = 253402300800  # 10000-01-01: no protojson form
+    bad.time.seconds = 253402300800
+    with ObserverTestServer() as server:
+        stderr = io.StringIO()
+        daemon = Daemon(
+            RunOptions(policies=(str(EXAMPLE),), hubble_server=server.address, resolve=False, clock="flows"),
+            source=HubbleSource(server.address, None), stderr=stderr,
+        )
+        worker = threading.Thread(target=daemon.run)
+        worker.start()
+        try:
+            server.wait_for_streams(1)
+            server.add_events([LINES[0], bad, *LINES[1:]])
+            labels = {"source": server.address, "reason": "unconvertible-message"}
+            assert wait(lambda: daemon.registry.get_sample_value("hushflow_malformed_input_total", labels) == 1)
+            assert wait(lambda: daemon.summary.flows == len(LINES))
+        finally:
+            daemon.stop()
+            worker.join(20)
+        assert "1 message(s) skipped so far" in stderr.getvalue() and "out of range" in stderr.getvalue()

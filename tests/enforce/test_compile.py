@@ -306,3 +306,15 @@ def test_compile_apply_against_the_api_double(tmp_path):
         assert "would be: 0 created, 0 updated, 2 unchanged, 0 deleted" in again.output
         (group,) = server.objects("CiliumCIDRGroup")
         assert len(group["spec"]["externalCIDRs"]) == 3
+
+
+def test_an_soa_serial_from_a_far_future_flow_clock_is_held_at_32_bits(tmp_path):
+    """--clock flows takes the serial from flow times, which are input: year 9999 is no traceback."""
+    from hushflow.app.compile import dns_files
+
+    denies = fqdn_denies(load_policies([str(write(tmp_path, DNS_RULE, DENY))]).policy_set)
+    answer = "nxdomain"
+    files, _ = dns_files(denies, answer, serial=253402300799)
+    assert "4294967295" in files["dns/hushflow.rpz"]
+    again, _ = dns_files(denies, answer, serial=253402300800, previous_rpz=files["dns/hushflow.rpz"])
+    assert again == files

@@ -135,11 +135,16 @@ def dns_files(
     nothing); when the content changes the serial grows, as secondaries need.
     """
     entries = blocked_entries(denies)
+    # An SOA serial is 32 bits: a clock (flow times are input too) or an earlier zone past that is
+    # held at the top, never a failure (RFC 1982 wrap-around would read as "older" to secondaries).
+    top = 2**32 - 1
+    serial = max(0, min(serial, top))
     previous = _SOA_SERIAL.search(previous_rpz or "")
     if previous is not None:
-        old_serial = int(previous.group(1))
+        old_serial = max(0, min(int(previous.group(1)), top))
         same = rpz_zone(entries, answer=answer, serial=old_serial)
-        serial = old_serial if previous_rpz and previous_rpz.endswith(same.text) else max(serial, old_serial + 1)
+        unchanged = previous_rpz is not None and previous_rpz.endswith(same.text)
+        serial = old_serial if unchanged else max(serial, min(old_serial + 1, top))
     rpz = rpz_zone(entries, answer=answer, serial=serial)
     files = {
         "dns/coredns-hushflow.conf": coredns_snippet(entries, answer=answer),

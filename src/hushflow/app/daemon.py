@@ -43,6 +43,7 @@ from hushflow.engine.attribution import Attribution
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
 from hushflow.flow.dns import DnsAnswer, dns_answer_of
+from hushflow.flow.protojson import FLOW_SHAPE_ERRORS, unprocessable_reason
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
 from hushflow.flow.times import FlowTimes
@@ -114,6 +115,7 @@ class RunSummary:
     dns_values_rejected: int = 0  # values of DNS answers left out (no valid IP, a bad TTL)
     ips_refused: int = 0  # addresses never denied from DNS (loopback, link-local, protected, ...)
     lost_events: int = 0
+    bad_events: int = 0  # messages of a live source that could not be converted (reported)
     leak_p50: float | None = None
     leak_p99: float | None = None
 
@@ -156,7 +158,8 @@ class Daemon:
         self.source_error: str | None = None
         self._notes_reported = 0
         self._disk_reported: dict[str, float] = {}
-        self._applied_names: set[str] = set()  # this instance's groups found in the cluster at start
+        self._applied_names: set[str] = set()
+        self._bad_events_reported = -1e18  # this instance's groups found in the cluster at start
         self._unsaved = False  # a snapshot failed: the journal is kept until one lands
         self._setup(source)
 
@@ -330,7 +333,7 @@ class Daemon:
                 with lock:
                     try:
                         process(event, read_at)
-                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                    except FLOW_SHAPE_ERRORS as exc:
                         self._skip(event, exc)  # a flow of a shape hushflow did not expect
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
@@ -348,7 +351,7 @@ class Daemon:
         with self._lock:
             self.metrics.flush()
 
-    def _skip(self, event: FlowEvent, exc: Exception) -> None:
+    def _skip(self, event: FlowEvent, exc: BaseException) -> None:
         """Count, report (the first few) and skip a flow the pipeline could not process."""
         self.summary.flows_skipped += 1
         self.metrics.child(metric_names.MALFORMED_INPUT_TOTAL, self.source.name, metric_names.MALFORMED_FLOW).inc()
@@ -356,7 +359,7 @@ class Daemon:
             more = " (further ones are only counted: hushflow_malformed_input_total)" \
                 if self.summary.flows_skipped == _SKIPS_REPORTED else ""
             self.stderr.write(f"hushflow: {event.source}:{event.line}: flow skipped, it could not be processed "
-                              f"({type(exc).__name__}: {exc}){more}\n")
+                              f"({unprocessable_reason(event.data, exc)}){more}\n")
 
     def _rejected(self, event: FlowEvent, answer: DnsAnswer) -> None:
         """Count and report (the first few) values of a DNS answer that were left out."""
@@ -496,6 +499,15 @@ class Daemon:
             node_status=dict(getattr(stats, "node_status", {})),
             bad_lines=read_stats.bad_lines if read_stats is not None else 0,
         )
+        bad_events = int(getattr(stats, "bad_events", 0))  # gRPC messages that could not be converted
+        if bad_events > self.summary.bad_events:
+            metrics.follow_total(metric_names.MALFORMED_INPUT_TOTAL, bad_events, source.name,
+                                 metric_names.MALFORMED_EVENT)
+            if now_mono - self._bad_events_reported >= 60.0:  # the first at once, then once a minute
+                self._bad_events_reported = now_mono
+                self.stderr.write(f"hushflow: {source.name}: {bad_events} message(s) skipped so far, they could not "
+                                  f"be converted (last: {getattr(stats, 'last_bad_event', None)})\n")
+            self.summary.bad_events = bad_events
         learned = self.learner.stats
         for reason, count in learned.refused.items():
             metrics.follow_total(metric_names.DENY_IPS_REFUSED_TOTAL, count, reason)

@@ -151,6 +151,7 @@ MALFORMED_INPUT_TOTAL = MetricSpec(
 #: have theirs in hushflow.flow.dns).
 MALFORMED_LINE = "unreadable-line"
 MALFORMED_FLOW = "unprocessable-flow"
+MALFORMED_EVENT = "unconvertible-message"  # a gRPC message of the flow stream with no JSON form
 DENY_IPS_REFUSED_TOTAL = MetricSpec(
     "hushflow_deny_ips_refused_total",
     "counter",
