@@ -207,7 +207,8 @@ Examples:
 
 Exit status: 0 done (also when Ctrl-C ends --follow); 1 bad arguments or filters (the
 message on stderr is hubble's own); 2 an input file could not be read, or some lines were
-not Hubble events (skipped and summarised on stderr; with --strict the first one stops).
+not Hubble events or flows that could not be processed (each skipped, named by file:line and
+summarised on stderr; with --strict the first one stops).
 """
 
 _HELP_GROUPS = ("Input", "Selectors", "Filters", "Raw filters", "Enrichment", "Formatting", "Other")
