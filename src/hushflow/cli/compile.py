@@ -8,6 +8,13 @@ import click
 
 from hushflow.cli.options import cilium_version_option, protect_cidr_option
 from hushflow.enforce.writer import UnsafePathError
+from hushflow.policy.source import printable
+
+
+def _say(text: str) -> None:
+    """A line for stderr: policy names, file names and messages come from files anyone may have
+    written, so no control character of theirs reaches the terminal raw (line breaks stay)."""
+    click.echo("\n".join(printable(line) for line in str(text).split("\n")), err=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -85,31 +92,31 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         lookup = dnspython_lookup(nameservers)
     try:
         cluster = Cluster.connect(kubeconfig, kube_context) if apply_ else None
-        report = run_compile(job, lookup=lookup, progress=lambda m: click.echo(m, err=True), cluster=cluster,
+        report = run_compile(job, lookup=lookup, progress=_say, cluster=cluster,
                              dry_run=dry_run)
     except ClusterError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}")
         sys.exit(2)
     except (CompileError, StateError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        _say(f"error: {exc}")
         sys.exit(1)
     except OSError as exc:
-        click.echo(f"error: cannot write {exc.filename or out_dir}: {exc.strerror or exc}", err=True)
+        _say(f"error: cannot write {exc.filename or out_dir}: {exc.strerror or exc}")
         sys.exit(2)
     except UnsafePathError as exc:
-        click.echo(f"error: --out: {exc}", err=True)
+        _say(f"error: --out: {exc}")
         sys.exit(2)
     for line in report.lines():
-        click.echo(line, err=True)
+        _say(line)
     if report.written is not None:
-        click.echo(f"{out_dir}: {report.written.summary()}", err=True)
+        _say(f"{out_dir}: {report.written.summary()}")
     result = report.applied
     if result is not None:
         if dry_run:
             click.echo(result.diff, nl=False)
-        click.echo(result.summary(), err=True)
+        _say(result.summary())
         for problem in result.problems():
-            click.echo(f"error: {problem}", err=True)
+            _say(f"error: {problem}")
         if not result.ok:
             sys.exit(1)
     if report.flow_lines_skipped:
