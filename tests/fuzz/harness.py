@@ -84,13 +84,24 @@ def _where(exc: BaseException) -> tuple[str, str]:
 
 
 def signature(exc: BaseException) -> str:
-    """What tells one failure from another: the exception type and where in hushflow it rose."""
+    """What tells one failure from another: the exception type and where in hushflow it rose
+    (for a property that does not hold: the line of the property)."""
     inner: BaseException = exc
     while isinstance(inner, BaseExceptionGroup) and inner.exceptions:
         inner = inner.exceptions[0]
     cause = inner.__cause__ or inner
     function, where = _where(cause)
+    if not function:
+        for frame in traceback.extract_tb(cause.__traceback__):
+            if "/tests/fuzz/" in frame.filename and not frame.filename.endswith("harness.py"):
+                function, where = frame.name, f"{frame.filename.split('/tests/')[-1]}:{frame.lineno}"
     return f"{type(cause).__name__} in {function or '(the property)'} {where}".rstrip()
+
+
+def report(exc: BaseException) -> str:
+    """The end of the exception's report: hypothesis' falsifying example is in its notes."""
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= 6000 else "...\n" + text[-6000:]
 
 
 @dataclass
@@ -196,7 +207,7 @@ def _long(prop: Callable[..., None], strategies: tuple[st.SearchStrategy[Any], .
             stats.failures += 1
             kind = signature(exc)
             count, first = stats.found.get(kind, (0, ""))
-            stats.found[kind] = (count + 1, first or f"(round seed {round_seed}) {type(exc).__name__}: {exc}")
+            stats.found[kind] = (count + 1, first or f"(round seed {round_seed})\n{report(exc)}")
         stats.rounds += 1
         # Size the next round to about a tenth of the budget (or what is left of it).
         elapsed = max(time.monotonic() - round_started, 1e-3)

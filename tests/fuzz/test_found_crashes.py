@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.message import DecodeError
 
 from hushflow.enforce.state import DenyState, StateError, journal_path
+from hushflow.flow.proto_dict import response_bytes_to_event, response_to_event
 from hushflow.flow.reader import FlowReader, ReadStats
 from hushflow.policy.lint import lint_paths
+from hushflow.proto import observer_pb2
 
 
 def _lint(text: str) -> list[str]:
@@ -30,6 +33,27 @@ def test_fqdn_deny_with_toports_not_a_list_is_diagnosed() -> None:
     found = _lint(text)
     assert any(line.startswith("HF010 <stdin>:8") for line in found), found
 
+
+
+@pytest.mark.parametrize("l7", [
+    "rules: true", "rules: [dns]", "rules: {dns: 5}", "rules: {dns: [5, {matchName: 7}, {matchPattern: [1]}]}",
+    "serverNames: 5", "serverNames: [1, {a: b}]",
+])
+def test_l7_of_any_shape_in_a_deny_rule_is_diagnosed(l7: str) -> None:
+    # Found by test_fuzz_policy_documents: the schema names L7 in a deny rule (HF021) without
+    # checking its shape, and the model builder then failed on it (AttributeError, TypeError).
+    text = ("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n"
+            "spec:\n  endpointSelector: {}\n  egressDeny:\n  - toCIDR: [10.0.0.0/8]\n    toPorts:\n"
+            f"    - ports: [{{port: '80'}}]\n      {l7}\n")
+    assert any(line.startswith("HF021 <stdin>:10") for line in _lint(text)), _lint(text)
+
+
+@pytest.mark.parametrize("auth", ["true", "5", "[1]", "{mode: [1]}"])
+def test_authentication_of_any_shape_in_a_deny_rule_is_diagnosed(auth: str) -> None:
+    # Found next to the L7 case: authentication in a deny rule (HF022) is not checked by the schema either.
+    text = ("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n"
+            f"spec:\n  endpointSelector: {{}}\n  egressDeny:\n  - toCIDR: [10.0.0.0/8]\n    authentication: {auth}\n")
+    assert any(line.startswith("HF022 <stdin>:8") for line in _lint(text)), _lint(text)
 
 # -- flow/reader.py: the line layer --------------------------------------------------------------
 
@@ -45,6 +69,19 @@ def test_an_overlong_line_is_a_line_whatever_the_chunks(chunk_size: int) -> None
     assert [b.line for b in stats.reported] == [2]
     assert (stats.lines, stats.events, stats.bad_lines) == (3, 2, 1)
 
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 1 << 20])
+def test_one_bom_is_stripped_whatever_the_chunks(chunk_size: int) -> None:
+    # Found by test_fuzz_flow_lines: read a byte at a time, every BOM before the first newline
+    # was stripped (the check ran while the line number was 0), read at once only the first.
+    bom = b"\xef\xbb\xbf"
+    doc = bom + bom + b'{"flow":{}}\n' + bom + b'{"flow":{}}\n'
+    stats = ReadStats()
+    events = list(FlowReader(["-"], stdin=io.BytesIO(doc), stats=stats, chunk_size=chunk_size))
+    assert events == [] and [b.line for b in stats.reported] == [1, 2]
+    single = list(FlowReader(["-"], stdin=io.BytesIO(bom + b'{"flow":{}}\n'), chunk_size=chunk_size))
+    assert [e.line for e in single] == [1]
 
 # -- enforce/state.py (the lead's): DenyState.load and replay_journal ---------------------------
 
@@ -98,3 +135,31 @@ def test_a_journal_time_too_big_for_a_float_is_skipped(tmp_path: Path, line: dic
     state = DenyState.load(_state_files(tmp_path, None, journal))
     assert state.ips(_DENY) == ["198.51.100.7"]
     assert "198.51.100.8" not in state.allowed
+
+
+# -- flow/_wiredict.c: the C converter against protobuf ---------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x00\x00",  # GetFlowsResponse: field 0, varint 0
+    b"\x02\x00\n\x00",  # field 0 (length-delimited, empty), then an empty flow
+    b"\n\x02\x00\x00",  # inside the Flow
+    b"\n\x05\xd2\x01\x02\x00\x00",  # inside the is_reply wrapper (BoolValue)
+    b"\x80\x80\x80\x80\x10\x00",  # field 2**29: one above the largest field number
+    b"\n\x06\x80\x80\x80\x80\x10\x00",  # the same inside the Flow
+], ids=["0 in the response", "0 before the flow", "0 in the flow", "0 in a wrapper", "2**29", "2**29 in the flow"])
+def test_invalid_field_numbers_are_refused_as_protobuf_refuses_them(raw: bytes) -> None:
+    # Found by test_fuzz_protobuf_converters_agree: the C converter skipped a tag of field number
+    # 0 or above 2**29 - 1 as an unknown field, where protobuf refuses the bytes (fixed in 92f601d).
+    with pytest.raises(DecodeError):
+        observer_pb2.GetFlowsResponse.FromString(raw)
+    with pytest.raises(DecodeError):
+        response_bytes_to_event(raw)
+
+
+def test_an_any_in_a_flow_a_later_oneof_member_replaces_is_not_converted() -> None:
+    # Found by test_fuzz_protobuf_converters_agree: C converted the flow's Any as it read it and
+    # raised ProtoDictError, though node_status replaces the flow and protobuf never converts it.
+    raw = b"\n\x04\x82\x9fI\x00\x12\x00"  # flow {extensions: Any{}} then node_status {}
+    assert response_to_event(observer_pb2.GetFlowsResponse.FromString(raw)) == {"node_status": {}}
+    assert response_bytes_to_event(raw) == {"node_status": {}}

@@ -18,15 +18,18 @@ import math
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import strategies as st
 
 from hushflow.app.daemon import Daemon, RunOptions
 from hushflow.flow.dns import canonical_ip
+from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
 from hushflow.flow.reader import FlowEvent, FlowReader, FlowReadError, ReadStats
 from hushflow.flow.sources import FileSource
 from tests.fuzz.harness import fuzz_target, note
 from tests.fuzz.seeds import EXAMPLE, dumps, json_values, mutated_bytes, mutated_json, seed_lines
 
+GZIP_MAGIC = b"\x1f\x8b"
 _SPECIAL_LINES = (
     b"", b" ", b"\r", b"\t \t", b"\xef\xbb\xbf", b"null", b"[]", b"{}", b'"flow"', b"1e999", b'{"flow":null}',
     b'{"flow":{}}', b'{"flow":[]}', b'{"lost_events":{"num_events_lost":"x"}}',
@@ -79,6 +82,11 @@ def _summary(events: list[FlowEvent], stats: ReadStats) -> Any:
 @fuzz_target(flow_document(), st.sampled_from([1, 3, 64, 4096]), st.sampled_from([80, 16 << 20]), ci_examples=400)
 def test_fuzz_flow_lines(doc: bytes, chunk_size: int, max_line_bytes: int) -> None:
     """Every line an event or a counted bad line; chunking changes nothing; raw is a fixed point."""
+    if doc[:2] == GZIP_MAGIC:  # read as gzip, which it is not: the whole read fails, naming the input
+        with pytest.raises(FlowReadError, match=r"^-: "):
+            _read(doc, max_line_bytes=max_line_bytes)
+        note("not gzip after all")
+        return
     events, stats = _read(doc, max_line_bytes=max_line_bytes)
     assert stats.lines == stats.events + stats.bad_lines == len(events) + len(stats.reported), stats
     last_line = doc.count(b"\n") + 1
@@ -115,7 +123,7 @@ def test_fuzz_flow_lines(doc: bytes, chunk_size: int, max_line_bytes: int) -> No
 # -- the daemon's per-flow code ---------------------------------------------------------------------
 
 #: What `Daemon._pipeline` documents as a skipped flow (counted, reported, the run goes on).
-SKIPPED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+SKIPPED = FLOW_SHAPE_ERRORS
 
 
 def _daemon() -> Daemon:
@@ -127,7 +135,10 @@ def _daemon() -> Daemon:
 def test_fuzz_daemon_per_flow(lines: list[bytes]) -> None:
     """The daemon takes any event the reader gives: processed, or a documented skip."""
     daemon = _daemon()
-    events, _ = _read(b"\n".join(line.replace(b"\n", b" ") for line in lines))
+    doc = b"\n".join(line.replace(b"\n", b" ") for line in lines)
+    if doc[:2] == GZIP_MAGIC:
+        return  # not gzip after all: the reader refuses the input (test_fuzz_flow_lines)
+    events, _ = _read(doc)
     for event in events:
         try:
             daemon._process(event, 0.0)

@@ -68,7 +68,9 @@ policy_text = st.one_of(st.text(max_size=300), yaml_like_text(), mutated_example
 
 def _lint_text(text: str) -> Any:
     report = lint_paths(["-"], BuildOptions(), stdin=io.StringIO(text))
-    lines = text.count("\n") + 2  # the last line, and libyaml's mark one past the end
+    # YAML breaks lines at \r and NEL, U+2028, U+2029 too; +2: the last line, and libyaml's mark
+    # one past the end.
+    lines = sum(text.count(brk) for brk in ("\n", "\r", "\x85", "\u2028", "\u2029")) + 2
     for diagnostic in report.diagnostics:
         assert diagnostic.code in CHECKS, diagnostic
         assert diagnostic.location.file == "<stdin>", diagnostic

@@ -153,7 +153,8 @@ def test_fuzz_protobuf_converters_agree(raw: bytes) -> None:
     except FALLBACK:
         note("C fell back")
     except (DecodeError, ProtoDictError) as exc:  # an Any is converted by Python, inside C too
-        assert rejected is type(exc), f"C raised {type(exc).__name__}, the reference {rejected}"
+        # Both refuse (which error first depends on the order the fields are read in).
+        assert rejected is not None, f"C raised {type(exc).__name__}: {exc}; the reference converted"
         note("both rejected")
     else:
         assert want is not None, f"C converted bytes the reference rejects ({rejected})"

@@ -355,6 +355,7 @@ class FlowReader:
         lineno = 0
         pending = b""
         overlong = False  # inside a line longer than max_line: skip to its end
+        at_start = True  # before the first 3 bytes of the file: a UTF-8 BOM there is no content
         check: LinePredicate | None = None  # the first line of a source is always parsed
 
         converted_before = stats.converted
@@ -367,6 +368,7 @@ class FlowReader:
                 pending = b""
                 overlong = False
                 lineno = 0  # line numbers are those of the file now at that path
+                at_start = True
                 continue
             if overlong:
                 nl = chunk.find(b"\n")
@@ -375,8 +377,13 @@ class FlowReader:
                 overlong = False
                 chunk = chunk[nl + 1 :]
             buf = pending + chunk if pending else chunk
-            if lineno == 0 and buf[:3] == _UTF8_BOM:
-                buf = buf[3:]
+            if at_start:
+                # One BOM, however the first bytes are cut into chunks (a second one is content).
+                if buf[:3] == _UTF8_BOM:
+                    buf = buf[3:]
+                    at_start = False
+                elif len(buf) >= 3 or not _UTF8_BOM.startswith(buf):
+                    at_start = False
             lines = buf.split(b"\n")
             pending = lines.pop()
             if b"\r" in buf:

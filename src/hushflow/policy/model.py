@@ -243,6 +243,12 @@ class BuildOptions:
     local_cluster: str | None = None
 
 
+def _is_fqdn_selector(item: Any) -> bool:
+    return isinstance(item, dict) and all(
+        isinstance(item.get(key), str | None) for key in ("matchName", "matchPattern")
+    )
+
+
 class _Builder:
     """Builds the model of one schema-valid manifest."""
 
@@ -302,6 +308,8 @@ class _Builder:
     def fqdn_selectors(self, raw: list[Any], path: FieldPath) -> tuple[FQDNSelector, ...]:
         out = []
         for index, item in enumerate(raw or []):
+            if not _is_fqdn_selector(item):
+                continue  # only in a deny rule's L7, which the schema does not check (HF021 names it)
             out.append(
                 FQDNSelector(
                     item.get("matchName"),
@@ -325,13 +333,17 @@ class _Builder:
                 )
                 for p_index, port in enumerate(item.get("ports") or [])
             )
-            rules = item.get("rules") or {}
+            # A deny rule's L7 fields are not checked by the schema (HF021 names them): any shape.
+            rules = item.get("rules")
+            rules = rules if isinstance(rules, dict) else {}
             l7_kinds = tuple(kind for kind in ("http", "dns", "kafka", "l7proto") if rules.get(kind))
             dns = (
                 self.fqdn_selectors(rules["dns"], (*item_path, "rules", "dns"))
-                if rules.get("dns") is not None
+                if isinstance(rules.get("dns"), list)
                 else None
             )
+            server_names = item.get("serverNames")
+            names = tuple(n for n in server_names if isinstance(n, str)) if isinstance(server_names, list) else ()
             tls = tuple(key for key in ("terminatingTLS", "originatingTLS") if item.get(key))
             out.append(
                 PortRule(
@@ -339,7 +351,7 @@ class _Builder:
                     self.at(item_path),
                     dns,
                     l7_kinds,
-                    tuple(item.get("serverNames") or ()),
+                    names,
                     tls,
                     bool(item.get("listener")),
                 )
@@ -378,6 +390,8 @@ class _Builder:
         ports = raw.get("toPorts")
         icmps = raw.get("icmps")
         auth = raw.get("authentication")
+        # In a deny rule the schema does not check it (HF022 names it): any shape.
+        mode = auth.get("mode") if isinstance(auth, dict) else None
         return PeerRule(
             direction=direction,
             deny=deny,
@@ -405,7 +419,7 @@ class _Builder:
             )
             if icmps is not None
             else None,
-            authentication=(auth or {}).get("mode") if auth is not None else None,
+            authentication=mode if isinstance(mode, str) else None,
             l3_fields=written,
             l3_nonempty=tuple(name for name in written if raw.get(name)),
             is_empty=not raw,
