@@ -358,8 +358,7 @@ class Daemon:
         if self.summary.flows_skipped <= _SKIPS_REPORTED:
             more = " (further ones are only counted: hushflow_malformed_input_total)" \
                 if self.summary.flows_skipped == _SKIPS_REPORTED else ""
-            self.stderr.write(f"hushflow: {event.source}:{event.line}: flow skipped, it could not be processed "
-                              f"({unprocessable_reason(event.data, exc)}){more}\n")
+            self.stderr.write(f"hushflow: {event.source}:{event.line}: {unprocessable_reason(event.data, exc)}{more}\n")
 
     def _rejected(self, event: FlowEvent, answer: DnsAnswer) -> None:
         """Count and report (the first few) values of a DNS answer that were left out."""
