@@ -8,7 +8,8 @@ first bad line, naming it.
 
 Property of the daemon (app/daemon.py): `Daemon._process` on any event the reader hands out
 returns, or raises only what the pipeline documents as a skipped flow (counted in
-hushflow_malformed_input_total); the periodic round (metrics, expiry) still runs after it.
+hushflow_malformed_input_total), and only for a flow that is not valid protojson; the periodic
+round (metrics, expiry) still runs after it; only valid, deniable addresses reach the state.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from hushflow.app.daemon import Daemon, RunOptions
 from hushflow.flow.dns import canonical_ip
-from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
+from hushflow.flow.protojson import FLOW_SHAPE_ERRORS, EventNormalizer, ProtoJSONError
 from hushflow.flow.reader import FlowEvent, FlowReader, FlowReadError, ReadStats
 from hushflow.flow.sources import FileSource
 from tests.fuzz.harness import fuzz_target, note
@@ -145,6 +146,12 @@ def test_fuzz_daemon_per_flow(lines: list[bytes]) -> None:
         except SKIPPED as exc:
             daemon._skip(event, exc)
             note(f"skipped ({type(exc).__name__})")
+            # Only a flow that is no valid protojson may be skipped: a valid one is Hubble's own.
+            try:
+                EventNormalizer().normalize(event.data)
+            except (ProtoJSONError, RecursionError):
+                continue
+            raise AssertionError(f"a valid flow was skipped: {event.raw[:300]!r}") from exc
         else:
             note("processed")
     daemon._periodic({"expire": -math.inf, "snapshot": -math.inf})
