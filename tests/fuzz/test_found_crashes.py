@@ -166,10 +166,6 @@ def test_an_any_in_a_flow_a_later_oneof_member_replaces_is_not_converted() -> No
     assert response_bytes_to_event(raw) == {"node_status": {}}
 
 
-@pytest.mark.xfail(strict=True, reason=_LEAD_STATE + "replay_journal checks that ttl and at are finite, but "
-                   "DenyState.add's expiry (at + max(ttl, min_ttl) + grace) overflows to inf: the IP never expires, "
-                   "save writes Infinity, and the next load drops the IP as malformed (un-denying it). Found by "
-                   "test_fuzz_state_and_journal")
 def test_a_journal_expiry_that_overflows_is_not_kept_as_infinity(tmp_path: Path) -> None:
     line = {"d": _DENY, "ip": "198.51.100.10", "n": "x.example.com", "t": 1e308, "at": 1e308, "s": "observed"}
     path = _state_files(tmp_path, None, (json.dumps(line) + "\n").encode())

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hushflow.enforce.atomic_file import write_atomic
-from hushflow.flow.dns import canonical_ip
+from hushflow.flow.dns import MAX_TTL, canonical_ip
 
 STATE_VERSION = 1
 DEFAULT_MIN_TTL = 3600.0
@@ -171,8 +171,9 @@ class DenyState:
     by_name: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
 
     def add(self, deny_id: str, ip: str, name: str, ttl: float, now: float, source: str) -> bool:
-        """Record that `name` resolved to `ip`; True when the IP is new for this deny."""
-        expires = now + max(ttl, self.min_ttl) + self.grace
+        """Record that `name` resolved to `ip`; True when the IP is new for this deny. The TTL is
+        held to DNS's range (as answers are), so no expiry overflows to infinity."""
+        expires = now + max(min(ttl, MAX_TTL), self.min_ttl) + self.grace
         records = self.denies.setdefault(deny_id, {})
         record = records.get(ip)
         seen = self.by_name.setdefault((deny_id, name), {})
@@ -221,7 +222,7 @@ class DenyState:
     def allow(self, allow_id: str, ip: str, name: str, ttl: float, now: float) -> bool:
         """Remember that an allowed name resolved to `ip`; True when that is news (then it waits
         in `pending_allowed` for the journal)."""
-        expires = now + max(ttl, self.min_ttl) + self.grace
+        expires = now + max(min(ttl, MAX_TTL), self.min_ttl) + self.grace
         rules = self.allowed.pop(ip, None)  # re-inserted: the dict keeps the least recently seen first
         if rules is None:
             rules = {}
