@@ -181,11 +181,6 @@ def test_a_journal_expiry_that_overflows_is_not_kept_as_infinity(tmp_path: Path)
 
 @pytest.mark.parametrize("where", [("l4", "TCP"), ("l4", "TCP", "destination_port"), ("destination", "identity")],
                          ids=".".join)
-@pytest.mark.xfail(strict=True, reason="app/daemon.py (lead): the reader's fast path trusts values below a flow's "
-                   "first level, so protojson's null-for-default (`\"TCP\": null`, `\"identity\": null`) reaches "
-                   "the attribution (connection._l4, decision.decide) and the flow is skipped; observe's FlowGuard "
-                   "retries such a flow in its canonical form, the daemon does not. Found by "
-                   "test_fuzz_daemon_per_flow")
 def test_the_daemon_processes_a_valid_flow_with_a_null_for_a_default(tmp_path: Path, where: tuple[str, ...]) -> None:
     from hushflow.app.daemon import Daemon, RunOptions
 

@@ -334,7 +334,7 @@ class Daemon:
                     try:
                         process(event, read_at)
                     except FLOW_SHAPE_ERRORS as exc:
-                        self._skip(event, exc)  # a flow of a shape hushflow did not expect
+                        self._again(event, read_at, exc)  # a flow of a shape hushflow did not expect
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
                 if stopping():
@@ -350,6 +350,24 @@ class Daemon:
         """Bring the metrics up to the last flow processed (done every 0.5 s and on each scrape)."""
         with self._lock:
             self.metrics.flush()
+
+    def _again(self, event: FlowEvent, read_at: float, exc: BaseException) -> None:
+        """A flow the pipeline could not process: when it is valid protojson in another spelling
+        (`"TCP": null`, `"identity": null` below the first level, which the reader's fast path
+        lets through), process its canonical form (not counted again); else skip it."""
+        from hushflow.flow.protojson import EventNormalizer, ProtoJSONError
+
+        try:
+            result = EventNormalizer().normalize(event.data)
+        except (ProtoJSONError, RecursionError):
+            result = None
+        if result is not None and result.changed:
+            try:
+                self._process(FlowEvent(None, result.event, event.source, event.line), read_at, counted=True)
+                return
+            except FLOW_SHAPE_ERRORS as again:
+                exc = again
+        self._skip(event, exc)
 
     def _skip(self, event: FlowEvent, exc: BaseException) -> None:
         """Count, report (the first few) and skip a flow the pipeline could not process."""
@@ -400,7 +418,7 @@ class Daemon:
         for name, error in result.errors.items():
             self.stderr.write(f"hushflow: resolving {name} failed ({error}); nothing removed\n")
 
-    def _process(self, event: FlowEvent, read_at: float) -> None:
+    def _process(self, event: FlowEvent, read_at: float, counted: bool = False) -> None:
         data = event.data
         flow = data.get("flow")
         if not isinstance(flow, dict):
@@ -414,8 +432,9 @@ class Daemon:
                 state = str(status.get("state_change", "UNKNOWN_NODE_STATE"))
                 self.metrics[metric_names.NODE_STATUS_CHANGES_TOTAL].labels(state=state).inc()
             return
-        self.summary.flows += 1
-        self.metrics.flow_read(flow)
+        if not counted:  # a retry of a flow already counted
+            self.summary.flows += 1
+            self.metrics.flow_read(flow)
         now = self._times.time_of(flow, data)
         if self._last_flow_time < now:
             self._last_flow_time = now
