@@ -31,6 +31,7 @@ from hushflow.flow.connection import connection_of
 from hushflow.flow.protojson import encode_event
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.times import flow_time
+from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import PolicySet
 from hushflow.proto import FLOW_DESCRIPTOR
 
@@ -98,9 +99,12 @@ def make_attributor(
     expected_logs: Iterable[str] | None = None,
     expected_cel: Sequence[str] = (),
     attribute_default_deny: bool = False,
+    cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION,
 ) -> Attributor:
     """The attributor `run` and `observe --enrich` use: drops are planned when their tag is one of
     `expected_logs` (default: the deny rules' log values) or `expected_cel` matches them.
+    `cilium_version` (`--cilium-version`) decides whether Cilium's drop fields are completed
+    (up to 1.19) or checked (1.20, see hushflow.engine.attribution).
     Raises ValueError, worded for the user, for an expression that does not compile."""
     predicate = None
     if expected_cel:
@@ -115,5 +119,6 @@ def make_attributor(
         expected_logs=expected_logs,
         expected_predicate=predicate,
         attribute_default_deny=attribute_default_deny,
+        cilium_version=cilium_version,
     )
 

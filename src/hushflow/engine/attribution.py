@@ -1,21 +1,43 @@
-"""Attribute each policy outcome to its rules, and fill in what Cilium left empty.
+"""Attribute each policy outcome to its rules, and complete what Cilium left empty.
 
 Which flows: policy-verdict events (type 5: FORWARDED, REDIRECTED, DROPPED, AUDIT) and drop
-notifications (type 1) with a policy drop reason (POLICY_DENY 181, POLICY_DENIED 133). Up to
-Cilium 1.19 Hubble names rules only on allowed verdicts (cilium#42044); the drops, one per
-retransmitted SYN, are what fills a drop dashboard, so they get the tag too.
+notifications (type 1) with a policy drop reason (POLICY_DENY 181, POLICY_DENIED 133).
 
-What is filled (never overwriting a field Cilium already set):
-- FORWARDED/REDIRECTED: `<dir>_allowed_by` from the most specific matching allows;
-- DROPPED with POLICY_DENY, or AUDIT with a matching deny: `<dir>_denied_by` from the deny rules;
-- `policy_log`: the sorted, de-duplicated `log.value`s of those rules.
+What Cilium writes itself (pkg/policy/correlation, type-5 events only, never drop notifications):
+- since 1.16: FORWARDED/REDIRECTED get `<dir>_allowed_by`, and DROPPED with POLICY_DENY
+  gets `<dir>_denied_by`, with `policy_log` from those rules' `log.value`s. 1.18 writes an
+  empty string for a rule without log (`policy_log: [""]`); later releases leave it out.
+- up to 1.19: AUDIT and POLICY_DENIED drops get nothing (cilium#42044);
+- 1.20 (cilium#45373): AUDIT and POLICY_DENIED verdicts are correlated too (the default-deny
+  half is disputed, cilium PR #47589).
+
+hushflow derives the responsible rules (`<dir>_allowed_by` from the most specific matching
+allows; `<dir>_denied_by` from the deny rules; `policy_log` their sorted, de-duplicated tags)
+and applies them field by field, so one field Cilium set never stops another being completed:
+- `<dir>_*_by`: Cilium's list stands when one of its entries has a name. A list that is absent,
+  empty or holds only nameless entries is completed: Cilium's entries are kept, hushflow's follow.
+- `policy_log`: Cilium's list stands when it holds a tag (a non-empty string). A list that is
+  absent or holds only empty strings is completed: Cilium's empty strings are kept, hushflow's
+  tags follow. Empty strings are never tags (never "expected").
+- fields of the other side (`*_allowed_by` on a drop or audit, `*_denied_by` on an allowed
+  verdict) are kept as they are, never used, and counted.
+- with `cilium_version` 1.20 or later, type-5 DROPPED/AUDIT verdicts are checked, not filled:
+  Cilium's (possibly absent) fields stand and every difference is counted. Drop notifications
+  are still filled.
 Default-deny drops (POLICY_DENIED, or AUDIT with no deny) have no single responsible rule:
-by default nothing is filled (the maintainers dispute attributing them, cilium PR #47589); with
-`attribute_default_deny=True`, `<dir>_denied_by` names the policies that put the endpoint in
-default-deny, still without `policy_log`.
+by default nothing is filled; with `attribute_default_deny=True`, `<dir>_denied_by` names the
+policies that put the endpoint in default-deny (when Cilium named none), never `policy_log`.
 
-When Cilium's own fields and hushflow's decision disagree, Cilium's are kept and the
-disagreement is counted and reported in the findings.
+Every disagreement is counted in `AttributionStats.disagreements` (the daemon's
+`hushflow_attribution_disagreements_total{kind}`), by kind:
+    <observed>/<decision>          the verdict itself (e.g. denied/allowed)
+    <field> differs                Cilium's named entries name other policies
+    <field> completed              Cilium's entries had no name; hushflow added its own
+    <field> missing                1.20 check: Cilium left the field empty, the rules name policies
+    policy_log completed           Cilium's policy_log held only "", the rules have tags
+    policy_log missing             Cilium's tags lack one of the rules' tags (not filled)
+    policy_log unknown             Cilium's tags include one no responsible rule carries
+    <other side> on <verdict>      e.g. `egress_allowed_by on a drop`
 """
 
 from __future__ import annotations
@@ -36,9 +58,23 @@ from hushflow.flow.connection import (
 )
 from hushflow.flow.dns import DnsAnswer, dns_answer_of
 from hushflow.flow.times import FlowTimes
+from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import CCNP, PolicyRef, PolicySet, Rule
 
 ExpectedPredicate = Callable[[dict[str, Any]], bool]
+
+POLICY_VERDICT = 5  # the only event type Cilium correlates
+CILIUM_CORRELATES_DROPS = (1, 20)  # cilium#45373: drops and audits get Cilium's own fields
+_VERDICT_WORDS = {"FORWARDED": "an allowed verdict", "REDIRECTED": "an allowed verdict", "AUDIT": "an audit"}
+
+
+def _event_type(flow: Mapping[str, Any]) -> Any:
+    event_type = flow.get("event_type")
+    return event_type.get("type") if isinstance(event_type, dict) else None
+
+
+def _more(note: str, text: str) -> str:
+    return f"{note}; {text}" if note else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +171,9 @@ class Attributor:
         expected_logs: Iterable[str] | None = None,
         expected_predicate: ExpectedPredicate | None = None,
         attribute_default_deny: bool = False,
+        cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION,
     ) -> None:
+        self.cilium_version = cilium_version
         self.engine = PolicyEngine(policy_set, dns)
         self.dns = self.engine.dns
         if expected_logs is None:
@@ -242,32 +280,71 @@ class Attributor:
             field_name = f"{direction}_denied_by"
 
         rules, logs, entries, entry_names = self._derived(decision, observed)
+        disagreements = self.stats.disagreements
         if not agrees:
             note = f"Cilium {observed}, policies say {decision.outcome}"
-            self.stats.disagreements[f"{observed}/{decision.outcome}"] += 1
+            disagreements[f"{observed}/{decision.outcome}"] += 1
+        # From 1.20 Cilium correlates the policy verdicts of drops and audits itself
+        # (cilium#45373): there hushflow checks its fields instead of filling them.
+        check = (
+            self.cilium_version >= CILIUM_CORRELATES_DROPS
+            and verdict in ("DROPPED", "AUDIT")
+            and _event_type(flow) == POLICY_VERDICT
+        )
+
+        # The other side's field: kept as it is, never used for tags, counted.
+        other_side = f"{direction}_denied_by" if observed == "allowed" else f"{direction}_allowed_by"
+        if flow.get(other_side):
+            disagreements[f"{other_side} on {_VERDICT_WORDS.get(verdict, 'a drop')}"] += 1
 
         existing = flow.get(field_name)
+        cilium_entries = existing if isinstance(existing, list) else []
+        named = [entry for entry in cilium_entries if isinstance(entry, dict) and entry.get("name")]
         if rules:
-            if existing:
-                if existing != entries and _names(existing) != entry_names:  # equal: the usual case
-                    note = (note + "; " if note else "") + f"Cilium's {field_name} names other policies"
-                    self.stats.disagreements[f"{field_name} differs"] += 1
+            if named:
+                if existing != entries and _names(named) != entry_names:  # equal: the usual case
+                    note = _more(note, f"Cilium's {field_name} names other policies")
+                    disagreements[f"{field_name} differs"] += 1
+            elif check:
+                note = _more(note, f"Cilium left {field_name} empty")
+                disagreements[f"{field_name} missing"] += 1
             else:
-                flow[field_name] = entries
+                if cilium_entries:  # only nameless entries: kept, hushflow's follow them
+                    disagreements[f"{field_name} completed"] += 1
+                flow[field_name] = cilium_entries + entries
                 filled.append(field_name)
         elif (
             self.attribute_default_deny
             and observed in ("default-deny", "audit")
             and decision.outcome == "default-deny"
-            and not existing
+            and not named
             and decision.default_deny_rules
         ):
-            flow[field_name] = self._policy_entries(decision.default_deny_rules)
+            flow[field_name] = cilium_entries + self._policy_entries(decision.default_deny_rules)
             filled.append(field_name)
 
-        if logs and not flow.get("policy_log"):
-            flow["policy_log"] = list(logs)
-            filled.append("policy_log")
+        raw_logs = flow.get("policy_log")
+        cilium_logs: list[Any] = raw_logs if isinstance(raw_logs, list) else []
+        # Only a list of empty strings (or none) is completed; anything else, even malformed, stands.
+        blank = (raw_logs is None or isinstance(raw_logs, list)) and all(tag == "" for tag in cilium_logs)
+        cilium_tags = {tag for tag in cilium_logs if isinstance(tag, str) and tag}
+        if logs:
+            if not blank:  # Cilium's tags stand
+                if not cilium_tags.issuperset(logs):
+                    note = _more(note, "Cilium's policy_log lacks " + ", ".join(sorted(set(logs) - cilium_tags)))
+                    disagreements["policy_log missing"] += 1
+            elif check:
+                note = _more(note, "Cilium left policy_log without tags")
+                disagreements["policy_log missing"] += 1
+            else:
+                if cilium_logs:  # only "" (rules without log, as Cilium saw them): kept, tags follow
+                    note = _more(note, "Cilium's policy_log has no tag, the rules have")
+                    disagreements["policy_log completed"] += 1
+                flow["policy_log"] = cilium_logs + list(logs)
+                filled.append("policy_log")
+        if rules and not cilium_tags.issubset(logs):
+            note = _more(note, "Cilium's policy_log has " + ", ".join(sorted(cilium_tags - set(logs))))
+            disagreements["policy_log unknown"] += 1
         final_logs = tuple(flow.get("policy_log") or ())
 
         expected: bool | None = None
