@@ -173,6 +173,25 @@ CLEAN = [
      "HF054"),
     ("own-namespace", cnp('endpointSelector: {matchLabels: {"k8s:io.kubernetes.pod.namespace": team}}\n'
                           "egress: [{toEntities: [world]}]\n"), "HF013"),
+    # pkg/policy/api/rule_validation.go: a DNS rule needs an explicit port (not 0, no range), any
+    # port: OpenShift's DNS pods listen on 5353, and that rule is a DNS proxy rule like one on 53.
+    ("dns-rule-on-5353", cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: "5353", protocol: UDP}], '
+                             'rules: {dns: [{matchPattern: "*"}]}}]\n'), "HF035"),
+    ("dns-rule-on-named-port", cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: dns, protocol: UDP}], '
+                                   'rules: {dns: [{matchPattern: "*"}]}}]\n'), "HF035"),
+    ("fqdn-allow-with-dns-proxy-on-5353",
+     cnp(SEL + 'egress:\n- toFQDNs: [{matchName: api.example.com}]\n',
+         extra=DNS_PROXY.replace('port: "53", protocol: ANY', 'port: "5353", protocol: UDP')), "HF030"),
+    # pkg/policy/api/icmp.go: icmps fields become ICMP/ICMPv6 port entries, so an icmps-only deny
+    # covers no TCP/UDP allow, with or without L3 peers.
+    ("icmps-deny-beside-tcp-allow",
+     cnp(SEL + "ingressDeny:\n- fromEntities: [world]\n  icmps: [{fields: [{type: 8}]}]\n"
+         'ingress:\n- fromEntities: [world]\n  toPorts: [{ports: [{port: "443", protocol: TCP}]}]\n'), "HF050"),
+    ("icmps-deny-any-peer-beside-l3-allow",
+     cnp(SEL + "ingressDeny:\n- icmps: [{fields: [{type: 128, family: IPv6}]}]\n"
+         "ingress:\n- fromEntities: [cluster]\n"), "HF050"),
+    ("icmps-deny-other-type", cnp(SEL + "ingressDeny:\n- icmps: [{fields: [{type: 8}]}]\n"
+                                  "ingress:\n- fromEntities: [world]\n  icmps: [{fields: [{type: 0}]}]\n"), "HF050"),
 ]
 
 
@@ -217,6 +236,25 @@ def test_fqdn_deny_line_points_at_the_field(tmp_path):
     hit = next(d for d in report.diagnostics if d.code == "HF020")
     line = text.splitlines()[hit.location.line - 1]
     assert line[hit.location.column - 1 :].startswith("toFQDNs")
+
+
+@pytest.mark.parametrize(
+    ("section", "level"),
+    [("ingress", "info"), ("egress", "info"), ("ingressDeny", "warning"), ("egressDeny", "warning")],
+)
+def test_empty_rule_is_info_only_as_the_documented_default_deny_idiom(tmp_path, section, level):
+    """Cilium's docs (policy language, "Ingress/Egress Default Deny") write `ingress: [{}]` for
+    default-deny with nothing allowed; an empty deny entry is no idiom."""
+    report = lint_text(tmp_path, cnp(SEL + f"{section}: [{{}}]\n", extra=""))
+    (hit,) = [d for d in report.diagnostics if d.code == "HF052"]
+    assert hit.level.value == level
+
+
+def test_dns_rule_on_5353_with_a_range_is_still_an_error(tmp_path):
+    report = lint_text(tmp_path, cnp(SEL + 'egress:\n- toPorts: [{ports: [{port: "5353", endPort: 5360}], '
+                                     'rules: {dns: [{matchPattern: "*"}]}}]\n'))
+    (hit,) = [d for d in report.diagnostics if d.code == "HF035"]
+    assert hit.level.value == "error"
 
 
 def test_empty_rule_with_default_deny_off_is_called_dead(tmp_path):

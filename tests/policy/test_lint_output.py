@@ -25,7 +25,7 @@ spec:
   endpointSelector: {}
   egress: [{toEntities: [world]}]
 """
-WARNING_ONLY = CLEAN.replace("egress: [{toEntities: [world]}]", "ingress: [{}]")
+WARNING_ONLY = CLEAN.replace("egress: [{toEntities: [world]}]", "egressDeny: [{}]")  # ingress: [{}] is an info
 
 
 def run(*args, stdin=None):

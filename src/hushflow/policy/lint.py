@@ -18,6 +18,7 @@ from hushflow.policy.loading import load_policies
 from hushflow.policy.model import (
     CNP,
     BuildOptions,
+    ICMPField,
     PeerRule,
     Policy,
     PolicySet,
@@ -125,19 +126,29 @@ def _lint_peer_rule(peer: PeerRule, rule: Rule) -> Iterator[Diagnostic]:
     where = peer.where
     if peer.is_empty:
         default_deny = rule.default_deny_egress if peer.direction == "egress" else rule.default_deny_ingress
-        if default_deny:
+        severity = None  # the check's default: a warning
+        if default_deny and not peer.deny:
+            # Cilium's docs (policy language, "Ingress/Egress Default Deny") write exactly this to
+            # put pods in default-deny while allowing nothing: the idiom, worth an info only.
             message = (
-                f"`{peer.section}: [{{}}]` selects nothing, but it switches the selected endpoints to "
+                f"`{peer.section}: [{{}}]`: the documented default-deny idiom; the selected endpoints drop every "
+                f"{peer.direction} connection no rule allows"
+            )
+            hint = "nothing to change if default-deny is what you want; otherwise remove the empty rule"
+            severity = Severity.INFO
+        elif default_deny:
+            message = (
+                f"`{peer.section}: [{{}}]` denies nothing, but it switches the selected endpoints to "
                 f"{peer.direction} default-deny: everything not allowed elsewhere is now dropped"
             )
-            hint = "if default-deny is what you want, say so with a comment; otherwise remove the empty rule"
+            hint = f"for default-deny write `{peer.direction}: [{{}}]`; otherwise remove the empty rule"
         else:
             message = (
                 f"`{peer.section}: [{{}}]` selects nothing, and with enableDefaultDeny.{peer.direction}: false "
                 "it does nothing at all"
             )
             hint = "remove the empty rule"
-        yield Diagnostic("HF052", message, where, hint)
+        yield Diagnostic("HF052", message, where, hint, severity=severity)
     if len(peer.l3_nonempty) > 1:
         yield Diagnostic(
             "HF031",
@@ -239,21 +250,15 @@ def _dns_ports(ports: Sequence[PortProtocol], where_rule: Location) -> Iterator[
             'add ports: [{port: "53", protocol: ANY}]',
         )
         return
+    # Cilium (pkg/policy/api/rule_validation.go) asks a DNS rule for an explicit port, not 0 and
+    # not a range, and nothing more: 5353 (OpenShift's DNS pods) or a named port is as good as 53.
     for port in ports:
         if port.number == 0 or (port.end_port and port.number is not None and port.end_port > port.number):
             yield Diagnostic(
                 "HF035",
                 f"L7 DNS rules need an explicit single port, not {port}: Cilium rejects the rule",
                 port.where,
-                'use port: "53"',
-            )
-        elif port.number != 53:
-            yield Diagnostic(
-                "HF035",
-                f"L7 DNS rule on port {port.port}: DNS is port 53; other traffic on this port is parsed as DNS",
-                port.where,
-                'use port: "53" unless your resolver really listens elsewhere',
-                severity=Severity.WARNING,
+                'use the port your DNS server listens on, e.g. port: "53"',
             )
 
 
@@ -312,13 +317,17 @@ def covers(general: Selector | None, specific: Selector | None) -> bool:
 
 
 def _dns_proxy_patterns(peer: PeerRule) -> list[FQDNSelector]:
-    """The L7 DNS selectors of an allow rule that sends port-53 traffic to Cilium's proxy."""
+    """The L7 DNS selectors of an allow rule that sends DNS traffic to Cilium's proxy.
+
+    Any port with `rules.dns` redirects to the proxy (53 for kube-dns, 5353 for OpenShift's DNS,
+    a named port): Cilium ties the redirect to the rule, not to port 53.
+    """
     if peer.deny:
         return []
     return [
         selector
         for port_rule in peer.ports or ()
-        if port_rule.dns is not None and any(p.number == 53 for p in port_rule.ports)
+        if port_rule.dns is not None and port_rule.ports
         for selector in port_rule.dns
     ]
 
@@ -397,7 +406,16 @@ def _deny_only_default_deny(policy_set: PolicySet) -> Iterator[Diagnostic]:
             )
 
 
+def _icmp_key(field: ICMPField) -> tuple[str, str]:
+    return field.family, field.type
+
+
 def _ports_cover(deny: PeerRule, allow: PeerRule) -> bool:
+    if deny.icmps:
+        # An icmps deny matches ICMP of those types only (pkg/policy/api/icmp.go turns each field
+        # into an ICMP port entry): it covers an allow only when that allow is ICMP of those types.
+        denied = {_icmp_key(f) for f in deny.icmps}
+        return bool(allow.icmps) and all(_icmp_key(f) in denied for f in allow.icmps or ())
     if deny.ports is None:
         return True  # an L3-only deny covers every port
     deny_ports = [p for rule in deny.ports for p in rule.ports]
@@ -462,6 +480,8 @@ def _describe_peer(peer: PeerRule) -> str:
         what = "CIDRs " + ", ".join(str(c.cidr or c.group_ref or "group selector") for c in peer.cidrs)
     else:
         what = " and ".join(peer.l3_fields)
+    if peer.icmps:
+        return f"{what} on ICMP " + ", ".join(f"{f.family}/{f.type}" for f in peer.icmps)
     ports = [str(p) for rule in peer.ports or () for p in rule.ports]
     return f"{what} on {', '.join(ports)}" if ports else f"{what} on every port"
 

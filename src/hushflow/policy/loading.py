@@ -217,6 +217,42 @@ def _check_shape(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
     return True
 
 
+_RULE_KEYS = frozenset({"endpointSelector", "nodeSelector", "ingress", "ingressDeny", "egress", "egressDeny"})
+
+
+def _looks_like_policy(data: dict[str, Any]) -> bool:
+    """Is a document that lacks apiVersion or kind meant as a Cilium object (an error), or other
+    YAML that shares the directory (a Helm Chart.yaml or values.yaml, Prometheus or Grafana
+    configuration, a kustomization: skipped)? Decided by content: a Cilium apiVersion or kind,
+    or a spec written like a policy rule."""
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    if isinstance(api_version, str) and api_version.strip().lower().startswith("cilium.io"):
+        return True
+    if isinstance(kind, str) and (kind in KNOWN_KINDS or kind.strip().lower().startswith("cilium")):
+        return True
+    specs = [data.get("spec")]
+    if isinstance(data.get("specs"), list):
+        specs.extend(data["specs"])
+    return any(isinstance(spec, dict) and not _RULE_KEYS.isdisjoint(spec) for spec in specs)
+
+
+def _skipped_non_object(manifest: Manifest, missing: str) -> Diagnostic:
+    data = manifest.data
+    shown = []
+    for key in ("apiVersion", "kind"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, dict | list):
+            text = str(value)
+            shown.append(f"{key} {text if len(text) <= 40 else text[:37] + '...'}")
+    has = f" ({', '.join(shown)})" if shown else ""
+    return Diagnostic(
+        "HF003",
+        f"skipped a document without {missing}{has}: not a Kubernetes object, so not a Cilium policy "
+        "(e.g. Helm chart metadata or values, Prometheus or Grafana configuration)",
+        manifest.locate(),
+    )
+
+
 def load_policies(
     paths: Sequence[str], options: BuildOptions | None = None, stdin: IO[str] | None = None
 ) -> LoadedPolicies:
@@ -232,9 +268,12 @@ def load_policies(
         kind, api_version = manifest.kind, manifest.api_version
         if not kind or not api_version:
             missing = " and ".join(n for n, v in (("apiVersion", api_version), ("kind", kind)) if not v)
-            loaded.diagnostics.append(
-                Diagnostic("HF002", f"object without {missing}", manifest.locate(), "every object needs both")
-            )
+            if _looks_like_policy(manifest.data):
+                loaded.diagnostics.append(
+                    Diagnostic("HF002", f"object without {missing}", manifest.locate(), "every object needs both")
+                )
+            else:
+                loaded.diagnostics.append(_skipped_non_object(manifest, missing))
             continue
         if kind not in KNOWN_KINDS:
             loaded.diagnostics.append(

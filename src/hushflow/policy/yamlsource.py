@@ -427,11 +427,47 @@ def _read_text(path: str, stdin: IO[str] | None) -> str:
     return text
 
 
+def _first_template_action(text: str) -> int:
+    """The line (1-based) of the first Go-template action (`{{ ... }}`) outside a comment, or 0.
+
+    Linear in the text, whatever it holds: each line is searched twice with str.find.
+    """
+    for number, line in enumerate(text.splitlines(), 1):
+        start = line.find("{{")
+        if start < 0 or line.lstrip().startswith("#"):
+            continue
+        if line.find("}}", start + 2) >= 0:
+            return number
+    return 0
+
+
+def _skip_template(text: str, file: str, error_line: int, result: LoadResult, manifests: int, problems: int) -> bool:
+    """A file that does not parse because it is a Helm/Go template is skipped (info HF003), not an
+    error: only its rendered output is YAML. It counts as a template when a `{{ ... }}` action
+    comes at or before the line the parser stopped at; an error before any action is the YAML's
+    own, and stays an HF001."""
+    action = _first_template_action(text)
+    if not action or (error_line and error_line < action):
+        return False
+    del result.manifests[manifests:]
+    del result.problems[problems:]
+    result.problems.append(
+        LoadProblem(
+            "HF003",
+            f"skipped {file}: a Helm/Go template ({{{{ ... }}}} on line {action}), not YAML until it is rendered",
+            Location(file, action, 1),
+            "render it and lint the output: helm template <chart> | hushflow lint -",
+        )
+    )
+    return True
+
+
 def load_text(text: str, file: str, result: LoadResult) -> None:
     """Parse every YAML document of `text` into `result` (problems included)."""
     loader = yaml.CSafeLoader(text)
     builder = _Builder(loader, file)
     document = 0
+    manifests_before, problems_before = len(result.manifests), len(result.problems)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -448,6 +484,8 @@ def load_text(text: str, file: str, result: LoadResult) -> None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        if _skip_template(text, file, line, result, manifests_before, problems_before):
+            return
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
         result.problems.append(
             LoadProblem(
