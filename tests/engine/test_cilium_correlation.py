@@ -164,3 +164,21 @@ def test_real_1_18_3_drop_with_empty_policy_log_is_planned(policies):
     assert event["flow"]["egress_denied_by"][0]["revision"] == "6"  # Cilium's entry, untouched
     assert attribution.expected is True
     assert attributor.stats.disagreements == {"policy_log completed": 1}
+
+
+def test_each_attribution_carries_its_own_kinds_of_disagreement(policies):
+    # What the daemon needs to label hushflow_attribution_disagreements_total{kind} per flow.
+    attributor = Attributor(policies(FQDN_DENY), cilium_version=(1, 20))
+    first = attributor.observe(_drop())
+    second = attributor.observe(_drop(policy_log=["blocked"], egress_denied_by=[BLOCK_ENTRY]))
+    assert first.disagreements == ("egress_denied_by missing", "policy_log missing")
+    assert second.disagreements == ()
+    assert attributor.stats.disagreements == {"egress_denied_by missing": 1, "policy_log missing": 1}
+
+
+@pytest.mark.parametrize(("version", "filled"), [((1, 19), ("egress_denied_by", "policy_log")), ((1, 20), ())])
+def test_make_attributor_follows_cilium_version(policies, version, filled):
+    from hushflow.app.enrich import make_attributor
+
+    attributor = make_attributor(policies(FQDN_DENY), cilium_version=version)
+    assert attributor.observe(_drop()).filled == filled

@@ -90,6 +90,7 @@ class Attribution:
     filled: tuple[str, ...]  # the flow fields hushflow filled
     note: str = ""
     connection: Connection | None = None  # the connection decided on (so callers need not rebuild it)
+    disagreements: tuple[str, ...] = ()  # this flow's kinds of disagreement (AttributionStats.disagreements)
 
     def findings(self) -> dict[str, Any]:
         """The documented `hushflow` object written next to `flow` in hushflow's own outputs."""
@@ -280,10 +281,10 @@ class Attributor:
             field_name = f"{direction}_denied_by"
 
         rules, logs, entries, entry_names = self._derived(decision, observed)
-        disagreements = self.stats.disagreements
+        kinds: list[str] = []  # this flow's disagreements, by kind
         if not agrees:
             note = f"Cilium {observed}, policies say {decision.outcome}"
-            disagreements[f"{observed}/{decision.outcome}"] += 1
+            kinds.append(f"{observed}/{decision.outcome}")
         # From 1.20 Cilium correlates the policy verdicts of drops and audits itself
         # (cilium#45373): there hushflow checks its fields instead of filling them.
         check = (
@@ -295,7 +296,7 @@ class Attributor:
         # The other side's field: kept as it is, never used for tags, counted.
         other_side = f"{direction}_denied_by" if observed == "allowed" else f"{direction}_allowed_by"
         if flow.get(other_side):
-            disagreements[f"{other_side} on {_VERDICT_WORDS.get(verdict, 'a drop')}"] += 1
+            kinds.append(f"{other_side} on {_VERDICT_WORDS.get(verdict, 'a drop')}")
 
         existing = flow.get(field_name)
         cilium_entries = existing if isinstance(existing, list) else []
@@ -304,13 +305,13 @@ class Attributor:
             if named:
                 if existing != entries and _names(named) != entry_names:  # equal: the usual case
                     note = _more(note, f"Cilium's {field_name} names other policies")
-                    disagreements[f"{field_name} differs"] += 1
+                    kinds.append(f"{field_name} differs")
             elif check:
                 note = _more(note, f"Cilium left {field_name} empty")
-                disagreements[f"{field_name} missing"] += 1
+                kinds.append(f"{field_name} missing")
             else:
                 if cilium_entries:  # only nameless entries: kept, hushflow's follow them
-                    disagreements[f"{field_name} completed"] += 1
+                    kinds.append(f"{field_name} completed")
                 flow[field_name] = cilium_entries + entries
                 filled.append(field_name)
         elif (
@@ -332,19 +333,19 @@ class Attributor:
             if not blank:  # Cilium's tags stand
                 if not cilium_tags.issuperset(logs):
                     note = _more(note, "Cilium's policy_log lacks " + ", ".join(sorted(set(logs) - cilium_tags)))
-                    disagreements["policy_log missing"] += 1
+                    kinds.append("policy_log missing")
             elif check:
                 note = _more(note, "Cilium left policy_log without tags")
-                disagreements["policy_log missing"] += 1
+                kinds.append("policy_log missing")
             else:
                 if cilium_logs:  # only "" (rules without log, as Cilium saw them): kept, tags follow
                     note = _more(note, "Cilium's policy_log has no tag, the rules have")
-                    disagreements["policy_log completed"] += 1
+                    kinds.append("policy_log completed")
                 flow["policy_log"] = cilium_logs + list(logs)
                 filled.append("policy_log")
         if rules and not cilium_tags.issubset(logs):
             note = _more(note, "Cilium's policy_log has " + ", ".join(sorted(cilium_tags - set(logs))))
-            disagreements["policy_log unknown"] += 1
+            kinds.append("policy_log unknown")
         final_logs = tuple(flow.get("policy_log") or ())
 
         expected: bool | None = None
@@ -354,8 +355,11 @@ class Attributor:
                 expected = bool(self.expected_predicate(flow))
         for name in filled:
             self.stats.filled[name] += 1
+        self.stats.disagreements.update(kinds)
         self.stats.attributed += 1
-        return Attribution(decision, observed, agrees, rules, final_logs, expected, tuple(filled), note, conn)
+        return Attribution(
+            decision, observed, agrees, rules, final_logs, expected, tuple(filled), note, conn, tuple(kinds)
+        )
 
 
 def matches_for_explain(decision: Decision) -> tuple[RuleMatch, ...]:
