@@ -72,3 +72,57 @@ def test_parse_cilium_version(text, expected):
 def test_parse_cilium_version_rejects_garbage():
     with pytest.raises(ValueError, match="not a Cilium version"):
         parse_cilium_version("latest")
+
+
+# -- the compiled matcher against a label-by-label reading of Cilium's rules --------------------
+# (pkg/fqdn/matchpattern/matchpattern.go for 1.18 and 1.19; pkg/fqdn/dns/dns.go for FQDN form)
+DNS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _glob_label(pattern: str, label: str) -> bool:
+    """One label: a star is any run of DNS characters, anything else is itself."""
+    if not pattern:
+        return not label
+    if pattern[0] == "*":
+        return _glob_label(pattern[1:], label) or (
+            bool(label) and label[0] in DNS_CHARS and _glob_label(pattern, label[1:])
+        )
+    return bool(label) and label[0] == pattern[0] and _glob_label(pattern[1:], label[1:])
+
+
+def _labels(fqdn: str) -> list[str]:
+    return fqdn[:-1].split(".")
+
+
+def _reference(pattern: str, name: str, version: tuple[int, int]) -> bool:
+    lower = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    name = name.translate(lower)
+    name = name if name.endswith(".") else name + "."
+    stars_only = set(pattern.rstrip(".")) == {"*"} and len(pattern) - len(pattern.rstrip(".")) <= 1
+    if pattern == "*" or (version >= (1, 19) and stars_only):
+        return name == "." or all(label and set(label) <= DNS_CHARS for label in _labels(name))
+    fqdn = pattern.translate(lower)
+    fqdn = fqdn if fqdn.endswith(".") else fqdn + "."
+    want, have = _labels(fqdn), _labels(name)
+    if version >= (1, 19) and len(want) > 1 and len(want[0]) >= 2 and set(want[0]) == {"*"}:
+        tail = want[1:]
+        depth = len(have) - len(tail)
+        if depth < 1 or any(not label or not set(label) <= DNS_CHARS for label in have[:depth]):
+            return False
+        want, have = tail, have[depth:]
+    return len(want) == len(have) and all(_glob_label(w, h) for w, h in zip(want, have, strict=True))
+
+
+PATTERNS = st.text("ab-_*.", min_size=1, max_size=9)
+NAMES = st.text("abAB-_. é*", max_size=10)
+
+
+@given(PATTERNS, NAMES, st.sampled_from([(1, 18), (1, 19), (1, 20)]))
+def test_pattern_agrees_with_label_reading_of_cilium(text, name, version):
+    assert pattern(text, version).matches(name) is _reference(text, name, version)
+
+
+@given(PATTERNS, st.sampled_from([(1, 18), (1, 19)]), st.data())
+def test_pattern_agrees_on_names_built_from_it(text, version, data):
+    name = "".join(data.draw(st.text("ab_.", max_size=4)) if char == "*" else char for char in text)
+    assert pattern(text, version).matches(name) is _reference(text, name, version)
