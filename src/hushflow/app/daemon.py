@@ -193,7 +193,7 @@ class Daemon:
         try:
             self.attributor = make_attributor(
                 loaded.policy_set, expected_logs=options.expected_logs, expected_cel=options.expected_cel,
-                attribute_default_deny=options.attribute_default_deny,
+                attribute_default_deny=options.attribute_default_deny, cilium_version=options.cilium_version,
             )
         except ValueError as exc:
             raise RunError(str(exc)) from None
@@ -472,9 +472,10 @@ class Daemon:
         self.summary.verdicts += 1
         record = VerdictRecord.of(
             flow, conn, tags=attribution.policy_log, expected=attribution.expected,
-            disagreement="" if attribution.agrees else f"{attribution.observed}/{attribution.decision.outcome}",
         )
         self.metrics.verdict(record)
+        for kind in attribution.disagreements:  # each way hushflow and Cilium's own fields differ
+            self.metrics.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind)
         if record.expected is None:
             return
         tag = ",".join(record.tags) or "(none)"

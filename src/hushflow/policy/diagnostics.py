@@ -52,7 +52,7 @@ CHECKS: dict[str, Check] = {
         Check("HF032", "icmps-with-toports", Severity.ERROR, "icmps and toPorts in the same rule."),
         Check("HF033", "icmp-in-toports", Severity.ERROR, "ICMP given as a toPorts protocol."),
         Check("HF034", "dns-rule-on-ingress", Severity.ERROR, "L7 DNS rules on ingress."),
-        Check("HF035", "dns-rule-port", Severity.ERROR, "L7 DNS rules without an explicit port 53."),
+        Check("HF035", "dns-rule-port", Severity.ERROR, "L7 DNS rules without one explicit port (not 0, not a range)."),
         Check("HF036", "endport-below-port", Severity.WARNING, "endPort is below port: no range is enforced."),
         Check("HF037", "except-outside-cidr", Severity.ERROR, "An except entry is not inside its cidr."),
         Check("HF038", "l7-protocol", Severity.ERROR, "L7 rules where Cilium cannot apply them."),
@@ -61,7 +61,10 @@ CHECKS: dict[str, Check] = {
         Check("HF040", "log-value", Severity.ERROR, "log.value is too long or has non-printable characters."),
         Check("HF050", "deny-shadows-allow", Severity.WARNING, "A deny rule makes allow rules unreachable."),
         Check("HF051", "double-star-before-1.19", Severity.WARNING, "`**.` matches one label before Cilium 1.19."),
-        Check("HF052", "empty-rule-default-deny", Severity.WARNING, "An empty rule silently turns on default-deny."),
+        Check(
+            "HF052", "empty-rule-default-deny", Severity.WARNING,
+            "An empty rule turns on default-deny (info for the documented `ingress: [{}]` idiom).",
+        ),
         Check("HF054", "to-services-with-ports", Severity.WARNING, "toServices combined with toPorts."),
         Check(
             "HF053", "deny-only-default-deny", Severity.WARNING, "Deny rules alone switch endpoints to default-deny."
