@@ -368,7 +368,7 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
     try:
         attributor = make_attributor(
             loaded.policy_set, expected_logs=options.expected_logs, expected_cel=options.expected_cel,
-            attribute_default_deny=options.attribute_default_deny,
+            attribute_default_deny=options.attribute_default_deny, cilium_version=version,
         )
     except ValueError as exc:
         raise ObserveError(str(exc)) from None
