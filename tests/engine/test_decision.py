@@ -10,6 +10,9 @@ from tests.engine.conftest import WORLD, dns_answer, flow, pod
 APP = pod("shop", "web", 1001)
 DB = pod("shop", "db", 1002)
 OTHER_NS_DB = pod("other", "db", 1003)
+# conftest's pods run in mesh cluster c1; the `cluster` entity selects Cilium's default cluster-name.
+LOCAL_OTHER_NS_DB = {**OTHER_NS_DB, "labels": [label.replace("cluster=c1", "cluster=default")
+                                               for label in OTHER_NS_DB["labels"]]}
 HOST = {"identity": 1}
 
 
@@ -79,7 +82,12 @@ CASES = [
     ("entity-kube-apiserver", [ENTITIES], flow(APP, {"identity": 7, "labels": ["reserved:kube-apiserver"]}),
      "allowed", ["entities"]),
     ("entity-cluster-not-world", [CLUSTER], flow(APP, WORLD, dst_ip="8.8.8.8"), "default-deny", []),
-    ("entity-cluster-pod", [CLUSTER], flow(APP, OTHER_NS_DB), "allowed", ["cluster"]),
+    ("entity-cluster-pod", [CLUSTER], flow(APP, LOCAL_OTHER_NS_DB), "allowed", ["cluster"]),
+    # pkg/policy/api/entity.go: `cluster` is k8s:io.cilium.k8s.policy.cluster=<local>, not any namespaced pod.
+    ("entity-cluster-not-other-mesh-cluster", [CLUSTER], flow(APP, OTHER_NS_DB), "default-deny", []),
+    # pkg/policy/rules.go: an entry with only fromRequires/toRequires grants nothing.
+    ("requires-only-grants-nothing", [cnp("req", WEB + "  egress:\n  - toRequires: [{matchLabels: {app: db}}]\n")],
+     flow(APP, DB), "default-deny", []),
     ("port-range-udp-any", [RANGE], flow(APP, WORLD, dst_ip="8.8.8.8", port=8050, proto="UDP"), "allowed", ["range"]),
     ("port-range-outside", [RANGE], flow(APP, WORLD, dst_ip="8.8.8.8", port=8101), "default-deny", []),
     ("named-port-unresolvable", [NAMED], flow(APP, WORLD, dst_ip="8.8.8.8", port=443), "default-deny", []),

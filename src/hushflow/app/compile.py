@@ -31,7 +31,7 @@ from hushflow.flow.times import FlowTimes
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.lint import lint_policy_set
 from hushflow.policy.loading import LoadedPolicies
-from hushflow.policy.model import BuildOptions
+from hushflow.policy.model import DEFAULT_CLUSTER_NAME, BuildOptions
 
 
 class CompileError(Exception):
@@ -56,6 +56,7 @@ class CompileJob:
     allow_unobserved: bool = False
     dns_answer: BlockAnswer = "nxdomain"
     cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION
+    cluster_name: str = DEFAULT_CLUSTER_NAME
     clock: Literal["wall", "flows"] = "wall"
 
 
@@ -169,7 +170,7 @@ def run_compile(
     say = progress or (lambda _message: None)
     seed_groups = cluster.applied_groups() if cluster is not None else ()
     try:
-        loaded = load_job_policies(job.policies, BuildOptions(cilium_version=job.cilium_version))
+        loaded = load_job_policies(job.policies, BuildOptions.for_cluster(job.cilium_version, job.cluster_name))
     except PolicyError as exc:
         raise CompileError(str(exc)) from None
     check_policies(loaded, job.allow_unobserved)

@@ -77,6 +77,7 @@ class ObserveOptions:
     attribute_default_deny: bool = False
     with_findings: bool = False
     cilium_version: str = "1.18"
+    cluster_name: str = "default"
 
     @property
     def window(self) -> EventWindow:
@@ -355,14 +356,16 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
     from hushflow.app.enrich import Enricher, make_attributor
     from hushflow.app.policies import PolicyError, load_job_policies
     from hushflow.policy.fqdn import parse_cilium_version
-    from hushflow.policy.model import BuildOptions
+    from hushflow.policy.model import BuildOptions, cluster_name_problem
 
     try:
         version = parse_cilium_version(options.cilium_version)
     except ValueError as err:
         raise ObserveError(f"--cilium-version: {err}") from None
+    if problem := cluster_name_problem(options.cluster_name):
+        raise ObserveError(f"--cluster-name: {problem}")
     try:
-        loaded = load_job_policies(options.enrich, BuildOptions(cilium_version=version))
+        loaded = load_job_policies(options.enrich, BuildOptions.for_cluster(version, options.cluster_name))
     except PolicyError as exc:
         raise ObserveError(f"cannot enrich: {exc}") from None
     try:

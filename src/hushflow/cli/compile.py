@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hushflow.cli.options import cilium_version_option, protect_cidr_option
+from hushflow.cli.options import cilium_version_option, cluster_name_option, protect_cidr_option
 from hushflow.enforce.writer import UnsafePathError
 from hushflow.policy.source import printable
 
@@ -48,12 +48,14 @@ def _say(text: str) -> None:
 @click.option("--kubeconfig", metavar="FILE", help="Kubeconfig for --apply (default: ~/.kube/config or in-cluster).")
 @click.option("--context", "kube_context", metavar="NAME", help="Kubeconfig context for --apply.")
 @cilium_version_option
+@cluster_name_option
 def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | None, flows: tuple[str, ...],
              resolve: bool, nameservers: tuple[str, ...], shared_ip: str, group_cap: int, max_total: int,
              max_ips_per_name: int,
              min_ttl: float, grace: float, protect_cidrs: tuple[str, ...] | None, allow_unobserved: bool,
              dns_answer: str, clock: str, apply_: bool,
-             dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int]) -> None:
+             dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int],
+             cluster_name: str) -> None:
     """Turn `egressDeny` + `toFQDNs` (which Cilium cannot run) into `toCIDRSet` rules selecting
     CiliumCIDRGroups that hushflow keeps filled with the IPs behind the denied names, plus a
     CoreDNS snippet and an RPZ zone that block the names at DNS level (the first line of defence).
@@ -83,7 +85,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         allow_unobserved=allow_unobserved,
         protect_cidrs=protect_cidrs,
         dns_answer=dns_answer,  # type: ignore[arg-type]
-        cilium_version=cilium_version, clock=clock,  # type: ignore[arg-type]
+        cilium_version=cilium_version, cluster_name=cluster_name, clock=clock,  # type: ignore[arg-type]
     )
     lookup = None
     if nameservers:

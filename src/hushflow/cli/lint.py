@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hushflow.cli.options import cilium_version_option
+from hushflow.cli.options import cilium_version_option, cluster_name_option
 from hushflow.policy.lint import lint_paths
 from hushflow.policy.lint_output import to_json, to_sarif, write_json, write_text
 from hushflow.policy.model import BuildOptions
@@ -24,9 +24,11 @@ from hushflow.policy.model import BuildOptions
 )
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too, not only on errors.")
 @cilium_version_option
+@cluster_name_option
 @click.option("--color/--no-color", default=None, help="Colour the text output (default: when on a terminal).")
 def lint(
-    paths: tuple[str, ...], output_format: str, strict: bool, cilium_version: tuple[int, int], color: bool | None
+    paths: tuple[str, ...], output_format: str, strict: bool, cilium_version: tuple[int, int], cluster_name: str,
+    color: bool | None,
 ) -> None:
     """Check CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and CiliumCIDRGroup YAML.
 
@@ -46,7 +48,7 @@ def lint(
       kubectl get cnp -A -o yaml | hushflow lint -
       hushflow lint --format sarif policies/ > lint.sarif
     """
-    report = lint_paths(paths, BuildOptions(cilium_version=cilium_version), stdin=sys.stdin)
+    report = lint_paths(paths, BuildOptions.for_cluster(cilium_version, cluster_name), stdin=sys.stdin)
     if output_format == "json":
         write_json(to_json(report), sys.stdout)
     elif output_format == "sarif":

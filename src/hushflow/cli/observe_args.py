@@ -69,6 +69,8 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
     _flag("with-findings", "Enrichment", "Add hushflow's findings (rules with file:line, expected or not) "
           "as a \"hushflow\" object next to \"flow\" in json/jsonpb output", boolean=True),
     _flag("cilium-version", "Enrichment", "Cilium version the policies run on (default 1.18)", "version"),
+    _flag("cluster-name", "Enrichment", "Cilium's cluster-name: what the cluster entity selects and, from 1.19, "
+          "the cluster peer selectors are limited to (default \"default\")", "name"),
     _flag("print-raw-filters", "Other", "Print the allowlist/denylist FlowFilters as YAML (exactly like "
           "hubble) and exit", boolean=True),
     _flag("silent-errors", "Other", "Do not print warnings about skipped lines", shorthand="s", boolean=True),
@@ -181,6 +183,7 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
         attribute_default_deny=bool(values.get("attribute-default-deny", False)),
         with_findings=bool(values.get("with-findings", False)),
         cilium_version=str(values.get("cilium-version", "1.18")),
+        cluster_name=str(values.get("cluster-name", "default")),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from hushflow.policy.fqdn import parse_cilium_version
+from hushflow.policy.model import DEFAULT_CLUSTER_NAME, cluster_name_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,6 +27,24 @@ def cilium_version_option(function: F) -> F:
         show_default=True,
         callback=_version,
         help="Cilium version the policies run on (FQDN `**.` patterns changed in 1.19).",
+    )(function)
+
+
+def _cluster(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    problem = cluster_name_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
+def cluster_name_option(function: F) -> F:
+    return click.option(
+        "--cluster-name",
+        default=DEFAULT_CLUSTER_NAME,
+        show_default=True,
+        callback=_cluster,
+        help="Cilium's cluster-name: what the `cluster` entity selects and, from Cilium 1.19 "
+             "(policy-default-local-cluster), the cluster every peer selector that names none is limited to.",
     )(function)
 
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hushflow.cli.options import cilium_version_option
+from hushflow.cli.options import cilium_version_option, cluster_name_option
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import BuildOptions
 from hushflow.policy.source import printable
@@ -19,12 +19,13 @@ from hushflow.policy.summary import summarize
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @cilium_version_option
-def summary(paths: tuple[str, ...], cilium_version: tuple[int, int]) -> None:
+@cluster_name_option
+def summary(paths: tuple[str, ...], cilium_version: tuple[int, int], cluster_name: str) -> None:
     """One line per policy: kind, name, rules per direction, FQDN denies, log tags.
 
     Policies that fail schema validation are left out; run `hushflow lint` to see why.
     """
-    loaded = load_policies(paths, BuildOptions(cilium_version=cilium_version), stdin=sys.stdin)
+    loaded = load_policies(paths, BuildOptions.for_cluster(cilium_version, cluster_name), stdin=sys.stdin)
     rows = summarize(loaded.policy_set)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("POLICY", "SELECTS", "ALLOW IN/OUT", "DENY IN/OUT", "DEFAULT-DENY", "FQDN DENIES", "LOG"):

@@ -8,6 +8,11 @@ For the enforcing endpoint and direction (reference §A.6, §E.0):
    (POLICY_DENIED, 133), which no single rule is responsible for;
 4. else the direction is not enforced: allowed without policy.
 
+`fromRequires`/`toRequires` (Cilium <= 1.18) of every allow entry of the rules selecting the
+endpoint are ANDed onto each allow entry's `from/toEndpoints` selectors, those of deny entries
+onto the deny entries' (pkg/policy/rules.go, resolveL4IngressPolicy; api/ingress.go,
+GetSourceEndpointSelectorsWithRequirements). They narrow nothing else and grant nothing.
+
 Rules are indexed, not scanned: those whose endpointSelector pins a namespace sit in that
 namespace's bucket, and the rules that apply to one set of endpoint labels are computed once
 per label set (an identity) and cached. Decisions for the same (subject, peer, port, names)
@@ -24,7 +29,7 @@ from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.engine.peers import CompiledPeer, compile_peer, is_world_peer
 from hushflow.flow.connection import Connection, Direction
 from hushflow.policy.fqdn import dns_name
-from hushflow.policy.labels import NAMESPACE_KEY, endpoint_label_map
+from hushflow.policy.labels import NAMESPACE_KEY, Requirement, endpoint_label_map
 from hushflow.policy.model import PolicySet, Rule
 
 Outcome = Literal["denied", "allowed", "default-deny", "not-enforced"]
@@ -74,6 +79,8 @@ class _SubjectEntry:
     rules: int = 0
     needs_names: bool = False
     needs_ip: bool = False
+    allow_requires: tuple[Requirement, ...] = ()
+    deny_requires: tuple[Requirement, ...] = ()
 
 
 @dataclass(slots=True)
@@ -161,6 +168,8 @@ class PolicyEngine:
             for peer in allows + denies:
                 entry.needs_names |= bool(peer.rule.fqdns)
                 entry.needs_ip |= peer.cidrs is not None
+            entry.allow_requires += _requirements(allows)
+            entry.deny_requires += _requirements(denies)
         self._subjects[key] = entry
         return entry
 
@@ -200,8 +209,12 @@ class PolicyEngine:
         def names_fn() -> tuple[str, ...]:
             return names
 
-        denies = tuple(self._matches(entry.denies, conn, peer_map, names_fn, explain))
-        allows = tuple(self._matches(entry.allows, conn, peer_map, names_fn, explain)) if not denies or explain else ()
+        denies = tuple(self._matches(entry.denies, conn, peer_map, names_fn, explain, entry.deny_requires))
+        allows = (
+            tuple(self._matches(entry.allows, conn, peer_map, names_fn, explain, entry.allow_requires))
+            if not denies or explain
+            else ()
+        )
         allows = tuple(sorted(allows, key=lambda m: m.peer.specificity))
         if denies:
             outcome: Outcome = "denied"
@@ -227,13 +240,26 @@ class PolicyEngine:
         peer_map: Mapping[str, str],
         names_fn: object,
         explain: bool,
+        requires: tuple[Requirement, ...] = (),
     ) -> list[RuleMatch]:
         out = []
         for rule, peer in candidates:
             why: list[str] | None = [] if explain else None
-            if peer.port_matches(conn, why) and peer.peer_matches(conn, peer_map, names_fn, why):  # type: ignore[arg-type]
+            if peer.port_matches(conn, why) and peer.peer_matches(
+                conn, peer_map, names_fn, why, requires  # type: ignore[arg-type]
+            ):
                 out.append(RuleMatch(rule, peer, tuple(why or ())))
         return out
+
+
+def _requirements(peers: list[CompiledPeer]) -> tuple[Requirement, ...]:
+    """Every requirement the from/toRequires selectors of these entries write."""
+    return tuple(
+        requirement
+        for peer in peers
+        for selector in peer.rule.requires or ()
+        for requirement in selector.requirements
+    )
 
 
 def _pinned_namespace(rule: Rule) -> str | None:

@@ -4,7 +4,12 @@ Semantics (reference §A.3, §A.4, §B):
 - a rule with no L3 field selects every peer; a written but empty list selects none;
 - `to/fromEndpoints` match the peer's labels (implicit namespace already in the selector);
 - CIDR rules match only peers without a label identity (world, CIDR and FQDN identities);
-- `toEntities` map to reserved labels; `cluster` is everything that is not world;
+- `toEntities` map to reserved labels; `cluster` is the reserved in-cluster identities plus the
+  pods labelled `k8s:io.cilium.k8s.policy.cluster=<local cluster>` (pkg/policy/api/entity.go,
+  InitEntities): a pod of another mesh cluster is not `cluster`;
+- `from/toRequires` of every rule selecting the endpoint narrow each `from/toEndpoints`
+  selector of the same kind (allow or deny), nothing else (pkg/policy/rules.go); an entry with
+  only requirements selects no peer;
 - `toFQDNs` match world peers whose IP the source resolved to a selected name: Hubble's
   `destination_names`, plus every unexpired DNS answer the engine has seen (Cilium's merged
   cache), plus the `fqdn:` selector labels Cilium itself put on the peer identity;
@@ -21,8 +26,8 @@ from dataclasses import dataclass, field
 
 from hushflow.flow.connection import Connection
 from hushflow.policy.fqdn import dns_name
-from hushflow.policy.labels import Selector
-from hushflow.policy.model import IPNetwork, PeerRule, PolicySet
+from hushflow.policy.labels import Requirement, Selector
+from hushflow.policy.model import CLUSTER_KEY, IPNetwork, PeerRule, PolicySet
 
 NamesFn = Callable[[], tuple[str, ...]]
 
@@ -123,10 +128,17 @@ class CompiledPeer:
     # -- peers ---------------------------------------------------------------------------------
 
     def peer_matches(
-        self, conn: Connection, peer_map: Mapping[str, str], names: NamesFn, why: list[str] | None = None
+        self,
+        conn: Connection,
+        peer_map: Mapping[str, str],
+        names: NamesFn,
+        why: list[str] | None = None,
+        requires: tuple[Requirement, ...] = (),
     ) -> bool:
+        """`requires`: the from/toRequires of the rules selecting the endpoint, folded into every
+        endpoint selector of this rule (Cilium <= 1.18)."""
         rule = self.rule
-        if rule.is_empty:
+        if rule.grants_nothing:
             return False
         if not self.l3:
             if why is not None:
@@ -136,6 +148,14 @@ class CompiledPeer:
         if self.endpoints is not None:
             for selector in self.endpoints:
                 if selector.matches(peer_map):
+                    missed = [r for r in requires if not r.matches(peer_map)]
+                    if missed:
+                        if why is not None:
+                            why.append(
+                                f"peer labels match {selector.where.field} ({selector}) but not the required "
+                                f"{', '.join(str(r) for r in missed)} (from/toRequires)"
+                            )
+                        continue
                     if why is not None:
                         why.append(f"peer labels match {selector.where.field} ({selector})")
                     return True
@@ -188,7 +208,7 @@ class CompiledPeer:
             if entity == "cluster":
                 if not is_world_peer(labels, identity) and (
                     any(label in _CLUSTER_RESERVED for label in labels)
-                    or "k8s:io.kubernetes.pod.namespace" in peer_map
+                    or peer_map.get(f"k8s:{CLUSTER_KEY}") == self.rule.cluster_name
                 ):
                     return entity
                 continue
@@ -239,7 +259,7 @@ def compile_peer(rule: PeerRule, policy_set: PolicySet) -> CompiledPeer:
     )
     return CompiledPeer(
         rule=rule,
-        l3=bool(rule.l3_fields) or rule.is_empty,
+        l3=bool(rule.l3_fields) or rule.grants_nothing,
         has_ports=rule.ports is not None or rule.icmps is not None,
         endpoints=rule.endpoints,
         entities=frozenset(rule.entities) if rule.entities is not None else None,

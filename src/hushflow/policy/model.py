@@ -6,7 +6,13 @@ match what Cilium enforces rather than what the YAML says:
 - a CNP's `from/toEndpoints` get the policy namespace unless they name a namespace, use a
   namespace-labels key or select reserved labels; a CCNP's get `namespace Exists`;
 - keys without a source mean `any:`, `$key` means `reserved:key`;
-- `enableDefaultDeny` defaults per direction to "this rule has entries in that direction".
+- `enableDefaultDeny` defaults per direction to "this rule has entries in that direction";
+- with policy-default-local-cluster (on by default from Cilium 1.19) every peer endpoint
+  selector that names no cluster gets `k8s:io.cilium.k8s.policy.cluster=<local cluster>`
+  (pkg/k8s/apis/cilium.io/utils/utils.go, addClusterFilterByDefault);
+- `fromRequires`/`toRequires` (Cilium <= 1.18) are kept as requirement selectors: they grant
+  nothing themselves and narrow the `from/toEndpoints` of every rule selecting the same
+  endpoint (pkg/policy/rules.go); from 1.19 the CRD no longer has them (`requires_problems`).
 
 hushflow's one extension of the language: `toFQDNs` inside `egressDeny`, modelled exactly
 like an allow rule's `toFQDNs` (`PeerRule.fqdns` on a deny rule).
@@ -38,6 +44,11 @@ CIDR_GROUP = "CiliumCIDRGroup"
 POLICY_KINDS = (CNP, CCNP)
 
 Direction = Literal["ingress", "egress"]
+# Cilium's default `cluster-name` (pkg/defaults: ClusterName).
+DEFAULT_CLUSTER_NAME = "default"
+CLUSTER_KEY = "io.cilium.k8s.policy.cluster"
+LOCAL_CLUSTER_DEFAULT_SINCE = (1, 19)  # policy-default-local-cluster on by default
+REQUIRES_REMOVED_IN = (1, 19)  # cilium#42615: FromRequires/ToRequires removed from the API
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The L3 peer fields of each rule section, in the order Cilium's docs list them.
@@ -171,6 +182,9 @@ class PeerRule:
     l3_fields: tuple[str, ...] = ()  # the L3 fields written, e.g. ("toFQDNs",)
     l3_nonempty: tuple[str, ...] = ()  # those written with at least one entry (what Cilium counts)
     is_empty: bool = False  # written as `{}`
+    # fromRequires/toRequires: None when not written; () when written but pruned (Cilium >= 1.19).
+    requires: tuple[Selector, ...] | None = None
+    cluster_name: str = DEFAULT_CLUSTER_NAME  # the local cluster: what the `cluster` entity selects
 
     @property
     def section(self) -> str:
@@ -180,6 +194,14 @@ class PeerRule:
     def any_peer(self) -> bool:
         """No L3 field: the rule applies to every peer (an L4-only rule)."""
         return not self.l3_fields
+
+    @property
+    def grants_nothing(self) -> bool:
+        """Selects no peer at all: `{}`, or only requirements (Cilium folds `from/toRequires`
+        into other selectors; with no L3 field and no port it merges nothing)."""
+        if self.is_empty:
+            return True
+        return self.requires is not None and not self.l3_fields and self.ports is None and self.icmps is None
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity: each one stands for one written rule
@@ -241,6 +263,29 @@ class BuildOptions:
     # Cilium >= 1.19 adds `k8s:io.cilium.k8s.policy.cluster=<local>` to peer selectors when
     # policy-default-local-cluster is on. None leaves selectors cluster-agnostic.
     local_cluster: str | None = None
+    # The cluster the policies run in (Cilium's `cluster-name`): what the `cluster` entity selects.
+    cluster_name: str = DEFAULT_CLUSTER_NAME
+
+    @classmethod
+    def for_cluster(cls, cilium_version: tuple[int, int], cluster_name: str = DEFAULT_CLUSTER_NAME) -> BuildOptions:
+        """Options as Cilium sets them by default: policy-default-local-cluster is off in 1.18
+        (pkg/clustermesh/types/option.go) and on from 1.19 (the Helm default
+        `clustermesh.policyDefaultLocalCluster: true`)."""
+        local = cluster_name if cilium_version >= LOCAL_CLUSTER_DEFAULT_SINCE else None
+        return cls(cilium_version=cilium_version, local_cluster=local, cluster_name=cluster_name)
+
+
+_CLUSTER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def cluster_name_problem(name: str) -> str | None:
+    """Why `name` is not a cluster name Cilium accepts (lowercase letters, digits and `-`, at most
+    32, starting and ending with a letter or digit: pkg/clustermesh/types), else None."""
+    if not name or len(name) > 32:
+        return f"{name!r} must be 1 to 32 characters"
+    if not set(name) <= _CLUSTER_NAME_CHARS or not name[0].isalnum() or not name[-1].isalnum():
+        return f"{name!r} may hold only lowercase letters, digits and '-', and starts and ends with a letter or digit"
+    return None
 
 
 def _is_fqdn_selector(item: Any) -> bool:
@@ -278,25 +323,26 @@ class _Builder:
             requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "In", frozenset({self.namespace})))
         return Selector(tuple(requirements), written, self.at(path))
 
-    def peer_selector(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
+    def peer_selector(self, raw: Mapping[str, Any], path: FieldPath, requirement: bool = False) -> Selector:
+        """A from/toEndpoints selector (or, with `requirement`, a from/toRequires one) with the
+        namespace and cluster Cilium adds (utils.go, getEndpointSelector): a selector of
+        reserved labels is left alone, except a requirement's."""
         written = written_requirements(raw)
         requirements = list(written)
         reserved = any(r.key.startswith("reserved:") for r in written)
-        names_namespace = any(
-            r.key in (f"k8s:{NAMESPACE_KEY}", f"any:{NAMESPACE_KEY}")
-            or r.key.split(":", 1)[1].startswith(NAMESPACE_LABELS_PREFIX)
-            for r in written
-        )
-        if not reserved and not names_namespace:
-            if self.kind == CNP:
+        if reserved and not requirement:
+            return Selector(tuple(requirements), written, self.at(path))
+        names_namespace = any(r.key in (f"k8s:{NAMESPACE_KEY}", f"any:{NAMESPACE_KEY}") for r in written)
+        namespace_labels = any(r.key.split(":", 1)[1].startswith(NAMESPACE_LABELS_PREFIX) for r in written)
+        if not names_namespace:
+            if self.kind != CNP:
+                requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "Exists"))
+            elif not namespace_labels:
                 # Cilium: `toEndpoints: [{}]` in a CNP means "every pod of this namespace".
                 requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "In", frozenset({self.namespace})))
-            else:
-                requirements.append(Requirement(f"k8s:{NAMESPACE_KEY}", "Exists"))
-        if self.options.local_cluster and not reserved:
-            cluster_key = "k8s:io.cilium.k8s.policy.cluster"
-            if not any(r.key.split(":", 1)[1] == "io.cilium.k8s.policy.cluster" for r in written):
-                requirements.append(Requirement(cluster_key, "In", frozenset({self.options.local_cluster})))
+        names_cluster = any(r.key in (f"k8s:{CLUSTER_KEY}", f"any:{CLUSTER_KEY}") for r in written)
+        if self.options.local_cluster and not names_cluster:
+            requirements.append(Requirement(f"k8s:{CLUSTER_KEY}", "In", frozenset({self.options.local_cluster})))
         return Selector(tuple(requirements), written, self.at(path))
 
     def plain_selector(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
@@ -392,6 +438,15 @@ class _Builder:
         auth = raw.get("authentication")
         # In a deny rule the schema does not check it (HF022 names it): any shape.
         mode = auth.get("mode") if isinstance(auth, dict) else None
+        requires = raw.get(f"{prefix}Requires")
+        required: tuple[Selector, ...] | None = None
+        if isinstance(requires, list):
+            # From 1.19 the API server prunes the field (or rejects the policy): nothing narrows.
+            required = () if self.options.cilium_version >= REQUIRES_REMOVED_IN else tuple(
+                self.peer_selector(sel, (*path, f"{prefix}Requires", i), requirement=True)
+                for i, sel in enumerate(requires)
+                if isinstance(sel, dict)
+            )
         return PeerRule(
             direction=direction,
             deny=deny,
@@ -423,6 +478,8 @@ class _Builder:
             l3_fields=written,
             l3_nonempty=tuple(name for name in written if raw.get(name)),
             is_empty=not raw,
+            requires=required,
+            cluster_name=self.options.cluster_name,
         )
 
     def service_peer(self, raw: Mapping[str, Any], path: FieldPath) -> ServicePeer:
