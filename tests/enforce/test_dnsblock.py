@@ -102,7 +102,8 @@ def test_output_does_not_depend_on_input_order():
         ),
         ("double_star_1_19_is_labels", pattern("**.cilium.io", (1, 19)), "(?i)^(?:[-a-zA-Z0-9_]+[.])+cilium[.]io[.]$"),
         ("double_star_not_leading", pattern("a.**.io", (1, 19)), "(?i)^a[.][-a-zA-Z0-9_]*[-a-zA-Z0-9_]*[.]io[.]$"),
-        ("only_stars", pattern("*.*"), "(?i)^.*$"),
+        # `*.*` is exactly two labels (pkg/fqdn/matchpattern), not every name.
+        ("only_stars", pattern("*.*"), "(?i)^[-a-zA-Z0-9_]*[.][-a-zA-Z0-9_]*[.]$"),
         ("trailing_dot_written", pattern("*.cilium.io."), "(?i)^[-a-zA-Z0-9_]*[.]cilium[.]io[.]$"),
     ),
 )
@@ -196,7 +197,7 @@ def test_snippet_comments_out_a_pattern_of_only_stars():
     text = coredns_snippet([pattern("*"), name("api.evil.example")])
     active = [line for line in text.splitlines() if line.strip().startswith("match ")]
     assert active == ["    match (?i)^api[.]evil[.]example[.]$"]
-    assert "#   match (?i)^.*$" in text
+    assert "#   match (?i)^(?:(?:[-a-zA-Z0-9_]+[.])+|[.])$" in text
 
 
 def test_snippet_reason_cannot_break_out_of_its_comment():
@@ -266,7 +267,7 @@ def test_rpz_expressible(entry, owner_line, broader):
         ("star_label_not_leftmost", pattern("api.*.evil.example"), "after the first label"),
         ("double_star_not_leading", pattern("a.**.example", (1, 19)), "after the first label"),
         ("only_stars", pattern("*"), "selects every name"),
-        ("only_star_labels", pattern("*.*"), "selects every name"),
+        ("only_star_labels", pattern("*.*"), "no fixed label"),
         ("rpz_trigger_label", name("10.0.0.10.rpz-ip"), "RPZ trigger keyword"),
         ("too_long_under_origin", name(".".join(["a" * 60] * 4)), "longer than DNS allows"),
     ),

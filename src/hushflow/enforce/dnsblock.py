@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hushflow.policy.fqdn import FQDNSelector, fully_qualified
+from hushflow.policy.fqdn import FQDNSelector, fully_qualified, multi_label_prefix
 
 BlockAnswer = Literal["nxdomain", "refused", "nodata", "null-ip"]
 BLOCK_ANSWERS: tuple[BlockAnswer, ...] = ("nxdomain", "refused", "nodata", "null-ip")
@@ -72,9 +72,8 @@ def _selector_text(selector: FQDNSelector) -> str:
 
 
 def _selects_everything(selector: FQDNSelector) -> bool:
-    """Cilium: a pattern made only of stars (and dots) selects every name, the root included."""
-    text = selector.match_pattern
-    return text is not None and "*" in text and text.strip("*.") == ""
+    """Cilium's select-all for the selector's version (policy.fqdn.selects_every_name)."""
+    return selector.is_wildcard_all
 
 
 def _check_chars(selector: FQDNSelector, text: str, allowed: frozenset[str]) -> None:
@@ -123,12 +122,13 @@ def coredns_regex(selector: FQDNSelector) -> str:
         return "(?i)^" + _literal(text) + "$"
     _check_chars(selector, text, _NAME_CHARS | {"*"})
     if _selects_everything(selector):
-        return "(?i)^.*$"  # Cilium: a pattern of only stars selects every name, the root included
+        # Cilium (toFQDNs): every name of DNS characters without empty labels, and the root.
+        return f"(?i)^(?:(?:{_LABEL_CLASS}+[.])+|[.])$"
     prefix = ""
-    if selector.cilium_version >= (1, 19) and text.startswith("**."):
-        # Cilium >= 1.19: a leading `**.` is one or more whole labels.
+    if skip := multi_label_prefix(text, selector.cilium_version):
+        # Cilium >= 1.19: two or more leading stars and a dot are one or more whole labels.
         prefix = f"(?:{_LABEL_CLASS}+[.])+"
-        text = text[3:]
+        text = text[skip:]
     body = "".join(f"{_LABEL_CLASS}*" if char == "*" else _literal(char) for char in text)
     return "(?i)^" + prefix + body + "$"
 
@@ -288,6 +288,10 @@ def _rpz_owner(selector: FQDNSelector, origin: str) -> _RpzOwner:
         while leading < len(labels) and labels[leading] and set(labels[leading]) == {"*"}:
             leading += 1
         rest = labels[leading:]
+        if not rest:  # `*.*` (two labels, Cilium's matchpattern): no fixed suffix to hang a wildcard on
+            return _RpzOwner(
+                None, False, "it has no fixed label; an RPZ wildcard would block every name for every client"
+            )
         if any("*" in label for label in rest):
             starred = next(label for label in rest if "*" in label)
             if leading == 0 and set(starred) != {"*"}:
