@@ -317,3 +317,26 @@ def test_cli_quiet_on_broken_pipe() -> None:
     )
     assert result.stdout == INPUT_LINES[0] + b"\n"
     assert result.stderr == b""
+
+
+# --- jsonpb is Hubble's encoding, not the input line ----------------------------------------------
+
+
+def test_jsonpb_reencodes_lines_written_in_another_spelling(tmp_path: Path) -> None:
+    # hubble/pkg/printer/printer.go re-encodes every flow: reordered fields, `.000Z`, written-out
+    # zero values and whitespace all print as the recorded line (tests/sinks/test_jsonpb_reencode.py
+    # has one row per spelling).
+    recorded = [json.loads(line) for line in INPUT_LINES[:30]]
+    rewritten = []
+    for event in recorded:
+        flow = dict(reversed(list(event["flow"].items())))
+        flow.setdefault("drop_reason", 0)
+        if "." not in flow["time"]:
+            flow["time"] = flow["time"][:-1] + ".000Z"
+        rewritten.append(json.dumps({"time": event["time"], "flow": flow, "node_name": event["node_name"]}))
+    path = tmp_path / "respelled.jsonl"
+    path.write_text("\n".join(rewritten) + "\n")
+    for output in ("jsonpb", "json"):
+        code, out, err = run(["--input-file", str(path), "-o", output])
+        assert code == EXIT_OK, err
+        assert out.splitlines() == INPUT_LINES[:30]

@@ -547,6 +547,181 @@ is_canonical_flow_event = make_canonical_check()
 
 # -- encoding ----------------------------------------------------------------------------------
 
+#: Plans kept per message for the shapes (key sequences) seen; a new shape past it is not cached.
+_MAX_SHAPES = 4096
+
+
+def make_canonical_event_check() -> Callable[[Any], bool]:
+    """Build a proof, cheap enough to run on every printed event, that a parsed event dict is
+    already exactly what :class:`EventNormalizer` returns for it *unchanged* (every level: proto
+    names only, in declaration order, no default values, enums by name, 64-bit integers as their
+    decimal strings, 32-bit ones in range, timestamps as Go writes them). When it says True,
+    ``encode_event(d)`` is the line Hubble prints; False only means "take the slow path" (it is
+    conservative: opaque ``extensions`` and unknown enum numbers always go there).
+
+    Per message the key sequence is looked up in a plan cache (flows repeat a few hundred
+    shapes), then one tuple of the value types is compared and the few fields that need more
+    (enums, nested messages, ranges, timestamps) are checked. The returned function holds its
+    own caches: build one per consumer, never share one at module level.
+    """
+    last_second = [""]
+
+    def timestamp_ok(v: str) -> bool:
+        # Go's Timestamp JSON: whole seconds in UTC, then no fraction or 3, 6 or 9 digits
+        # (nanos % 1e6 == 0 -> 3, % 1e3 == 0 -> 6), so the last three digits are never "000".
+        head = v[:19]
+        if head != last_second[0]:
+            if len(v) < 20:
+                return False
+            try:
+                if format_timestamp(parse_timestamp(head + "Z")[0], 0) != head + "Z":
+                    return False
+            except ValueError:
+                return False
+            last_second[0] = head
+        rest = v[19:]
+        if rest == "Z":
+            return True
+        frac = rest[1:-1]
+        return (
+            len(rest) in (5, 8, 11) and rest[0] == "." and rest[-1] == "Z"
+            and frac.isascii() and frac.isdigit() and frac[-3:] != "000"
+        )
+
+    checks: dict[str, Callable[[Any], bool]] = {}
+
+    def message_check(msg: _Message) -> Callable[[Any], bool]:
+        known = checks.get(msg.full_name)
+        if known is not None:
+            return known
+        plans: dict[tuple[str, ...], Any] = {}
+
+        def check(d: Any) -> bool:
+            if d.__class__ is not dict:
+                return False
+            keys = tuple(d)
+            plan = plans.get(keys)
+            if plan is None:
+                plan = _plan(msg, keys)
+                if len(plans) < _MAX_SHAPES:
+                    plans[keys] = plan
+            if plan is False:
+                return False
+            types, falsy_ok, field_checks = plan
+            values = tuple(d.values())
+            if tuple(map(type, values)) != types:
+                return False
+            if not all(values):
+                for i, v in enumerate(values):
+                    if not v and i not in falsy_ok:
+                        return False
+            for i, field_check in field_checks:  # noqa: SIM110 - a loop beats all(genexpr) here
+                if not field_check(values[i]):
+                    return False
+            return True
+
+        checks[msg.full_name] = check
+        return check
+
+    def _plan(msg: _Message, keys: tuple[str, ...]) -> Any:
+        last = -1
+        oneofs: set[str] = set()
+        types: list[type] = []
+        falsy_ok: set[int] = set()
+        field_checks: list[tuple[int, Callable[[Any], bool]]] = []
+        for i, key in enumerate(keys):
+            fld = msg.by_key.get(key)
+            if fld is None or fld.name != key or fld.index <= last:
+                return False
+            last = fld.index
+            if fld.oneof is not None:
+                if fld.oneof in oneofs:
+                    return False
+                oneofs.add(fld.oneof)
+            element = _element_check(fld)
+            if element is False:
+                return False
+            if fld.repeated:
+                types.append(list)
+                field_checks.append((i, _all_of(element[1], element[0])))
+                continue
+            types.append(element[0])
+            if fld.presence or fld.oneof is not None:
+                falsy_ok.add(i)
+            if element[1] is not None:
+                field_checks.append((i, element[1]))
+        return tuple(types), frozenset(falsy_ok), tuple(field_checks)
+
+    def _element_check(fld: _Field) -> Any:
+        """(python type, extra check or None) of one value of ``fld``; False: never fast."""
+        kind = fld.kind
+        if kind in ("string", "stringlike"):
+            return str, None
+        if kind == "bool":
+            return bool, None
+        if kind == "message":
+            assert fld.message is not None
+            return dict, message_check(fld.message)
+        if kind == "enum":
+            allowed = fld.enum_names
+            if not (fld.presence or fld.oneof is not None or fld.repeated):
+                allowed = allowed - {fld.enum_zero}
+            return str, allowed.__contains__
+        if kind in ("int32", "uint32"):
+            lo, hi = _RANGES[kind]
+            return int, lambda v: lo <= v <= hi
+        if kind in ("int64", "uint64"):
+            lo, hi = _RANGES[kind]
+
+            def decimal_ok(v: str) -> bool:
+                if not (v.isascii() and v.lstrip("-").isdigit()):
+                    return False
+                n = int(v)
+                return lo <= n <= hi and str(n) == v
+
+            return str, decimal_ok
+        if kind == "timestamp":
+            return str, timestamp_ok
+        return False  # float, opaque: the slow path decides
+
+    def _all_of(each: Callable[[Any], bool] | None, element_type: type) -> Callable[[Any], bool]:
+        if element_type is str and each is None:
+            return _all_strings
+
+        def all_ok(values: list[Any]) -> bool:
+            for v in values:  # noqa: SIM110 - a loop beats all(genexpr) here
+                if v.__class__ is not element_type or (each is not None and not each(v)):
+                    return False
+            return True
+
+        return all_ok
+
+    event_check = message_check(_event_schema())
+
+    def is_canonical_event(d: Any) -> bool:
+        return event_check(d) and not _KIND_KEYS.isdisjoint(d)
+
+    return is_canonical_event
+
+
+def canonical_event(data: Any, is_canonical: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    """``data`` as Hubble's protojson holds it (what its jsonpb encoder writes, in order):
+    ``data`` itself when ``is_canonical`` (a :func:`make_canonical_event_check`) proves it is,
+    else the normalized copy. Raises ProtoJSONError for what is no valid Hubble event."""
+    if is_canonical is not None and is_canonical(data):
+        return data
+    return _validator().normalize(data).event
+
+
+def _all_strings(values: list[Any]) -> bool:
+    """Whether every item is a str (join does the type check in C: labels are on every flow)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
 _HTML_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"),
                  ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
 
@@ -571,10 +746,12 @@ __all__ = [
     "EventNormalizer",
     "Normalized",
     "ProtoJSONError",
+    "canonical_event",
     "encode_event",
     "event_problem",
     "go_json_escape",
     "is_canonical_flow_event",
+    "make_canonical_event_check",
     "printable",
     "unprocessable_reason",
 ]

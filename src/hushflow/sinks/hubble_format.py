@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Protocol
 import orjson
 
 from hushflow.flow.identities import RESERVED_IDENTITY_NAMES, UNKNOWN_IDENTITY, UNKNOWN_IDENTITY_NAME
-from hushflow.flow.protojson import go_json_escape
+from hushflow.flow.protojson import canonical_event, go_json_escape, make_canonical_event_check
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.times import parse_timestamp
 
@@ -329,24 +329,47 @@ class _Clock:
 # -- printers ----------------------------------------------------------------------------------
 
 
+#: The key ``--enrich --with-findings`` adds to an event (``app.enrich.FINDINGS_KEY``): hushflow's
+#: own addition, printed after Hubble's fields; the reader never lets one through from input.
+FINDINGS_KEY = "hushflow"
+
+
 class JsonpbPrinter:
-    """``-o jsonpb`` (and ``-o json``): the canonical line, Go-escaped, one per line."""
+    """``-o jsonpb`` (and ``-o json``): each event as Hubble's jsonpb encoder writes it.
+
+    Hubble re-encodes every flow it prints, so an input line in any other spelling (``.000Z``,
+    zero values, another field order, whitespace, exporter or legacy ``-o json`` form) comes out
+    in the canonical one. The event dict is printed as it is only when
+    :func:`~hushflow.flow.protojson.make_canonical_event_check` proves it canonical at every
+    level; otherwise it is normalized first. The bytes are always encoded from the dict, never
+    copied from the input line, so whitespace and escapes are Go's too.
+    """
 
     def __init__(self, out: BinaryIO, *, err: BinaryIO | None = None, options: PrintOptions | None = None):
         self._out = out
         self._err = err
         self._opts = options or PrintOptions()
+        self._is_canonical = make_canonical_event_check()
+
+    def _encode(self, data: Mapping[str, Any]) -> bytes:
+        findings = data.get(FINDINGS_KEY)
+        if findings is not None:
+            data = {k: v for k, v in data.items() if k != FINDINGS_KEY}
+        event = canonical_event(data, self._is_canonical)
+        if self._opts.legacy_json:
+            body = orjson.dumps(event.get("flow", event.get("lost_events")))
+        else:
+            body = orjson.dumps(event)
+        if findings is not None:
+            body = body[:-1] + b',"' + FINDINGS_KEY.encode() + b'":' + orjson.dumps(findings) + b"}"
+        return go_json_escape(body) + b"\n"
 
     def write(self, event: FlowEvent) -> None:
         data = event.data
         if "flow" in data or "lost_events" in data:
-            if self._opts.legacy_json:
-                inner = data.get("flow", data.get("lost_events"))
-                self._out.write(go_json_escape(orjson.dumps(inner)) + b"\n")
-            else:
-                self._out.write(go_json_escape(event.raw) + b"\n")
+            self._out.write(self._encode(data))
         elif "node_status" in data and self._err is not None and _node_status_shown(data, self._opts):
-            self._err.write(go_json_escape(event.raw) + b"\n")
+            self._err.write(go_json_escape(orjson.dumps(canonical_event(data, self._is_canonical))) + b"\n")
 
     def close(self) -> None:
         self._out.flush()
