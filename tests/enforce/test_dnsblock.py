@@ -321,3 +321,14 @@ def test_rpz_sorted_by_domain_and_merged():
     records = [line.split()[0] for line in result.text.splitlines() if line and not line.startswith((";", "$", "@"))]
     assert records == ["example", "*.example", "b.example", "a.zzz"]
     assert isinstance(result, RpzResult)
+
+
+@pytest.mark.parametrize(("text", "version", "broader"), [
+    ("**.ads.example", (1, 19), False), ("***.ads.example", (1, 19), False),
+    ("**.ads.example", (1, 18), True), ("*.ads.example", (1, 19), True),
+])
+def test_rpz_wildcard_is_exact_only_for_a_multi_label_prefix_on_1_19(text, version, broader):
+    """pkg/fqdn/matchpattern (1.19): two or more leading stars and a dot are one or more labels."""
+    entry = pattern(text, version)
+    result = rpz_zone([entry], serial=1)
+    assert result.broader == ((entry,) if broader else ())

@@ -299,8 +299,8 @@ def _rpz_owner(selector: FQDNSelector, origin: str) -> _RpzOwner:
             else:
                 why = f"a star in label {starred!r} after the first label; RPZ wildcards are only the leftmost label"
             return _RpzOwner(None, False, why)
-        # Cilium >= 1.19: a leading `**.` is one or more labels, exactly RPZ's `*.` (any depth).
-        exact_depth = leading == 1 and labels[0] == "**" and selector.cilium_version >= (1, 19)
+        # Cilium >= 1.19: a leading `**.` (or more stars) is one or more labels, exactly RPZ's `*.`.
+        exact_depth = leading == 1 and multi_label_prefix(text, selector.cilium_version) > 0
         broader = not exact_depth
         labels = ["*", *rest]
     if labels[-1] in _RPZ_TRIGGER_LABELS:
