@@ -267,3 +267,38 @@ def test_endport_below_port_is_a_warning_that_says_what_cilium_does(tmp_path):
     report = lint_text(tmp_path, TRIGGERS[[r[0] for r in TRIGGERS].index("endport-below-port")][1])
     (hit,) = [d for d in report.diagnostics if d.code == "HF036"]
     assert hit.level.value == "warning" and "enforces port 9000 alone" in hit.message
+
+
+def test_a_deny_with_only_requirements_shadows_nothing(tmp_path):
+    """pkg/policy/rules.go (1.18): fromRequires only narrows other rules' selectors; alone it selects
+    no peer, so an `ingressDeny` of only requirements denies nothing (no HF050)."""
+    from hushflow.policy.lint import lint_paths
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: n}\n"
+        "spec:\n  endpointSelector: {matchLabels: {app: web}}\n"
+        "  ingress:\n  - fromEndpoints: [{matchLabels: {app: api}}]\n"
+        "  ingressDeny:\n  - fromRequires: [{matchLabels: {env: prod}}]\n"
+    )
+    codes = [d.code for d in lint_paths([str(policy)]).diagnostics]
+    assert "HF050" not in codes, codes
+
+
+def test_from_1_19_requirements_are_a_lint_error(tmp_path):
+    """cilium#42615: the 1.19 CRD has no fromRequires/toRequires; 1.18 accepts them."""
+    from click.testing import CliRunner
+
+    from hushflow.cli import main
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: n}\n"
+        "spec:\n  endpointSelector: {matchLabels: {app: web}}\n"
+        "  ingress:\n  - fromEndpoints: [{matchLabels: {app: api}}]\n"
+        "  - fromRequires: [{matchLabels: {env: prod}}]\n"
+    )
+    new = CliRunner().invoke(main, ["lint", "--cilium-version", "1.19", str(policy)])
+    assert new.exit_code == 1 and "HF010" in new.output and "p.yaml:8" in new.output, new.output
+    old = CliRunner().invoke(main, ["lint", "--cilium-version", "1.18", str(policy)])
+    assert "HF010" not in old.output, old.output

@@ -98,6 +98,7 @@ class RunOptions:
     max_series: int = 2000
     metric_context: frozenset[str] = frozenset(CONTEXT_LABELS)
     cilium_version: tuple[int, int] = (1, 18)
+    cluster_name: str = "default"  # the local cluster (policy-default-local-cluster, from 1.19)
     clock: str = "wall"  # or "flows": expire against flow time (replays)
 
 
@@ -175,7 +176,8 @@ class Daemon:
 
         options = self.options
         try:
-            loaded = load_job_policies(options.policies, BuildOptions(cilium_version=options.cilium_version))
+            loaded = load_job_policies(options.policies, BuildOptions.for_cluster(options.cilium_version,
+                                                                                   options.cluster_name))
         except PolicyError as exc:
             raise RunError(str(exc)) from None
         self.policy_set = loaded.policy_set

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from hushflow.cli.options import cilium_version_option, protect_cidr_option
+from hushflow.cli.options import cilium_version_option, cluster_name_option, protect_cidr_option
 
 if TYPE_CHECKING:
     from hushflow.app.daemon import RunSummary
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 @click.option("--clock", type=click.Choice(["wall", "flows"]), default="wall", show_default=True,
               help="Expire learned IPs against the wall clock or the flows' own time (replays).")
 @cilium_version_option
+@cluster_name_option
 def run(**kwargs: Any) -> None:
     """The main job. Follows Hubble live (or files), keeps the CIDR groups of FQDN denies
     filled, attributes every policy verdict to its rule (filling policy_log on drops), exports
@@ -120,7 +121,8 @@ def run(**kwargs: Any) -> None:
         max_per_name=kwargs["max_ips_per_name"], max_series=kwargs["max_series"],
         protect_cidrs=kwargs["protect_cidrs"],
         instance=kwargs["instance"],
-        linger=kwargs["linger"], cilium_version=kwargs["cilium_version"], clock=clock,
+        linger=kwargs["linger"], cilium_version=kwargs["cilium_version"],
+        cluster_name=kwargs["cluster_name"], clock=clock,
         metric_context=_metric_context(kwargs["metric_labels"]),
     )
     try:

@@ -387,7 +387,7 @@ def _deny_only_default_deny(policy_set: PolicySet) -> Iterator[Diagnostic]:
             ("egress", rule.egress, rule.egress_deny, rule.default_deny_egress),
             ("ingress", rule.ingress, rule.ingress_deny, rule.default_deny_ingress),
         ):
-            if not denies or allows or not on or all(peer.is_empty for peer in denies):
+            if not denies or allows or not on or all(peer.grants_nothing for peer in denies):
                 continue
             allowed_elsewhere = any(
                 (other.egress if direction == "egress" else other.ingress) and covers(other.subject, rule.subject)
@@ -488,10 +488,10 @@ def _describe_peer(peer: PeerRule) -> str:
 
 def _deny_shadows_allow(policy_set: PolicySet) -> Iterator[Diagnostic]:
     rules = policy_set.rules
-    allows = [(rule, peer) for rule in rules for peer in rule.egress + rule.ingress if not peer.is_empty]
+    allows = [(rule, peer) for rule in rules for peer in rule.egress + rule.ingress if not peer.grants_nothing]
     for deny_rule in rules:
         for deny in deny_rule.egress_deny + deny_rule.ingress_deny:
-            if deny.is_empty:
+            if deny.grants_nothing:  # `{}`, or only requirements: denies no peer
                 continue
             shadowed = [
                 (rule, peer)

@@ -21,6 +21,7 @@ from hushflow.policy.model import (
     build_policy,
 )
 from hushflow.policy.names import label_problem, subdomain_problem
+from hushflow.policy.requires import requires_problems
 from hushflow.policy.schema import SchemaProblem, validate_fqdn_selector, validate_object
 from hushflow.policy.source import FieldPath
 from hushflow.policy.yamlsource import Manifest, load_manifests
@@ -305,6 +306,9 @@ def load_policies(
         seen[identity] = manifest
         if not check_manifest(manifest, loaded.diagnostics):
             continue
+        if kind != CIDR_GROUP:
+            # From 1.19 the CRD rejects fromRequires/toRequires (the model builds their pruned meaning).
+            loaded.diagnostics.extend(requires_problems(manifest, options.cilium_version))
         if kind == CIDR_GROUP:
             loaded.policy_set.cidr_groups.append(build_cidr_group(manifest))
         else:
