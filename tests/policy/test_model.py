@@ -164,3 +164,24 @@ def test_local_cluster_option(tmp_path):
     ns = "k8s:io.kubernetes.pod.namespace=shop"
     assert selector.matches(labels(ns, "k8s:io.cilium.k8s.policy.cluster=prod"))
     assert not selector.matches(labels(ns, "k8s:io.cilium.k8s.policy.cluster=other"))
+
+
+def test_an_l7_dns_rule_is_a_dns_proxy_selector_and_tofqdns_is_not(tmp_path):
+    """pkg/fqdn/dnsproxy/proxy.go: the DNS proxy's select-all lets any query name through, while
+    toFQDNs' select-all (pkg/fqdn/matchpattern) matches only names of DNS characters."""
+    policy_set = load(tmp_path, """
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: p, namespace: n}
+        spec:
+          endpointSelector: {}
+          egress:
+          - toEndpoints: [{matchLabels: {"k8s:k8s-app": kube-dns}}]
+            toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*"}]}}]
+          - toFQDNs: [{matchPattern: "*"}]
+    """)
+    (rule,) = policy_set.rules
+    (dns,) = rule.egress[0].ports[0].dns
+    (fqdn,) = rule.egress[1].fqdns
+    assert dns.dns_proxy and not fqdn.dns_proxy
+    assert dns.matches("odd name!.example") and not fqdn.matches("odd name!.example")

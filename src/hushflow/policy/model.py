@@ -351,7 +351,9 @@ class _Builder:
 
     # -- rule pieces -------------------------------------------------------------------------
 
-    def fqdn_selectors(self, raw: list[Any], path: FieldPath) -> tuple[FQDNSelector, ...]:
+    def fqdn_selectors(self, raw: list[Any], path: FieldPath, *, dns_proxy: bool = False) -> tuple[FQDNSelector, ...]:
+        """`toFQDNs` entries, or with `dns_proxy` an L7 `rules.dns` list (its select-all lets any
+        query name through, as Cilium's DNS proxy does)."""
         out = []
         for index, item in enumerate(raw or []):
             if not _is_fqdn_selector(item):
@@ -362,6 +364,7 @@ class _Builder:
                     item.get("matchPattern"),
                     self.at((*path, index)),
                     self.options.cilium_version,
+                    dns_proxy,
                 )
             )
         return tuple(out)
@@ -384,7 +387,7 @@ class _Builder:
             rules = rules if isinstance(rules, dict) else {}
             l7_kinds = tuple(kind for kind in ("http", "dns", "kafka", "l7proto") if rules.get(kind))
             dns = (
-                self.fqdn_selectors(rules["dns"], (*item_path, "rules", "dns"))
+                self.fqdn_selectors(rules["dns"], (*item_path, "rules", "dns"), dns_proxy=True)
                 if isinstance(rules.get("dns"), list)
                 else None
             )
