@@ -302,3 +302,20 @@ def test_from_1_19_requirements_are_a_lint_error(tmp_path):
     assert new.exit_code == 1 and "HF010" in new.output and "p.yaml:8" in new.output, new.output
     old = CliRunner().invoke(main, ["lint", "--cilium-version", "1.18", str(policy)])
     assert "HF010" not in old.output, old.output
+
+
+@pytest.mark.parametrize(("pattern", "warned"), [("**.ads.example", True), ("***.ads.example", True),
+                                                 ("*.ads.example", False)])
+def test_hf051_warns_for_every_multi_label_prefix_before_1_19(tmp_path, pattern, warned):
+    """pkg/fqdn/matchpattern (1.19): two or more leading stars and a dot are one or more labels;
+    before 1.19 they are one label."""
+    from hushflow.policy.lint import lint_paths
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: n}\n"
+        "spec:\n  endpointSelector: {}\n  egress:\n"
+        f"  - toFQDNs: [{{matchPattern: '{pattern}'}}]\n"
+    )
+    codes = [d.code for d in lint_paths([str(policy)]).diagnostics]
+    assert ("HF051" in codes) is warned, codes

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from hushflow.policy.diagnostics import Diagnostic, Severity
-from hushflow.policy.fqdn import FQDNSelector
+from hushflow.policy.fqdn import FQDNSelector, multi_label_prefix
 from hushflow.policy.labels import NAMESPACE_KEY, Requirement, Selector
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import (
@@ -264,11 +264,13 @@ def _dns_ports(ports: Sequence[PortProtocol], where_rule: Location) -> Iterator[
 
 def _double_star(fqdn: FQDNSelector) -> Iterator[Diagnostic]:
     pattern = fqdn.match_pattern or ""
-    if pattern.startswith("**.") and fqdn.cilium_version < (1, 19):
+    # What 1.19 reads as a multi-label prefix (`**.`, `***.`, ...) is one label before it.
+    if fqdn.cilium_version < (1, 19) and multi_label_prefix(pattern, (1, 19)):
         major, minor = fqdn.cilium_version
         yield Diagnostic(
             "HF051",
-            f"matchPattern {pattern!r}: before Cilium 1.19 a leading `**.` matches exactly one label, like "
+            f"matchPattern {pattern!r}: before Cilium 1.19 a leading `**.` (or more stars) matches exactly one "
+            "label, like "
             f"`*.` (checked for Cilium {major}.{minor}); deeper subdomains are not matched",
             fqdn.where,
             "add a pattern per depth you need, or lint with --cilium-version 1.19 if you run 1.19+",
