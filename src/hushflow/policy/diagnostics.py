@@ -38,7 +38,7 @@ CHECKS: dict[str, Check] = {
         Check(
             "HF006", "not-a-regular-file", Severity.WARNING, "A FIFO, device or socket in a directory was skipped."
         ),
-        Check("HF010", "schema", Severity.ERROR, "The object does not match Cilium's CRD schema (1.18; fields 1.19 removed too)."),
+        Check("HF010", "schema", Severity.ERROR, "The object does not match Cilium's CRD schema."),
         Check("HF011", "empty-policy", Severity.ERROR, "A policy has neither spec nor specs."),
         Check("HF012", "node-selector-in-cnp", Severity.ERROR, "nodeSelector is only valid in a CCNP."),
         Check("HF013", "namespace-overridden", Severity.WARNING, "A CNP endpointSelector names another namespace."),
