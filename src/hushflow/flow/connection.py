@@ -67,10 +67,32 @@ def _l4(flow: Mapping[str, Any]) -> tuple[str, int]:
     return "", 0
 
 
+#: Cilium's namespace label of a pod identity (pkg/k8s/apis/cilium.io/const.go, PodNamespaceLabel):
+#: a CiliumNetworkPolicy selects the endpoints of its own namespace through it.
+_NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace="
+_NAMESPACE_KEY = "io.kubernetes.pod.namespace="
+
+
 def endpoint_labels(endpoint: Mapping[str, Any]) -> tuple[str, ...]:
+    """The labels policies select ``endpoint`` by.
+
+    Hubble fills ``namespace`` from the endpoint's Kubernetes metadata and ``labels`` from its
+    identity, separately (pkg/hubble/parser/common/endpoint.go): a field-masked export or a
+    trimmed flow can keep the one without the other. A pod is in its namespace whatever its
+    labels say, so a missing namespace label is added from ``namespace``; one Cilium wrote
+    stands (never replaced), and an endpoint with neither gets its reserved identity's label.
+    """
     labels = endpoint.get("labels")
+    namespace = endpoint.get("namespace")
     if labels:
-        return tuple(labels)
+        labels = tuple(labels)
+        if not namespace or type(namespace) is not str or _NAMESPACE_LABEL + namespace in labels:
+            return labels
+        if any(_NAMESPACE_KEY in label for label in labels):
+            return labels  # Cilium's own namespace label (from another source, or another value)
+        return tuple(sorted((*labels, _NAMESPACE_LABEL + namespace)))
+    if namespace and type(namespace) is str:
+        return (_NAMESPACE_LABEL + namespace,)
     reserved = RESERVED_IDENTITY_LABELS.get(endpoint.get("identity", 0))
     return (reserved,) if reserved else ()
 
