@@ -10,6 +10,7 @@ orjson parse-only, and peak RSS (ru_maxrss; "+" is the growth during the run, pa
 - orjson parse-only: read 1 MiB chunks, split lines, orjson.loads each line (the ceiling);
 - reader: hushflow.flow.reader.FlowReader alone (every line parsed, checked, wrapped);
 - observe --verdict DROPPED -o jsonpb (the issue's target: >= 60% of parse-only);
+- observe -o jsonpb with no filter: every flow re-encoded as Hubble prints it;
 - observe with a CEL filter (--cel-expression '_flow.verdict == Verdict.DROPPED');
 - observe with a label + namespace filter (-n payments -l app=payments-api).
 
@@ -33,6 +34,7 @@ REPO = HERE.parent
 
 OBSERVE_SCENARIOS = {
     "observe --verdict DROPPED -o jsonpb": ["--verdict", "DROPPED", "-o", "jsonpb"],
+    "observe -o jsonpb (every flow printed)": ["-o", "jsonpb"],
     "observe CEL filter -o jsonpb": ["--cel-expression", "_flow.verdict == Verdict.DROPPED", "-o", "jsonpb"],
     "observe -n payments -l app=payments-api": ["-n", "payments", "-l", "app=payments-api", "-o", "jsonpb"],
 }

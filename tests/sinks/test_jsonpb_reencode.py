@@ -233,3 +233,15 @@ def test_the_proof_keeps_presence_fields_with_zero_values() -> None:
     d = orjson.loads(LINES[0])
     assert d["flow"]["is_reply"] is False
     assert make_canonical_event_check()(d)
+
+
+def test_remembered_answers_are_per_value() -> None:
+    # Endpoint answers are remembered by their bytes: a changed endpoint is checked again.
+    check = make_canonical_event_check()
+    good = orjson.loads(LINES[0])
+    assert check(good)
+    for edit in (r[1] for r in NOT_CANONICAL if r[0] in ("zero identity", "empty labels", "unknown nested field")):
+        bad = orjson.loads(LINES[0])
+        edit(bad)
+        assert not check(bad)
+        assert check(orjson.loads(LINES[0]))

@@ -549,6 +549,12 @@ is_canonical_flow_event = make_canonical_check()
 
 #: Plans kept per message for the shapes (key sequences) seen; a new shape past it is not cached.
 _MAX_SHAPES = 4096
+#: Messages whose values rarely repeat from flow to flow (a port, a query, a time is in them):
+#: checked each time. The answers for the others (endpoints, IPs, event types...) are remembered.
+_UNIQUE_MESSAGES = frozenset({"flow.Flow", "flow.Layer4", "flow.TCP", "flow.UDP", "flow.SCTP", "flow.Layer7",
+                              "flow.DNS", "flow.HTTP", "flow.Kafka", "flow.LostEvent"})
+#: Answers remembered at most per message (a few MB of keys).
+_MAX_REMEMBERED = 8192
 
 
 def make_canonical_event_check() -> Callable[[Any], bool]:
@@ -661,6 +667,8 @@ def make_canonical_event_check() -> Callable[[Any], bool]:
             return bool, None
         if kind == "message":
             assert fld.message is not None
+            if fld.message.full_name not in _UNIQUE_MESSAGES:
+                return dict, _remembered(message_check(fld.message))
             return dict, message_check(fld.message)
         if kind == "enum":
             allowed = fld.enum_names
@@ -683,6 +691,27 @@ def make_canonical_event_check() -> Callable[[Any], bool]:
         if kind == "timestamp":
             return str, timestamp_ok
         return False  # float, opaque: the slow path decides
+
+    def _remembered(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        """``check`` with its answers kept by the value's bytes: a flow's endpoints repeat (the
+        same pods talk again and again) and are the bulk of its fields, while encoding one is a
+        fraction of checking it. Bounded: the memory is dropped when full."""
+        seen: dict[bytes, bool] = {}
+        dumps = orjson.dumps
+
+        def remembered(v: Any) -> bool:
+            try:
+                key = dumps(v)
+            except (TypeError, orjson.JSONEncodeError):
+                return False
+            answer = seen.get(key)
+            if answer is None:
+                if len(seen) >= _MAX_REMEMBERED:
+                    seen.clear()
+                answer = seen[key] = check(v)
+            return answer
+
+        return remembered
 
     def _all_of(each: Callable[[Any], bool] | None, element_type: type) -> Callable[[Any], bool]:
         if element_type is str and each is None:
