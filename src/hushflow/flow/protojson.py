@@ -553,8 +553,8 @@ _MAX_SHAPES = 4096
 #: checked each time. The answers for the others (endpoints, IPs, event types...) are remembered.
 _UNIQUE_MESSAGES = frozenset({"flow.Flow", "flow.Layer4", "flow.TCP", "flow.UDP", "flow.SCTP", "flow.Layer7",
                               "flow.DNS", "flow.HTTP", "flow.Kafka", "flow.LostEvent"})
-#: Answers remembered at most per message (a few MB of keys).
-_MAX_REMEMBERED = 8192
+#: Answers remembered at most per message (under a MB of keys each).
+_MAX_REMEMBERED = 1024
 
 
 def make_canonical_event_check() -> Callable[[Any], bool]:

@@ -112,9 +112,12 @@ class ReadStats:
 class FlowEvent:
     """One canonical Hubble event.
 
-    ``raw``: the canonical ``-o jsonpb`` line (no newline); for lines written in another spelling,
-    the canonical re-encoding. ``data``: the parsed canonical dict (``{"flow": {...}, "node_name":
-    ..., "time": ...}`` or ``{"lost_events": ...}`` ...). ``source``/``line``: where it came from
+    ``raw``: the line as read (no newline) when the fast path took it, else the canonical
+    re-encoding. ``data``: the parsed dict (``{"flow": {...}, "node_name": ..., "time": ...}``
+    or ``{"lost_events": ...}`` ...). The fast path checks one level into the flow, so neither
+    is proven to be Hubble's spelling below it (another field order, written-out defaults,
+    ``.000Z``): ``-o jsonpb`` encodes from ``data`` after proving or making it canonical
+    (:mod:`hushflow.sinks.hubble_format`). ``source``/``line``: where it came from
     (1-based line number).
 
     A source that has no line (gRPC) passes ``raw=None``: the line is encoded from ``data`` when

@@ -15,6 +15,9 @@ Facts mirrored from Hubble (``hubble/pkg/printer``):
   escaper does. No colour is ever written.
 - Table output goes through Go's ``text/tabwriter`` (minwidth 2, padding 3), which Hubble only
   flushes when it exits: the table is written by :meth:`close`.
+- ``-o jsonpb``/``-o json`` re-encode every event, as Hubble's printer does (``json.Encoder`` of
+  the response, whose MarshalJSON is protojson with proto names): the bytes depend on the flow,
+  never on the spelling of the input line.
 - Agent and debug events (exporter files) are not printed: Hubble's ``GetFlowsResponse`` has no
   such fields and drops them. Node-status events go to ``err`` (errors and unavailable nodes only).
 """
