@@ -595,6 +595,7 @@ def make_canonical_event_check() -> Callable[[Any], bool]:
         )
 
     checks: dict[str, Callable[[Any], bool]] = {}
+    remembered_checks: dict[str, Callable[[Any], bool]] = {}
 
     def message_check(msg: _Message) -> Callable[[Any], bool]:
         known = checks.get(msg.full_name)
@@ -667,9 +668,13 @@ def make_canonical_event_check() -> Callable[[Any], bool]:
             return bool, None
         if kind == "message":
             assert fld.message is not None
-            if fld.message.full_name not in _UNIQUE_MESSAGES:
-                return dict, _remembered(message_check(fld.message))
-            return dict, message_check(fld.message)
+            name = fld.message.full_name
+            if name in _UNIQUE_MESSAGES:
+                return dict, message_check(fld.message)
+            shared = remembered_checks.get(name)  # one memory per message, whatever holds it
+            if shared is None:
+                shared = remembered_checks[name] = _remembered(message_check(fld.message))
+            return dict, shared
         if kind == "enum":
             allowed = fld.enum_names
             if not (fld.presence or fld.oneof is not None or fld.repeated):
