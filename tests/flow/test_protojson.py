@@ -164,3 +164,15 @@ def test_fast_path_sends_other_spellings_to_the_slow_path(data: Any) -> None:
 ])
 def test_timestamp_round_trip(text: str, want: str) -> None:
     assert format_timestamp(*parse_timestamp(text)) == want
+
+
+@pytest.mark.parametrize("number", [2**31, -(2**31) - 1])
+def test_an_enum_number_beyond_int32_is_refused(number):
+    """An enum is an int32 on the wire; protojson (and the CEL message builder) refuse a bigger
+    number. Found by the CEL fuzz target (FUZZ_SEED=1248679085)."""
+    from hushflow.flow.protojson import EventNormalizer, ProtoJSONError
+
+    with pytest.raises(ProtoJSONError, match="out of range"):
+        EventNormalizer().normalize({"flow": {"traffic_direction": number}})
+    assert EventNormalizer().normalize({"flow": {"traffic_direction": 2**31 - 1}}).event["flow"] == {
+        "traffic_direction": 2**31 - 1}

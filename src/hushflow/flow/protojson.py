@@ -253,6 +253,9 @@ class _Walk:
                     raise ProtoJSONError(f"{path}: unknown {fld.enum_full_name} value {v!r}")
                 return v
             if type(v) is int:
+                lo, hi = _RANGES["int32"]
+                if not lo <= v <= hi:  # an enum is an int32 on the wire: protojson refuses the rest
+                    raise ProtoJSONError(f"{path}: {fld.enum_full_name} number {v} out of range")
                 self.changed = True
                 # Unknown numbers stay numbers, as protojson prints them (proto3 enums are open).
                 return fld.enum_by_number.get(v, v)
