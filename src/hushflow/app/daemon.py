@@ -357,15 +357,12 @@ class Daemon:
         """A flow the pipeline could not process: when it is valid protojson in another spelling
         (`"TCP": null`, `"identity": null` below the first level, which the reader's fast path
         lets through), process its canonical form (not counted again); else skip it."""
-        from hushflow.flow.protojson import EventNormalizer, ProtoJSONError
+        from hushflow.flow.reader import canonical_form
 
-        try:
-            result = EventNormalizer().normalize(event.data)
-        except (ProtoJSONError, RecursionError):
-            result = None
-        if result is not None and result.changed:
+        canonical = canonical_form(event)
+        if canonical is not None:
             try:
-                self._process(FlowEvent(None, result.event, event.source, event.line), read_at, counted=True)
+                self._process(canonical, read_at, counted=True)
                 return
             except FLOW_SHAPE_ERRORS as again:
                 exc = again

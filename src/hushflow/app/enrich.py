@@ -34,8 +34,7 @@ from hushflow.flow.times import flow_time
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import PolicySet
 from hushflow.proto import FLOW_DESCRIPTOR
-
-FINDINGS_KEY = "hushflow"
+from hushflow.sinks.hubble_format import FINDINGS_KEY
 
 
 @cache

@@ -200,22 +200,11 @@ class FlowGuard:
             raise FlowReadError(str(bad)) from None
         self._stats.add_bad(bad)
 
-    def _canonical(self, event: Any) -> Any | None:
-        """`event` in the canonical spelling, if it was valid protojson in another one."""
-        from hushflow.flow.protojson import EventNormalizer, ProtoJSONError, encode_event
-        from hushflow.flow.reader import FlowEvent
-
-        try:
-            result = EventNormalizer().normalize(event.data)
-        except (ProtoJSONError, RecursionError):
-            return None
-        if not result.changed:
-            return None
-        return FlowEvent(encode_event(result.event), result.event, event.source, event.line)
-
     def _again(self, stage: Callable[[Any], Any], event: Any, error: BaseException) -> tuple[bool, Any]:
         """(True, result) of `stage` on the canonical form of `event`; (False, None) when skipped."""
-        canonical = self._canonical(event)
+        from hushflow.flow.reader import canonical_form
+
+        canonical = canonical_form(event)
         if canonical is not None:
             try:
                 return True, stage(canonical)

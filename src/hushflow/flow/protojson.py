@@ -22,6 +22,7 @@ import orjson
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from hushflow.flow.times import format_timestamp, parse_timestamp
+from hushflow.policy.source import printable
 from hushflow.proto import EXPORT_EVENT_DESCRIPTOR, FLOW_DESCRIPTOR
 
 #: The oneof members of the event wrapper, in declaration order.
@@ -417,14 +418,6 @@ def unprocessable_reason(data: Any, error: BaseException) -> str:
     return f"flow skipped, it could not be processed ({type(error).__name__}: {printable(str(error))})"
 
 
-def printable(text: str) -> str:
-    """``text`` with control and other non-printable characters escaped (``\\x1b``), so that a
-    value from a flow never reaches a terminal raw in a message."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 # -- the fast path -----------------------------------------------------------------------------
 
 
@@ -789,6 +782,5 @@ __all__ = [
     "go_json_escape",
     "is_canonical_flow_event",
     "make_canonical_event_check",
-    "printable",
     "unprocessable_reason",
 ]

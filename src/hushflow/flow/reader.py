@@ -170,6 +170,20 @@ class FlowEvent:
         return f"FlowEvent({self.origin}, {self.kind})"
 
 
+def canonical_form(event: FlowEvent) -> FlowEvent | None:
+    """`event` in the canonical spelling, when it is valid protojson written in another one (a
+    null for a default below a flow's first level, which the fast path lets through); None when
+    it is canonical already or no valid protojson. For a stage that could not process `event`:
+    it tries the canonical form once before the flow is skipped (observe, compile, run)."""
+    try:
+        result = protojson.EventNormalizer().normalize(event.data)
+    except (protojson.ProtoJSONError, RecursionError):
+        return None
+    if not result.changed:
+        return None
+    return FlowEvent(None, result.event, event.source, event.line)
+
+
 class FlowReader:
     """Iterate the events of ``sources`` in order (``"-"`` is stdin; gzip is detected by content).
 

@@ -23,26 +23,22 @@ _SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-
 
 def label_problem(text: object) -> str | None:
     """Why `text` is not a DNS-1123 label (a namespace), or None when it is one."""
-    if not isinstance(text, str):
-        return f"must be a string, not {type(text).__name__}"
-    if not text:
-        return "must not be empty"
-    if len(text) > LABEL_MAX:
-        return f"must be at most {LABEL_MAX} characters (has {len(text)})"
-    if not _LABEL.fullmatch(text):
-        return "must consist of lowercase letters, digits and '-', and start and end with a letter or digit"
-    return None
+    return _problem(text, LABEL_MAX, _LABEL,
+                    "must consist of lowercase letters, digits and '-', and start and end with a letter or digit")
 
 
 def subdomain_problem(text: object) -> str | None:
     """Why `text` is not a DNS-1123 subdomain (an object name), or None when it is one."""
+    return _problem(text, SUBDOMAIN_MAX, _SUBDOMAIN,
+                    "must consist of lowercase letters, digits, '-' and '.', each dot-separated part starting and "
+                    "ending with a letter or digit")
+
+
+def _problem(text: object, limit: int, pattern: re.Pattern[str], form: str) -> str | None:
     if not isinstance(text, str):
         return f"must be a string, not {type(text).__name__}"
     if not text:
         return "must not be empty"
-    if len(text) > SUBDOMAIN_MAX:
-        return f"must be at most {SUBDOMAIN_MAX} characters (has {len(text)})"
-    if not _SUBDOMAIN.fullmatch(text):
-        return ("must consist of lowercase letters, digits, '-' and '.', each dot-separated part starting and "
-                "ending with a letter or digit")
-    return None
+    if len(text) > limit:
+        return f"must be at most {limit} characters (has {len(text)})"
+    return None if pattern.fullmatch(text) else form

@@ -332,7 +332,7 @@ class _Clock:
 # -- printers ----------------------------------------------------------------------------------
 
 
-#: The key ``--enrich --with-findings`` adds to an event (``app.enrich.FINDINGS_KEY``): hushflow's
+#: The key ``--enrich --with-findings`` adds to an event (app.enrich adds it): hushflow's
 #: own addition, printed after Hubble's fields; the reader never lets one through from input.
 FINDINGS_KEY = "hushflow"
 
