@@ -35,4 +35,23 @@ def test_the_enforcing_side_and_the_peer(direction, fields, namespace, workload,
     record = verdict(direction, **fields)
     assert (record.namespace, record.workload, record.destination) == (namespace, workload, destination)
     assert record.time == 12.5 and record.verdict == "DROPPED" and record.tags == ("tag",)
-    assert record.connection.port == 5432 and record.disagreement == ""
+    assert record.connection.port == 5432 and record.disagreements == ()
+
+
+def test_every_kind_of_disagreement_a_record_carries_is_counted():
+    from prometheus_client import CollectorRegistry
+
+    from hushflow.sinks.metrics import HushflowMetrics
+
+    flow = {"verdict": "DROPPED", "traffic_direction": "EGRESS", "source": WEB, "destination": DB,
+            "IP": {"source": "10.0.0.1", "destination": "10.0.0.2"}, "l4": {"TCP": {"destination_port": 5432}}}
+    conn = connection_of(flow, 1.0)
+    assert conn is not None
+    record = VerdictRecord.of(flow, conn, tags=(), expected=False,
+                              disagreements=("dropped/allowed", "policy_log completed"))
+    registry = CollectorRegistry()
+    metrics = HushflowMetrics(registry)
+    metrics.verdict(record)
+    metrics.flush()
+    for kind in ("dropped/allowed", "policy_log completed"):
+        assert registry.get_sample_value("hushflow_attribution_disagreements_total", {"kind": kind}) == 1

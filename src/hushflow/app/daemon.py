@@ -471,10 +471,9 @@ class Daemon:
         self.summary.verdicts += 1
         record = VerdictRecord.of(
             flow, conn, tags=attribution.policy_log, expected=attribution.expected,
+            disagreements=attribution.disagreements,
         )
         self.metrics.verdict(record)
-        for kind in attribution.disagreements:  # each way hushflow and Cilium's own fields differ
-            self.metrics.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind)
         if record.expected is None:
             return
         tag = ",".join(record.tags) or "(none)"

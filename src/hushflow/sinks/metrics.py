@@ -138,8 +138,8 @@ class HushflowMetrics:
             destination = record.destination if "destination" in context else ""
             labels = self._unexpected((direction, namespace, workload, destination), foldable=(1, 2, 3))
             self.add(metric_names.UNEXPECTED_DROPS_TOTAL, *labels)
-        if record.disagreement:
-            self.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, record.disagreement)
+        for kind in record.disagreements:
+            self.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind)
 
     def follow_total(self, spec: metric_names.MetricSpec, total: float, *values: str) -> None:
         """Bring counter `spec` (with these label values) up to `total`, a cumulative count kept

@@ -25,7 +25,8 @@ class VerdictRecord:
     workload: str
     tags: tuple[str, ...]  # the rules' log values (policy_log)
     expected: bool | None  # for DROPPED/AUDIT: planned (a known tag) or not; None otherwise
-    disagreement: str = ""  # "observed/decided" when hushflow's decision and Cilium's verdict differ
+    # each way Cilium's own verdict or fields differ from hushflow's attribution, by kind
+    disagreements: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -35,10 +36,11 @@ class VerdictRecord:
         *,
         tags: tuple[str, ...],
         expected: bool | None,
-        disagreement: str = "",
+        disagreements: tuple[str, ...] = (),
     ) -> VerdictRecord:
         local = connection.local
-        return cls(flow, connection, str(local.get("namespace", "")), workload_of(local), tags, expected, disagreement)
+        return cls(flow, connection, str(local.get("namespace", "")), workload_of(local), tags, expected,
+                   disagreements)
 
     @property
     def time(self) -> float:
