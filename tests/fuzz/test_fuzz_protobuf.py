@@ -25,6 +25,7 @@ from hushflow.flow.proto_dict import ProtoDictError, response_bytes_to_event, re
 from hushflow.flow.protojson import EVENT_KINDS, encode_event
 from hushflow.flow.reader import FlowReader, ReadStats
 from hushflow.proto import observer_pb2
+from tests.flow.test_wiredict import tag, varint
 from tests.fuzz.harness import fuzz_target, note
 from tests.fuzz.seeds import mutated_bytes, sample_golden_lines, seed_lines
 
@@ -52,21 +53,6 @@ def seed_messages() -> tuple[bytes, ...]:
 # -- wire bytes -------------------------------------------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _tag(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
-
-
 _WIRE = {
     FieldDescriptor.TYPE_DOUBLE: 1, FieldDescriptor.TYPE_FIXED64: 1, FieldDescriptor.TYPE_SFIXED64: 1,
     FieldDescriptor.TYPE_FLOAT: 5, FieldDescriptor.TYPE_FIXED32: 5, FieldDescriptor.TYPE_SFIXED32: 5,
@@ -85,7 +71,7 @@ def _payload(draw: st.DrawFn, wire: int, field: FieldDescriptor | None, depth: i
     if wire == 0:
         if not clean and draw(st.integers(0, 15)) == 0:  # an over-long varint (11 bytes), or one cut short
             return draw(st.sampled_from([b"\xff" * 10 + b"\x01", b"\x80", b"\xff\xff"]))
-        return _varint(draw(ints))
+        return varint(draw(ints))
     if wire == 1:
         return draw(ints).to_bytes(9, "little", signed=True)[:8]
     if wire == 5:
@@ -93,13 +79,13 @@ def _payload(draw: st.DrawFn, wire: int, field: FieldDescriptor | None, depth: i
     if field is not None and field.message_type is not None and depth < 4:
         body = draw(wire_message(field.message_type, depth + 1, clean))
     elif field is not None and field.is_repeated and field.type not in _WIRE:  # packed varints
-        body = b"".join(_varint(draw(ints)) for _ in range(draw(st.integers(0, 4))))
+        body = b"".join(varint(draw(ints)) for _ in range(draw(st.integers(0, 4))))
     else:
         body = draw(_utf8 if clean else text_bytes)
     length = len(body)
     if not clean and draw(st.integers(0, 31)) == 0:  # a length that lies
         length = draw(st.sampled_from([length + 1, max(0, length - 1), 2**31, 2**64 - 1]))
-    return _varint(length) + body
+    return varint(length) + body
 
 
 @st.composite
@@ -124,7 +110,7 @@ def wire_message(draw: st.DrawFn, desc: Descriptor, depth: int = 0, clean: bool 
         if not clean and draw(st.integers(0, 19)) == 0:
             wire = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7]))
         payload = _payload(draw, wire, field, depth, clean) if wire in (0, 1, 2, 5) else b""
-        out.append(_tag(number, wire) + payload)
+        out.append(tag(number, wire) + payload)
     return b"".join(out)
 
 
