@@ -49,6 +49,7 @@ from typing import Any
 
 from hushflow.engine.decision import Decision, PolicyEngine, RuleMatch
 from hushflow.engine.dns_knowledge import DnsKnowledge
+from hushflow.engine.pods import PodIndex
 from hushflow.flow.connection import (
     Connection,
     connection_of,
@@ -173,9 +174,11 @@ class Attributor:
         expected_predicate: ExpectedPredicate | None = None,
         attribute_default_deny: bool = False,
         cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION,
+        pods: PodIndex | None = None,
     ) -> None:
+        """`pods`: the pod specs named ports resolve from (`--pods`, the pod watch of `run`)."""
         self.cilium_version = cilium_version
-        self.engine = PolicyEngine(policy_set, dns)
+        self.engine = PolicyEngine(policy_set, dns, pods)
         self.dns = self.engine.dns
         if expected_logs is None:
             expected_logs = {

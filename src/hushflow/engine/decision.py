@@ -8,6 +8,13 @@ For the enforcing endpoint and direction (reference §A.6, §E.0):
    (POLICY_DENIED, 133), which no single rule is responsible for;
 4. else the direction is not enforced: allowed without policy.
 
+Named ports (`port: http-alt`) resolve from pod specs (`hushflow.engine.pods`, the rules from
+Cilium). A rule whose peer matches but whose port matches only through a named port that cannot
+be resolved (no pod specs, pod unknown, name not declared, pods disagreeing) may or may not
+apply: such a deny makes the outcome "unknown" unless another deny matched, and such an allow
+makes it "unknown" where the outcome would otherwise be default-deny. "unknown" is never
+"allowed": those rules are kept apart (`Decision.unknown`), never among the responsible ones.
+
 `fromRequires`/`toRequires` (Cilium <= 1.18) of every allow entry of the rules selecting the
 endpoint are ANDed onto each allow entry's `from/toEndpoints` selectors, those of deny entries
 onto the deny entries' (pkg/policy/rules.go, resolveL4IngressPolicy; api/ingress.go,
@@ -27,12 +34,13 @@ from typing import Literal
 
 from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.engine.peers import CompiledPeer, compile_peer, is_world_peer
+from hushflow.engine.pods import NamedPortResolver, PodIndex
 from hushflow.flow.connection import Connection, Direction
 from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import NAMESPACE_KEY, Requirement, endpoint_label_map
 from hushflow.policy.model import PolicySet, Rule
 
-Outcome = Literal["denied", "allowed", "default-deny", "not-enforced"]
+Outcome = Literal["denied", "allowed", "default-deny", "not-enforced", "unknown"]
 _NAMESPACE_REQ_KEY = f"k8s:{NAMESPACE_KEY}"
 _CACHE_LIMIT = 200_000
 
@@ -57,6 +65,9 @@ class Decision:
     default_deny_rules: tuple[Rule, ...] = ()
     subject_rules: int = 0  # rules selecting the enforcing endpoint in this direction
     subject_why: tuple[str, ...] = ()
+    # Rules that would match only through a named port that could not be resolved; their `why`
+    # says which named port and why not.
+    unknown: tuple[RuleMatch, ...] = ()
 
     @property
     def responsible(self) -> tuple[RuleMatch, ...]:
@@ -79,6 +90,7 @@ class _SubjectEntry:
     rules: int = 0
     needs_names: bool = False
     needs_ip: bool = False
+    needs_pods: bool = False  # a named port: the decision depends on the destination's pod
     allow_requires: tuple[Requirement, ...] = ()
     deny_requires: tuple[Requirement, ...] = ()
 
@@ -95,9 +107,14 @@ class _CompiledRule:
 class PolicyEngine:
     """Decides connections against a policy set, with the DNS knowledge learned so far."""
 
-    def __init__(self, policy_set: PolicySet, dns: DnsKnowledge | None = None) -> None:
+    def __init__(
+        self, policy_set: PolicySet, dns: DnsKnowledge | None = None, pods: PodIndex | None = None
+    ) -> None:
+        """`pods`: the pod specs named ports resolve from (None: none given, every named port is
+        unresolved). The index may change afterwards (the pod watch): decisions follow it."""
         self.policy_set = policy_set
         self.dns = dns if dns is not None else DnsKnowledge()
+        self.named_ports = NamedPortResolver(pods)
         self._by_namespace: dict[str, list[_CompiledRule]] = {}
         self._global: list[_CompiledRule] = []
         self._host: list[_CompiledRule] = []
@@ -168,6 +185,7 @@ class PolicyEngine:
             for peer in allows + denies:
                 entry.needs_names |= bool(peer.rule.fqdns)
                 entry.needs_ip |= peer.cidrs is not None
+                entry.needs_pods |= peer.named_ports
             entry.allow_requires += _requirements(allows)
             entry.deny_requires += _requirements(denies)
         self._subjects[key] = entry
@@ -200,6 +218,7 @@ class PolicyEngine:
                 conn.port,
                 names,
                 conn.service,
+                self._pod_key(conn) if entry.needs_pods else None,
             )
             cached = self._decisions.get(key)
             if cached is not None:
@@ -209,29 +228,45 @@ class PolicyEngine:
         def names_fn() -> tuple[str, ...]:
             return names
 
-        denies = tuple(self._matches(entry.denies, conn, peer_map, names_fn, explain, entry.deny_requires))
+        deny_unknown: list[RuleMatch] = []
+        allow_unknown: list[RuleMatch] = []
+        denies = tuple(
+            self._matches(entry.denies, conn, peer_map, names_fn, explain, entry.deny_requires,
+                          self.named_ports, deny_unknown)
+        )
         allows = (
-            tuple(self._matches(entry.allows, conn, peer_map, names_fn, explain, entry.allow_requires))
+            tuple(self._matches(entry.allows, conn, peer_map, names_fn, explain, entry.allow_requires,
+                                self.named_ports, allow_unknown))
             if not denies or explain
             else ()
         )
         allows = tuple(sorted(allows, key=lambda m: m.peer.specificity))
         if denies:
             outcome: Outcome = "denied"
+        elif deny_unknown:
+            outcome = "unknown"  # a deny that may apply: never "allowed"
         elif allows:
             outcome = "allowed"
+        elif allow_unknown and entry.default_deny_rules:
+            outcome = "unknown"  # allowed or default-denied, depending on the named port
         elif entry.default_deny_rules:
             outcome = "default-deny"
         else:
             outcome = "not-enforced"
         decision = Decision(
-            conn.direction, outcome, denies, allows, tuple(entry.default_deny_rules), entry.rules
+            conn.direction, outcome, denies, allows, tuple(entry.default_deny_rules), entry.rules,
+            unknown=tuple(deny_unknown + allow_unknown),
         )
         if key is not None:
             if len(self._decisions) > _CACHE_LIMIT:
                 self._decisions.clear()
             self._decisions[key] = decision
         return decision
+
+    def _pod_key(self, conn: Connection) -> tuple[object, ...]:
+        """What a named port's answer depends on: the destination's pod, and the index's state."""
+        endpoint, ip = (conn.local, conn.local_ip) if conn.direction == "ingress" else (conn.peer, conn.peer_ip)
+        return endpoint.get("namespace"), endpoint.get("pod_name"), ip, self.named_ports.version
 
     @staticmethod
     def _matches(
@@ -241,14 +276,22 @@ class PolicyEngine:
         names_fn: object,
         explain: bool,
         requires: tuple[Requirement, ...] = (),
+        named: NamedPortResolver | None = None,
+        unknown: list[RuleMatch] | None = None,
     ) -> list[RuleMatch]:
+        """The candidates that match; those that would match only through an unresolved named
+        port go to `unknown`, with why."""
         out = []
         for rule, peer in candidates:
             why: list[str] | None = [] if explain else None
-            if peer.port_matches(conn, why) and peer.peer_matches(
-                conn, peer_map, names_fn, why, requires  # type: ignore[arg-type]
-            ):
-                out.append(RuleMatch(rule, peer, tuple(why or ())))
+            unresolved: list[str] = []
+            if peer.port_matches(conn, why, named, unresolved):
+                if peer.peer_matches(conn, peer_map, names_fn, why, requires):  # type: ignore[arg-type]
+                    out.append(RuleMatch(rule, peer, tuple(why or ())))
+            elif unresolved and unknown is not None:
+                peer_why: list[str] | None = [] if explain else None
+                if peer.peer_matches(conn, peer_map, names_fn, peer_why, requires):  # type: ignore[arg-type]
+                    unknown.append(RuleMatch(rule, peer, (*(peer_why or ()), *unresolved)))
         return out
 
 

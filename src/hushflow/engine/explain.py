@@ -17,6 +17,7 @@ _OUTCOME_WORDS = {
     "allowed": "allowed",
     "default-deny": "dropped by default-deny: no rule allows it (POLICY_DENIED)",
     "not-enforced": "allowed: no policy enforces this direction for this endpoint",
+    "unknown": "unknown: a rule that may apply has a named port hushflow could not resolve",
 }
 
 
@@ -76,11 +77,30 @@ def explain_flow(attributor: Attributor, event: dict[str, Any], origin: str = ""
 def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, att: Attribution, origin: str) -> str:
     decision = att.decision
     lines = [_headline(flow, conn, origin)]
-    agreement = "matches what Cilium did" if att.agrees else f"DISAGREES with Cilium ({att.note})"
+    if decision.outcome == "unknown":
+        agreement = f"cannot be checked against what Cilium did ({att.note})"
+    else:
+        agreement = "matches what Cilium did" if att.agrees else f"DISAGREES with Cilium ({att.note})"
     lines.append(f"  decision: {_OUTCOME_WORDS[decision.outcome]} — {agreement}")
     local = "source" if conn.direction == "egress" else "destination"
     if decision.outcome == "not-enforced":
         lines.append(f"  no rule selects the {local} endpoint for {conn.direction}, so nothing is enforced there")
+    if decision.unknown:
+        # Named ports that could not be resolved: first, they decide what can be said.
+        lines.append(
+            "  these rules match the peer, but their port is a named port that could not be resolved, "
+            "so hushflow cannot say whether they apply:"
+            if decision.outcome == "unknown"
+            else "  these rules may also apply (a named port could not be resolved):"
+        )
+        for match in decision.unknown:
+            lines.extend(_describe_match(attributor, conn, match, local))
+        if decision.outcome == "unknown":
+            lines.append(
+                "  if they do not apply, these allows match:" if decision.allows
+                else f"  if they do not apply, nothing allows it: the {local} endpoint is in "
+                f"{conn.direction} default-deny"
+            )
     shown = decision.denies if decision.outcome == "denied" else decision.allows
     for match in shown:
         lines.extend(_describe_match(attributor, conn, match, local))

@@ -14,8 +14,11 @@ Semantics (reference §A.3, §A.4, §B):
   `destination_names`, plus every unexpired DNS answer the engine has seen (Cilium's merged
   cache), plus the `fqdn:` selector labels Cilium itself put on the peer identity;
 - `toServices` match the flow's destination service by name and namespace;
-- ports: `port` "0" = all, `endPort` ranges, ANY = TCP/UDP/SCTP; named ports cannot be
-  resolved from a flow and never match; `icmps` match the ICMP type of the right family.
+- ports: `port` "0" = all, `endPort` ranges, ANY = TCP/UDP/SCTP; a named port matches the
+  number the destination's pod spec gives it (`hushflow.engine.pods`: the rules, from Cilium);
+  one that cannot be resolved matches nothing and is reported to the caller as unresolved
+  (`port_matches(unresolved=...)`), so the decision can say "unknown"; `icmps` match the ICMP
+  type of the right family.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from hushflow.engine.pods import NO_PODS, NamedPortResolver
 from hushflow.flow.connection import Connection
 from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import Requirement, Selector
@@ -109,6 +113,7 @@ class CompiledPeer:
     entities: frozenset[str] | None
     cidrs: list[tuple[IPNetwork, tuple[IPNetwork, ...]]] | None
     fqdn_labels: frozenset[str] = field(default_factory=frozenset)
+    named_ports: bool = False  # some port of the rule is a name: the decision depends on pod specs
 
     @property
     def match_type(self) -> str:
@@ -219,7 +224,15 @@ class CompiledPeer:
 
     # -- ports ---------------------------------------------------------------------------------
 
-    def port_matches(self, conn: Connection, why: list[str] | None = None) -> bool:
+    def port_matches(
+        self,
+        conn: Connection,
+        why: list[str] | None = None,
+        named: NamedPortResolver | None = None,
+        unresolved: list[str] | None = None,
+    ) -> bool:
+        """Does a port of the rule cover the connection? A named port `named` cannot resolve
+        matches nothing, and is described in `unresolved`."""
         rule = self.rule
         if rule.icmps is not None:
             if not conn.protocol.startswith("ICMP"):
@@ -246,10 +259,41 @@ class CompiledPeer:
             for port in port_rule.ports:
                 if port.protocol not in ("ANY", conn.protocol):
                     continue
+                name = port.name
+                if name is not None:
+                    if self._named_port_matches(conn, port.port, port.protocol, named, why, unresolved):
+                        return True
+                    continue
                 if port.covers(conn.port):
                     if why is not None:
                         why.append(f"port {conn.port}/{conn.protocol} is covered by {port}")
                     return True
+        return False
+
+    @staticmethod
+    def _named_port_matches(
+        conn: Connection,
+        name: str,
+        protocol: str,
+        named: NamedPortResolver | None,
+        why: list[str] | None,
+        unresolved: list[str] | None,
+    ) -> bool:
+        # Cilium: `endPort` is not applied to a named port (pkg/policy/l4.go): one number.
+        if conn.direction == "egress" and is_world_peer(conn.peer_labels, int(conn.peer.get("identity", 0))):
+            # Named ports are looked up by the identities a rule selects (NamedPortMultiMap):
+            # a peer outside the cluster has no pod, so no named port.
+            return False
+        answer = named.resolve(name, conn) if named is not None else None
+        if answer is None or not answer.resolved:
+            if unresolved is not None:
+                reason = answer.reason if answer is not None else NO_PODS
+                unresolved.append(f"named port {name}/{protocol} could not be resolved: {reason}")
+            return False
+        if conn.port in answer.ports:
+            if why is not None:
+                why.append(f"port {conn.port}/{conn.protocol} is {name}/{protocol}: {answer.reason}")
+            return True
         return False
 
 
@@ -265,4 +309,7 @@ def compile_peer(rule: PeerRule, policy_set: PolicySet) -> CompiledPeer:
         entities=frozenset(rule.entities) if rule.entities is not None else None,
         cidrs=_resolve_groups(rule.cidrs, policy_set) if rule.cidrs is not None else None,
         fqdn_labels=fqdn_labels,
+        named_ports=any(
+            port.name is not None for port_rule in rule.ports or () for port in port_rule.ports
+        ),
     )

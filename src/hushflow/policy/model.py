@@ -110,10 +110,15 @@ class PortProtocol:
     def number(self) -> int | None:
         return int(self.port) if self.port.isdigit() else None
 
+    @property
+    def name(self) -> str | None:
+        """The named port (lowercased, as Cilium compares it), or None for a number."""
+        return None if self.port.isdigit() else self.port
+
     def covers(self, port: int) -> bool:
         first = self.number
         if first is None:
-            return False  # named ports need the pod spec to resolve
+            return False  # a named port resolves from pod specs (hushflow.engine.pods), not here
         if first == 0:
             return True
         last = self.end_port if self.end_port and self.end_port >= first else first
