@@ -319,3 +319,29 @@ def test_host_network_and_finished_pods_are_not_found_by_ip(tmp_path):
 def test_port_names_are_iana_service_names(name, ok):
     # pkg/iana/svcname.go (IsSvcName: RFC 6335 section 5.1).
     assert is_port_name(name) is ok
+
+
+# -- --pods FILE: what the commands load ------------------------------------------------------------
+
+
+def test_pods_file_that_cannot_be_used_is_refused_with_a_clear_message(tmp_path):
+    from hushflow.app.enrich import PodSpecsError, load_pod_specs
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("items: [\n")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("apiVersion: v1\nkind: List\nitems: []\n")
+    for paths, words in (([str(tmp_path / "missing.yaml")], "no such file"), ([str(broken)], f"{broken}:2"),
+                         ([str(empty)], "no Pod found")):
+        with pytest.raises(PodSpecsError, match=words):
+            load_pod_specs(paths)
+
+
+def test_pods_file_with_bad_documents_loads_the_rest_and_says_where(tmp_path):
+    from hushflow.app.enrich import load_pod_specs
+
+    path = tmp_path / "pods.yaml"
+    path.write_text(PODS_YAML + "- apiVersion: v1\n  kind: Secret\n  metadata: {name: x}\n")
+    index, skipped = load_pod_specs([str(path)])
+    assert len(index) == 4
+    assert skipped == [f"{path}:36:3 kind: a 'Secret' object, not a Pod: skipped"]

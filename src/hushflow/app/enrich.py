@@ -6,7 +6,8 @@ The flow itself only ever gains the fields Hubble defines (`policy_log`, `*_allo
 disagreements) go in a separate `hushflow` object next to `flow` in the event wrapper; it is
 written to jsonpb output only when asked for (`--with-findings`). Its fields:
 
-    decision       denied | allowed | default-deny | not-enforced (what the policies say)
+    decision       denied | allowed | default-deny | not-enforced | unknown (what the policies say;
+                   unknown: a rule that may apply has a named port the pod specs, `--pods`, do not resolve)
     observed       allowed | denied | default-deny | audit | dropped (what Cilium did)
     agrees         whether the two match
     expected       DROPPED/AUDIT only: true when a responsible rule's log value is expected
@@ -27,6 +28,7 @@ import orjson
 
 from hushflow.engine.attribution import Attributor
 from hushflow.engine.explain import render
+from hushflow.engine.pods import PodIndex, load_pods
 from hushflow.flow.connection import connection_of
 from hushflow.flow.protojson import encode_event
 from hushflow.flow.reader import FlowEvent
@@ -99,11 +101,13 @@ def make_attributor(
     expected_cel: Sequence[str] = (),
     attribute_default_deny: bool = False,
     cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION,
+    pods: PodIndex | None = None,
 ) -> Attributor:
     """The attributor `run` and `observe --enrich` use: drops are planned when their tag is one of
     `expected_logs` (default: the deny rules' log values) or `expected_cel` matches them.
     `cilium_version` (`--cilium-version`) decides whether Cilium's drop fields are completed
-    (up to 1.19) or checked (1.20, see hushflow.engine.attribution).
+    (up to 1.19) or checked (1.20, see hushflow.engine.attribution). `pods` (`--pods`, the pod
+    watch of `run`) resolves named ports; without it every named port is unresolved ("unknown").
     Raises ValueError, worded for the user, for an expression that does not compile."""
     predicate = None
     if expected_cel:
@@ -119,5 +123,25 @@ def make_attributor(
         expected_predicate=predicate,
         attribute_default_deny=attribute_default_deny,
         cilium_version=cilium_version,
+        pods=pods,
     )
+
+
+class PodSpecsError(ValueError):
+    """A `--pods` file that cannot be used at all, worded for the user."""
+
+
+def load_pod_specs(paths: Sequence[str]) -> tuple[PodIndex, list[str]]:
+    """The pod index of `--pods FILE...` (`kubectl get pods -A -o yaml` or `-o json`), and the
+    documents skipped, each with file:line. Raises PodSpecsError when a file cannot be read or
+    parsed, or holds no pod at all: an incomplete index would answer "unknown" for pods that
+    are there, and the user would not know why."""
+    loaded = load_pods(paths)
+    fatal = [str(p) for p in loaded.problems if p.whole_file]
+    if fatal:
+        raise PodSpecsError("; ".join(fatal))
+    if not len(loaded.index):
+        raise PodSpecsError(f"{', '.join(loaded.files) or ', '.join(paths)}: no Pod found "
+                            "(expected `kubectl get pods -A -o yaml` or `-o json` output)")
+    return loaded.index, [str(problem) for problem in loaded.problems]
 

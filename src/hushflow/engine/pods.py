@@ -109,6 +109,12 @@ class PodSpec:
 class PodProblem:
     message: str
     where: Location
+    code: str = ""  # the lint code of a file-level problem (hushflow.policy.yamlsource), else ""
+
+    @property
+    def whole_file(self) -> bool:
+        """The file (or the rest of it) could not be read: unreadable, not YAML, a template."""
+        return self.code in ("HF001", "HF003", "HF004")
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -352,7 +358,7 @@ def load_pods(paths: Sequence[str], stdin: IO[str] | None = None) -> PodLoad:
     """Read pods from files (`kubectl get pods -A -o yaml`/`-o json`, Lists or Pod documents).
     Problems are collected with file:line, never raised; what is readable is kept."""
     read = load_manifests(paths, stdin)
-    problems = [PodProblem(p.message, p.location) for p in read.problems]
+    problems = [PodProblem(p.message, p.location, p.code) for p in read.problems]
     index = PodIndex()
     for manifest in read.manifests:
         pod = _pod_of_manifest(manifest, problems)
