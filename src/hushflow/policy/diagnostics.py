@@ -38,12 +38,22 @@ CHECKS: dict[str, Check] = {
         Check(
             "HF006", "not-a-regular-file", Severity.WARNING, "A FIFO, device or socket in a directory was skipped."
         ),
+        Check(
+            "HF007", "schema-version", Severity.INFO,
+            "No CRD schema of the --cilium-version is bundled; the nearest one was used.",
+        ),
         Check("HF010", "schema", Severity.ERROR, "The object does not match Cilium's CRD schema."),
         Check("HF011", "empty-policy", Severity.ERROR, "A policy has neither spec nor specs."),
         Check("HF012", "node-selector-in-cnp", Severity.ERROR, "nodeSelector is only valid in a CCNP."),
         Check("HF013", "namespace-overridden", Severity.WARNING, "A CNP endpointSelector names another namespace."),
         Check("HF014", "empty-rule", Severity.ERROR, "A rule whose ingress/egress sections are all empty."),
         Check("HF015", "object-name", Severity.ERROR, "metadata.name or namespace breaks Kubernetes' name rules."),
+        Check("HF016", "agent-rejects", Severity.ERROR, "The Cilium agent rejects a rule the CRD schema accepts."),
+        Check(
+            "HF017", "agent-option-needed", Severity.WARNING,
+            "The Cilium agent rejects the rule unless an agent option is set.",
+        ),
+        Check("HF018", "port-read-as-octal", Severity.WARNING, "The agent reads a port number other than written."),
         Check("HF020", "fqdn-deny", Severity.ERROR, "toFQDNs in egressDeny: Cilium cannot run it."),
         Check("HF021", "l7-in-deny", Severity.ERROR, "L7 rules, serverNames, TLS or listener in a deny rule."),
         Check("HF022", "auth-in-deny", Severity.ERROR, "authentication in a deny rule."),

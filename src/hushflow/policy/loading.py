@@ -10,19 +10,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from hushflow.policy.diagnostics import Diagnostic
+from hushflow.policy.agent_validation import agent_problems
+from hushflow.policy.diagnostics import Diagnostic, Severity
+from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import (
     CCNP,
     CIDR_GROUP,
     CNP,
+    REQUIRES_REMOVED_IN,
     BuildOptions,
     PolicySet,
     build_cidr_group,
     build_policy,
 )
 from hushflow.policy.names import label_problem, subdomain_problem
+from hushflow.policy.requires import FIELDS as REQUIRES_FIELDS
 from hushflow.policy.requires import requires_problems
-from hushflow.policy.schema import SchemaProblem, validate_fqdn_selector, validate_object
+from hushflow.policy.schema import SchemaProblem, schema_version_for, validate_fqdn_selector, validate_object
 from hushflow.policy.source import FieldPath
 from hushflow.policy.yamlsource import Manifest, load_manifests
 
@@ -149,13 +153,58 @@ def _check_names(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
     return ok
 
 
-def check_manifest(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
-    """Schema-check one CNP/CCNP/CIDR group; True when its model can be built safely."""
+def _requires_problem(problem: SchemaProblem, cilium_version: tuple[int, int]) -> bool:
+    """A 1.19+ schema problem of fromRequires/toRequires (`maxItems: 0`, items now strings):
+    `requires_problems` reports each of those with its own message, so the schema's is dropped."""
+    return cilium_version >= REQUIRES_REMOVED_IN and any(
+        isinstance(part, str) and part in REQUIRES_FIELDS.values() for part in problem.path
+    )
+
+
+L7_REMOVED_IN = (1, 20)  # cilium#44610: kafka, l7proto and l7 rules removed from the CNP/CCNP CRDs
+_REMOVED_L7_FIELDS = ("kafka", "l7proto", "l7")
+_REMOVED_L7_MESSAGE = (
+    "{field} rules were removed in Cilium 1.20 (cilium#44610, with Kafka policies in cilium#43557): the "
+    "1.20 CRD has no such field, so the API server rejects the policy (strict clients for the unknown field; "
+    "pruned, `rules` is left with no L7 type, which the CRD also rejects)"
+)
+_REMOVED_L7_HINT = "filter this protocol with a CiliumEnvoyConfig listener instead, or lint with the version you run"
+
+
+def _removed_l7(problem: SchemaProblem, cilium_version: tuple[int, int]) -> bool:
+    path = problem.path
+    return (
+        cilium_version >= L7_REMOVED_IN
+        and problem.keyword == "additionalProperties"
+        and len(path) >= 2
+        and path[-2] == "rules"
+        and path[-1] in _REMOVED_L7_FIELDS
+    )
+
+
+def _removed_l7_one_of(problem: SchemaProblem, data: dict[str, Any], cilium_version: tuple[int, int]) -> bool:
+    """The `rules` one-of that fails only because its L7 type is one 1.20 removed: the unknown
+    field is reported instead (once, with why)."""
+    if cilium_version < L7_REMOVED_IN or problem.keyword != "oneOf" or problem.path[-1:] != ("rules",):
+        return False
+    rules = _get(data, problem.path)
+    return isinstance(rules, dict) and any(field in rules for field in _REMOVED_L7_FIELDS)
+
+
+def check_manifest(
+    manifest: Manifest, diagnostics: list[Diagnostic], cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION
+) -> bool:
+    """Schema-check one CNP/CCNP/CIDR group against the CRDs of that Cilium version, then what
+    the agent rejects beyond them; True when its model can be built safely."""
     data = manifest.data
-    problems = validate_object(data, manifest.api_version, manifest.kind)
+    problems = validate_object(data, manifest.api_version, manifest.kind, cilium_version)
     buildable = _check_names(manifest, diagnostics)
     for problem in problems:
+        if _requires_problem(problem, cilium_version) or _removed_l7_one_of(problem, data, cilium_version):
+            continue
         code, message, hint = _classify(problem, data)
+        if _removed_l7(problem, cilium_version):
+            message, hint = _REMOVED_L7_MESSAGE.format(field=problem.path[-1]), _REMOVED_L7_HINT
         if code == "HF010":
             buildable = False
         diagnostics.append(Diagnostic(code, message, manifest.locate(problem.path), hint))
@@ -168,12 +217,30 @@ def check_manifest(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
                 buildable = False
                 continue
             for index, item in enumerate(fqdns):
-                for sub in validate_fqdn_selector(item, (*problem.path, index)):
+                for sub in validate_fqdn_selector(item, (*problem.path, index), cilium_version):
                     diagnostics.append(Diagnostic("HF010", sub.message, manifest.locate(sub.path), sub.hint))
                     buildable = False
     if manifest.kind in (CNP, CCNP) and buildable:
         buildable = _check_shape(manifest, diagnostics)
+    if manifest.kind in (CNP, CCNP) and buildable:
+        agent = agent_problems(manifest, cilium_version)
+        diagnostics.extend(agent)
+        buildable = not any(d.level == Severity.ERROR for d in agent)
     return buildable
+
+
+def _schema_substitute(manifest: Manifest, cilium_version: tuple[int, int]) -> Diagnostic | None:
+    """An info when no CRD schema of this Cilium version is bundled (schemas/README.md)."""
+    used = schema_version_for(cilium_version)
+    if used == cilium_version:
+        return None
+    return Diagnostic(
+        "HF007",
+        f"no CRD schema of Cilium {cilium_version[0]}.{cilium_version[1]} is bundled: validated with the "
+        f"Cilium {used[0]}.{used[1]} schemas (the nearest bundled)",
+        manifest.locate(),
+        "fields added or removed since then are not checked as that version's API server would",
+    )
 
 
 def _check_shape(manifest: Manifest, diagnostics: list[Diagnostic]) -> bool:
@@ -264,6 +331,7 @@ def load_policies(
     loaded.files = read.files
     loaded.diagnostics.extend(Diagnostic(p.code, p.message, p.location, p.hint) for p in read.problems)
     seen: dict[tuple[str, str, str], Manifest] = {}
+    substitute_reported = False
     for manifest in read.manifests:
         loaded.objects += 1
         kind, api_version = manifest.kind, manifest.api_version
@@ -304,7 +372,12 @@ def load_policies(
                 )
             )
         seen[identity] = manifest
-        if not check_manifest(manifest, loaded.diagnostics):
+        if not substitute_reported:
+            substitute_reported = True
+            substitute = _schema_substitute(manifest, options.cilium_version)
+            if substitute is not None:
+                loaded.diagnostics.append(substitute)
+        if not check_manifest(manifest, loaded.diagnostics, options.cilium_version):
             continue
         if kind != CIDR_GROUP:
             # From 1.19 the CRD rejects fromRequires/toRequires (the model builds their pruned meaning).

@@ -1,6 +1,9 @@
-"""Validate manifests against the bundled Cilium 1.18 CRD schemas, as the API server would.
+"""Validate manifests against the bundled Cilium CRD schemas, as the API server would.
 
-The schemas (see schemas/README.md for their origin) come from Cilium's CRD OpenAPI schemas
+One schema set per Cilium minor version (1.18, 1.19, 1.20; see schemas/README.md for where
+each comes from), chosen by `--cilium-version`; a version without a bundled set is validated
+with the nearest one (`schema_version_for`), which the loader reports as an info (HF007).
+The schemas come from Cilium's CRD OpenAPI schemas
 with `additionalProperties: false` added, so an unknown field fails as it does under
 `kubectl apply --validate=strict`. Their patterns are Go (RE2) regular expressions, such as
 `^\\PC*$` ("no control characters"); we evaluate them with RE2 itself, so they mean exactly
@@ -30,6 +33,22 @@ SCHEMA_FILES = {
     ("cilium.io/v2", "CiliumCIDRGroup"): "ciliumcidrgroup_v2.json",
     ("cilium.io/v2alpha1", "CiliumCIDRGroup"): "ciliumcidrgroup_v2alpha1.json",
 }
+# The Cilium minor versions whose CRD schemas are bundled, as schemas/v<major>.<minor>-<file>.
+SCHEMA_VERSIONS: tuple[tuple[int, int], ...] = ((1, 18), (1, 19), (1, 20))
+DEFAULT_SCHEMA_VERSION = (1, 18)
+
+
+def schema_version_for(cilium_version: tuple[int, int]) -> tuple[int, int]:
+    """The bundled schema set for a Cilium version: its own, else the newest older one, else the
+    oldest bundled (a version before the first bundled one)."""
+    if cilium_version in SCHEMA_VERSIONS:
+        return cilium_version
+    older = [version for version in SCHEMA_VERSIONS if version < cilium_version]
+    return max(older) if older else min(SCHEMA_VERSIONS)
+
+
+def _file_for(version: tuple[int, int], file_name: str) -> str:
+    return f"v{version[0]}.{version[1]}-{file_name}"
 
 # What a schema pattern means, for people.
 _PATTERN_WORDS = {
@@ -88,17 +107,26 @@ def _schema(file_name: str) -> dict[str, Any]:
 
 
 @cache
-def validator_for(api_version: str, kind: str) -> Validator | None:
+def validator_for(
+    api_version: str, kind: str, cilium_version: tuple[int, int] = DEFAULT_SCHEMA_VERSION
+) -> Validator | None:
+    """The validator of one kind for a Cilium version (compiled once per schema file)."""
     file_name = SCHEMA_FILES.get((api_version, kind))
     if file_name is None:
         return None
+    return _validator_of(_file_for(schema_version_for(cilium_version), file_name))
+
+
+@cache
+def _validator_of(file_name: str) -> Validator:
     return _CiliumValidator(_schema(file_name), format_checker=_FORMATS)
 
 
 @cache
-def fqdn_selector_validator() -> Validator:
+def fqdn_selector_validator(cilium_version: tuple[int, int] = DEFAULT_SCHEMA_VERSION) -> Validator:
     """The schema of one `toFQDNs` entry, for hushflow's FQDN-deny extension."""
-    egress = _schema("ciliumnetworkpolicy_v2.json")["properties"]["spec"]["properties"]["egress"]
+    cnp = _schema(_file_for(schema_version_for(cilium_version), "ciliumnetworkpolicy_v2.json"))
+    egress = cnp["properties"]["spec"]["properties"]["egress"]
     item_schema = egress["items"]["properties"]["toFQDNs"]["items"]
     return _CiliumValidator(item_schema, format_checker=_FORMATS)
 
@@ -191,9 +219,15 @@ def _format_hint(fmt: str) -> str:
     return ""
 
 
-def validate_object(data: Mapping[str, Any], api_version: str, kind: str) -> list[SchemaProblem]:
-    """Problems of one object against its CRD schema; [] when valid or when no schema exists."""
-    validator = validator_for(api_version, kind)
+def validate_object(
+    data: Mapping[str, Any],
+    api_version: str,
+    kind: str,
+    cilium_version: tuple[int, int] = DEFAULT_SCHEMA_VERSION,
+) -> list[SchemaProblem]:
+    """Problems of one object against its CRD schema in that Cilium version; [] when valid or
+    when no schema exists."""
+    validator = validator_for(api_version, kind, cilium_version)
     if validator is None:
         return []
     problems: list[SchemaProblem] = []
@@ -202,9 +236,11 @@ def validate_object(data: Mapping[str, Any], api_version: str, kind: str) -> lis
     return problems
 
 
-def validate_fqdn_selector(data: Any, path: FieldPath) -> list[SchemaProblem]:
+def validate_fqdn_selector(
+    data: Any, path: FieldPath, cilium_version: tuple[int, int] = DEFAULT_SCHEMA_VERSION
+) -> list[SchemaProblem]:
     problems: list[SchemaProblem] = []
-    for error in fqdn_selector_validator().iter_errors(data):
+    for error in fqdn_selector_validator(cilium_version).iter_errors(data):
         for problem in _describe(error):
             problems.append(
                 SchemaProblem((*path, *problem.path), problem.message, problem.hint, problem.keyword, problem.value)
