@@ -3,7 +3,10 @@
 Every row is a policy the bundled CRD schema of that version accepts (asserted below, so a row
 the schema already catches is not mistaken for an agent check) and the agent's
 `Rule.Sanitize()` rejects or reads otherwise. Source: Cilium v1.19.4 pkg/policy/api as
-cilium/hubble 75d3a68c vendors it; the function is named on each row group. Our own cases.
+cilium/hubble 75d3a68c vendors it (rule_validation.go, http.go, selector.go) and
+pkg/iana/svcname.go; for 1.20, cilium/cilium pkg/policy/api/rule_validation.go after the Kafka
+removal (cilium#44610; `Rule.Validate`, `isExtendedIPProtocol`). The function is named on each
+row group. Our own cases.
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ ROWS = [
      [("HF017", 10, "spec.egress[0].toPorts[0].ports[0]")]),
     ("VRRP without a port", _port_policy("{protocol: VRRP}"), (1, 20),
      [("HF017", 10, "spec.egress[0].toPorts[0].ports[0]")]),
+    # -- PortProtocol.Validate, post-1.19 rule_validation.go (isExtendedIPProtocol): the 1.20
+    #    tunnel protocols take no port either.
+    ("GRE with a port on 1.20", _port_policy('{port: "47", protocol: GRE}'), (1, 20),
+     [("HF016", 10, "spec.egress[0].toPorts[0].ports[0].port")]),
+    ("ESP with port 0 on 1.20", _port_policy('{port: "0", protocol: ESP}'), (1, 20), []),
+    ("VRRP with a port on 1.20", _port_policy('{port: "8", protocol: VRRP}'), (1, 20),
+     [("HF016", 10, "spec.egress[0].toPorts[0].ports[0].port")]),
     # -- PortRule.sanitize: "Listener is not allowed with L7 rules".
     ("listener with L7 rules", HEAD + """  egress:
   - toEntities: [world]

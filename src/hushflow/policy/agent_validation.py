@@ -11,6 +11,12 @@ named port is. Each finding names the Go function it comes from.
 - HF017 (warning): the agent rejects the rule unless an agent option is set.
 - HF018 (warning): the agent reads a port number other than it is written (leading 0: octal).
 
+The port checks are older than 1.18 (cilium/cilium rule_validation.go at 005aed24 parses ports
+the same way), deny rules are validated since cilium#36598 (1.17), and label selectors are
+validated in every version; where a version differs (portless protocols), it says so.
+The post-1.19 rule_validation.go (Rule.Validate, after cilium#44610 removed Kafka) adds GRE,
+IPIP, IPV6, ESP and AH to the protocols without ports.
+
 The checks walk the manifest's raw data (after the schema check passed), so every finding
 carries file:line and the field path.
 """
@@ -30,7 +36,15 @@ EXTENDED_PROTOCOLS_SINCE = (1, 19)  # VRRP/IGMP in l4.go; `port` optional in the
 _SECTIONS = ("ingress", "ingressDeny", "egress", "egressDeny")
 _SVC_NAME = re2.compile(r"^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$")
 _SELECTOR_FIELDS = ("fromEndpoints", "toEndpoints", "fromNodes", "toNodes")
-_PORTLESS_PROTOCOLS = ("VRRP", "IGMP")
+# Protocols without ports ("port must be empty or 0"): VRRP and IGMP in 1.19 (v1.19.4
+# PortProtocol.sanitize); from 1.20 every protocol of isExtendedIPProtocol (cilium/cilium
+# rule_validation.go after the Kafka removal, PortProtocol.Validate), with the tunnel protocols.
+_PORTLESS_PROTOCOLS = {(1, 19): ("VRRP", "IGMP"), (1, 20): ("VRRP", "IGMP", "GRE", "IPIP", "IPV6", "ESP", "AH")}
+
+
+def portless_protocols(cilium_version: tuple[int, int]) -> tuple[str, ...]:
+    known = [version for version in _PORTLESS_PROTOCOLS if version <= cilium_version]
+    return _PORTLESS_PROTOCOLS[max(known)] if known else ()
 
 
 def _go_regexp_options() -> Any:
@@ -176,11 +190,11 @@ def _port(
     if is_service_name(value):
         return
     where = manifest.locate((*path, "port"))
-    if value != "0" and protocol in _PORTLESS_PROTOCOLS:
+    if value != "0" and protocol in portless_protocols(cilium_version):
         yield Diagnostic(
             "HF016",
             f"port {value!r} with protocol {protocol}: the agent rejects the rule (PortProtocol.sanitize: "
-            "\"port must be empty or 0\"); VRRP and IGMP have no ports",
+            f"\"port must be empty or 0\"); {protocol} has no ports",
             where,
             'drop the port, or write port: "0"',
         )
