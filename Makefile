@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test fuzz system-deps bench clean proto
 
-$(STAMP): pyproject.toml src/hushflow/flow/_wiredict.c
+$(STAMP): pyproject.toml src/hushflow/flow/_wiredict.c src/hushflow/flow/_jsonpb_proof.c
 	@command -v cc >/dev/null 2>&1 || echo "note: no C compiler (cc): hushflow installs without its C module, slower on gRPC sources"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from hushflow.filter.pflag import FlagError
 from hushflow.filter.rawfilters import FlowFilters, format_raw_filters
-from hushflow.filter.window import EventWindow, check_file_window, select_events
+from hushflow.filter.window import EventWindow, check_file_window, every_event, select_events
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
 
 if TYPE_CHECKING:  # loaded only with --enrich
@@ -145,16 +145,12 @@ def _make_printer(options: ObserveOptions, stdout: BinaryIO, stderr: IO[str]) ->
     return make_printer(options.output, stdout, err=err, options=print_options)
 
 
-def _every_event(_event: dict[str, Any]) -> bool:
-    return True
-
-
 def _compile_predicate(
     filters: FlowFilters,
 ) -> tuple[Callable[[dict[str, Any]], bool], Callable[[bytes], bool] | None]:
     """The allow/deny predicate over canonical events, and its pre-check on raw line bytes."""
     if not filters.allowlist and not filters.denylist:
-        return _every_event, None
+        return every_event, None
     from hushflow.filter import FilterError, compile_filters
 
     try:
@@ -290,7 +286,7 @@ def _observe(
             "hushflow observe does not connect to a Hubble server"
         )
     matches, may_match = _compile_predicate(options.filters)
-    filtered = matches is not _every_event
+    filtered = matches is not every_event
     enricher = _make_enricher(options, stderr) if options.enrich else None
     if enricher is not None:
         may_match = None  # every DNS answer and verdict must be seen, and filters see enriched flows
@@ -310,6 +306,8 @@ def _observe(
         stdin=stdin,
         sleep=follow_control.sleep,
         stop=follow_control.stop,
+        # The jsonpb printers print a line proven to be Hubble's bytes as it is read.
+        prove_lines=options.output in ("jsonpb", "json"),
     )
     printer = _make_printer(options, stdout, stderr)
     guard = FlowGuard(stats, strict=options.strict)
@@ -320,11 +318,11 @@ def _observe(
         # Hubble's order: the time window, the filters, then the counts; the filters run in the
         # guard, so that a flow they cannot judge is skipped and reported, not the end of the run.
         if window.since_ns is not None or window.until_ns is not None:
-            events = select_events(events, _every_event, EventWindow(window.since_ns, window.until_ns, all=True))
+            events = select_events(events, every_event, EventWindow(window.since_ns, window.until_ns, all=True))
             window = EventWindow(first=window.first, last=window.last, all=window.all)
         events = guard.keep(matches, events)
     try:
-        for event in select_events(events, _every_event, window):
+        for event in select_events(events, every_event, window):
             guard.write(printer, event)
     except FlowReadError as err:
         printer.close()

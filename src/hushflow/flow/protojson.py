@@ -25,6 +25,11 @@ from hushflow.flow.times import format_timestamp, parse_timestamp
 from hushflow.policy.source import printable
 from hushflow.proto import EXPORT_EVENT_DESCRIPTOR, FLOW_DESCRIPTOR
 
+try:  # built at install when a C compiler is there; without it nothing is proven from bytes
+    from hushflow.flow import _jsonpb_proof
+except ImportError:  # pragma: no cover - the fallback is tested by forcing it
+    _jsonpb_proof = None  # type: ignore[assignment]
+
 #: The oneof members of the event wrapper, in declaration order.
 EVENT_KINDS = ("flow", "node_status", "lost_events", "agent_event", "debug_event")
 
@@ -681,12 +686,14 @@ def make_canonical_event_check() -> Callable[[Any], bool]:
             return int, lambda v: lo <= v <= hi
         if kind in ("int64", "uint64"):
             lo, hi = _RANGES[kind]
+            # "0" is a truthy string but the default of a field without presence: not printed.
+            zero_ok = fld.presence or fld.oneof is not None or fld.repeated
 
             def decimal_ok(v: str) -> bool:
                 if not (v.isascii() and v.lstrip("-").isdigit()):
                     return False
                 n = int(v)
-                return lo <= n <= hi and str(n) == v
+                return lo <= n <= hi and str(n) == v and (zero_ok or n != 0)
 
             return str, decimal_ok
         if kind == "timestamp":
@@ -732,6 +739,70 @@ def make_canonical_event_check() -> Callable[[Any], bool]:
         return event_check(d) and not _KIND_KEYS.isdisjoint(d)
 
     return is_canonical_event
+
+
+def _proof_schemas() -> Any:
+    """The C proof's description of the event schema (``_jsonpb_proof.Schema``), None without
+    the C module. Mirrors ``make_canonical_event_check``'s rules field by field."""
+    if _jsonpb_proof is None:
+        return None
+    proof = _jsonpb_proof
+    built: dict[str, Any] = {}
+    simple = {"string": proof.K_STRING, "stringlike": proof.K_STRING, "bool": proof.K_BOOL,
+              "int32": proof.K_INT32, "uint32": proof.K_UINT32, "int64": proof.K_INT64,
+              "uint64": proof.K_UINT64, "timestamp": proof.K_TIMESTAMP}
+
+    def schema_of(msg: _Message) -> Any:
+        known = built.get(msg.full_name)
+        if known is not None:
+            return known
+        schema = built[msg.full_name] = proof.Schema()  # before the fields: messages recurse
+        fields = sorted({f.index: f for f in msg.by_key.values()}.values(), key=lambda f: f.index)
+        oneof_ids: dict[str, int] = {}
+        rows = []
+        for fld in fields:
+            aux: Any = None
+            if fld.kind == "enum":
+                kind = proof.K_ENUM
+                allowed = fld.enum_names
+                if not (fld.presence or fld.oneof is not None or fld.repeated):
+                    allowed = allowed - {fld.enum_zero}
+                aux = tuple(sorted(name.encode() for name in allowed))
+            elif fld.kind == "message":
+                assert fld.message is not None
+                kind = proof.K_MESSAGE
+                aux = schema_of(fld.message)
+            else:
+                kind = simple.get(fld.kind, proof.K_NEVER)  # float, opaque: never proven
+            oneof = -1 if fld.oneof is None else oneof_ids.setdefault(fld.oneof, len(oneof_ids))
+            falsy_ok = fld.presence or fld.oneof is not None
+            rows.append((fld.name.encode(), kind, fld.repeated, falsy_ok, oneof, aux))
+        schema.setup(tuple(rows))
+        return schema
+
+    return schema_of(_event_schema())
+
+
+_FLOW_HEAD = b'{"flow":'
+
+
+def make_line_proof() -> Callable[[bytes], int] | None:
+    """``prove(line) -> int``, in C: where the flow object of ``line`` ends (``line[8:end]`` is it)
+    when the line is a flow event already in the canonical spelling at every level, so that
+    ``encode_event(normalize(orjson.loads(line)))`` would give ``line`` back byte for byte; -1
+    when that is not proven (another spelling, a lost event, a float... the slow path decides).
+    None when the C module was not built. Build one per consumer."""
+    schema = _proof_schemas()
+    if schema is None:
+        return None
+    prove = schema.prove
+
+    def prove_flow_line(line: bytes) -> int:
+        if not line.startswith(_FLOW_HEAD):
+            return -1
+        return int(prove(line))
+
+    return prove_flow_line
 
 
 def canonical_event(data: Any, is_canonical: Callable[[Any], bool] | None = None) -> dict[str, Any]:
@@ -782,5 +853,6 @@ __all__ = [
     "go_json_escape",
     "is_canonical_flow_event",
     "make_canonical_event_check",
+    "make_line_proof",
     "unprocessable_reason",
 ]

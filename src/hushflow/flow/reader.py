@@ -170,6 +170,36 @@ class FlowEvent:
         return f"FlowEvent({self.origin}, {self.kind})"
 
 
+class ProvenEvent(FlowEvent):
+    """A flow event whose line is proven to be Hubble's jsonpb bytes at every level
+    (:func:`hushflow.flow.protojson.make_line_proof`), so it is printed as it is read. The line
+    is parsed only when something reads ``data`` (``observe -o jsonpb`` with no filter never
+    does). ``flow_end``: where the flow object ends in ``raw`` (``raw[8:flow_end]``).
+
+    A stage that changes a flow makes a new :class:`FlowEvent` (``with_data``), never edits the
+    dict of one of these in place and hands it on: the bytes would no longer say the same."""
+
+    __slots__ = ("_parsed", "flow_end")
+
+    def __init__(self, raw: bytes, flow_end: int, source: str, line: int) -> None:
+        self._raw = raw
+        self._parsed: dict[str, Any] | None = None
+        self.flow_end = flow_end
+        self.source = source
+        self.line = line
+
+    @property
+    def data(self) -> dict[str, Any]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = orjson.loads(self.raw)
+        return parsed
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        raise AttributeError("a ProvenEvent's data follows its line: make a new FlowEvent (with_data)")
+
+
 def canonical_form(event: FlowEvent) -> FlowEvent | None:
     """`event` in the canonical spelling, when it is valid protojson written in another one (a
     null for a default below a flow's first level, which the fast path lets through); None when
@@ -201,6 +231,9 @@ class FlowReader:
       For speed, a line already in the jsonpb spelling is checked one level into the Flow (the
       enums filters read, the objects, the 64-bit fields); deeper values are trusted.
     - ``stdin``: a binary stream used for ``"-"`` (default ``sys.stdin.buffer``).
+    - ``prove_lines``: hand out a line proven to be Hubble's jsonpb bytes at every level as a
+      :class:`ProvenEvent`, parsed only when read (for a consumer that prints lines: ``observe
+      -o jsonpb``). Without the C proof module this does nothing.
     """
 
     def __init__(
@@ -217,6 +250,7 @@ class FlowReader:
         stop: Callable[[], bool] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        prove_lines: bool = False,
     ) -> None:
         if not sources:
             raise ValueError("no sources given")
@@ -232,6 +266,7 @@ class FlowReader:
         self._chunk_size = chunk_size
         self._max_line_bytes = max_line_bytes
         self._normalizer = protojson.EventNormalizer()
+        self._prove = protojson.make_line_proof() if prove_lines else None
 
     def __iter__(self) -> Iterator[FlowEvent]:
         last = len(self.sources) - 1
@@ -369,6 +404,7 @@ class FlowReader:
         is_canonical = protojson.is_canonical_flow_event
         max_line = self._max_line_bytes
         may_match = self.may_match
+        prove = self._prove
         lineno = 0
         pending = b""
         overlong = False  # inside a line longer than max_line: skip to its end
@@ -416,6 +452,12 @@ class FlowReader:
                 if len(raw) > max_line:
                     self._bad(name, lineno, f"line longer than {max_line} bytes")
                     continue
+                if prove is not None:
+                    flow_end = prove(raw)
+                    if flow_end > 0:
+                        stats.events += 1
+                        yield ProvenEvent(raw, flow_end, name, lineno)
+                        continue
                 try:
                     data = loads(raw)
                 except decode_error as e:
@@ -459,6 +501,12 @@ class FlowReader:
         if len(raw) > self._max_line_bytes:
             self._bad(name, lineno, f"line longer than {self._max_line_bytes} bytes")
             return
+        if self._prove is not None:
+            flow_end = self._prove(raw)
+            if flow_end > 0:
+                self.stats.events += 1
+                yield ProvenEvent(raw, flow_end, name, lineno)
+                return
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as e:

@@ -33,7 +33,7 @@ import orjson
 
 from hushflow.flow.identities import RESERVED_IDENTITY_NAMES, UNKNOWN_IDENTITY, UNKNOWN_IDENTITY_NAME
 from hushflow.flow.protojson import canonical_event, go_json_escape, make_canonical_event_check
-from hushflow.flow.reader import FlowEvent
+from hushflow.flow.reader import FlowEvent, ProvenEvent
 from hushflow.flow.times import parse_timestamp
 
 OUTPUT_FORMATS = ("compact", "dict", "json", "jsonpb", "table")
@@ -368,6 +368,10 @@ class JsonpbPrinter:
         return go_json_escape(body) + b"\n"
 
     def write(self, event: FlowEvent) -> None:
+        if isinstance(event, ProvenEvent):  # the line is proven to be these very bytes: as it is
+            raw = event.raw
+            self._out.write((raw[8 : event.flow_end] if self._opts.legacy_json else raw) + b"\n")
+            return
         data = event.data
         if "flow" in data or "lost_events" in data:
             self._out.write(self._encode(data))
