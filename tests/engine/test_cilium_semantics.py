@@ -134,9 +134,10 @@ def build(tmp_path, docs: list[str], options: BuildOptions) -> PolicySet:
     path = tmp_path / "policies.yaml"
     path.write_text("\n---\n".join(textwrap.dedent(d).strip() for d in docs) + "\n")
     loaded = load_policies([str(path)], options)
-    # From 1.19 lint refuses fromRequires (HF010, the CRD dropped it); the model still builds what a
-    # lenient client leaves once it pruned the field, which is what these rows check.
-    errors = [d for d in loaded.diagnostics if d.level.value == "error" and "Requires was removed" not in d.message]
+    # From 1.19 lint refuses fromRequires (HF010: the CRD keeps it only with maxItems 0, cilium#43167);
+    # the model still builds the policy as if written without the field, which is what these rows check.
+    errors = [d for d in loaded.diagnostics
+              if d.level.value == "error" and "Requires takes no entries from Cilium 1.19" not in d.message]
     assert not errors, errors
     return loaded.policy_set
 
@@ -189,7 +190,8 @@ def test_requires_is_an_error_from_1_19(tmp_path, doc, field, line):
     assert requires_problems(manifest, V18) == []
     (problem,) = requires_problems(manifest, V19)
     assert problem.code == "HF010" and problem.level.value == "error"
-    assert problem.message.startswith(f"{field} was removed in Cilium 1.19")
+    # cilium#43167 kept the fields with MaxItems=0: the 1.19 API server rejects any entry.
+    assert problem.message.startswith(f"{field} takes no entries from Cilium 1.19")
     assert problem.location.line == line
     assert problem.location.field.endswith(field)
 

@@ -128,7 +128,13 @@ def test_requires_reported_once_from_1_19():
     report = _lint(REQUIRES, V119)
     found = [(d.code, d.location.line) for d in report.diagnostics if d.level == "error"]
     assert found == [("HF010", 8)]
-    assert "removed in Cilium 1.19" in report.diagnostics[0].message
+    assert "takes no entries from Cilium 1.19" in report.diagnostics[0].message
+
+
+def test_empty_requires_list_is_valid_on_1_19():
+    # `[]string` with MaxItems=0 (v1.19.4 ingress.go): an empty list passes the 1.19 schema.
+    report = _lint(REQUIRES.replace("[{matchLabels: {env: prod}}]", "[]"), V119)
+    assert [d.code for d in report.diagnostics if d.level == "error"] == []
 
 
 def test_requires_clean_on_1_18():

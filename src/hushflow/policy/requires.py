@@ -1,14 +1,15 @@
 """`fromRequires`/`toRequires` from Cilium 1.19 on: removed from the API (cilium#42615).
 
-Cilium 1.17 deprecated them; 1.19 removed the fields from its Go types, so the 1.19 CRD
-schema has no such property. `kubectl apply` (strict field validation) rejects the policy;
-a client that does not validate strictly has the field pruned, and the entry loses its
-requirements (an entry that had only requirements becomes `{}`). Either way it is an error
-(HF010, the schema code: the field is not in the 1.19 schema).
+Cilium 1.17 deprecated them; 1.19 removed what they do (cilium#42615) and kept the fields in
+the API only as deprecated ones that must stay empty: `[]string` with `MaxItems=0`
+(cilium#43167; v1.19.4 pkg/policy/api/ingress.go, egress.go), so the 1.19 CRD schema has
+`maxItems: 0`. The API server then rejects a policy with any entry in them, from every client
+(it is a schema check, not strict field validation); `fromRequires: []` stays valid. It is an
+error (HF010, the schema code).
 
 `requires_problems` is a check of its own so that the loader can run it whatever schema it
-validates with; when the bundled 1.19 schema reports these fields as unknown, the loader
-should keep this message (`requires_message`) for them instead of the generic one.
+validates with; the loader drops the bundled 1.19+ schema's own problems for these fields
+and keeps this message (`requires_message`) for them instead of the generic one.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ HINT = (
 
 def requires_message(field: str, only_requirements: bool) -> str:
     what = (
-        "the entry then selects no peer (it becomes `{}`)"
+        "written without it, the entry is `{}` and selects no peer"
         if only_requirements
-        else "its requirements then narrow no rule: peers they kept out are let in"
+        else "written without it, its requirements narrow no rule: peers they kept out are let in"
     )
     return (
-        f"{field} was removed in Cilium 1.19 (cilium#42615): the CRD has no such field, so kubectl apply "
-        f"rejects the policy; clients that do not validate strictly prune it and {what}"
+        f"{field} takes no entries from Cilium 1.19: cilium#42615 removed what it does and the CRD keeps it "
+        f"only as a deprecated field that must stay empty (maxItems: 0, cilium#43167), so the API server "
+        f"rejects the policy from any client; {what}"
     )
 
 
@@ -56,8 +58,8 @@ def requires_problems(manifest: Manifest, cilium_version: tuple[int, int]) -> li
             if not isinstance(entries, list):
                 continue
             for index, entry in enumerate(entries):
-                if not isinstance(entry, dict) or field not in entry:
-                    continue
+                if not isinstance(entry, dict) or field not in entry or entry[field] == []:
+                    continue  # an empty list is valid in every version
                 only = all(key == field for key in entry)
                 out.append(
                     Diagnostic(
