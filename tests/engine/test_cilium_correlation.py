@@ -176,6 +176,35 @@ def test_each_attribution_carries_its_own_kinds_of_disagreement(policies):
     assert attributor.stats.disagreements == {"egress_denied_by missing": 1, "policy_log missing": 1}
 
 
+ICMP_REPLY_DENY = cnp("block", WEB + "  egressDeny:\n  - toEntities: [world]\n    icmps: [{fields: [{type: 0}]}]\n"
+                      "  log: {value: blocked}\n")
+
+
+# pkg/policy/correlation/correlation.go (the ir.Flow version, after cilium#45373): extractFlowKey
+# gives port 0 for an ICMP echo reply (its type), VRRP and IGMP, and CorrelatePolicy returns at
+# `dport == 0 || proto == 0` before naming any rule: even 1.20 leaves those verdicts empty, so
+# hushflow fills them rather than reporting Cilium's fields "missing".
+@pytest.mark.parametrize("version", [(1, 19), (1, 20)])
+def test_a_verdict_cilium_cannot_look_up_is_filled_on_every_version(policies, version):
+    attributor = Attributor(policies(ICMP_REPLY_DENY), cilium_version=version)
+    event = flow(APP, WORLD, verdict="DROPPED", drop="POLICY_DENY", proto="ICMPv4", port=0, dst_ip="198.51.100.1")
+    attribution = attributor.observe(event)
+    assert attribution.filled == ("egress_denied_by", "policy_log")
+    assert event["flow"]["policy_log"] == ["blocked"]
+    assert not attributor.stats.disagreements
+
+
+def test_1_20_checks_an_icmp_verdict_it_can_look_up(policies):
+    """ICMP echo request (type 8) has a flow key: 1.20 correlates it, hushflow checks."""
+    deny = cnp("block", WEB + "  egressDeny:\n  - toEntities: [world]\n    icmps: [{fields: [{type: 8}]}]\n"
+                      "  log: {value: blocked}\n")
+    attributor = Attributor(policies(deny), cilium_version=(1, 20))
+    event = flow(APP, WORLD, verdict="DROPPED", drop="POLICY_DENY", proto="ICMPv4", port=8, dst_ip="198.51.100.1")
+    attribution = attributor.observe(event)
+    assert attribution.filled == ()
+    assert dict(attributor.stats.disagreements) == {"policy_log missing": 1, "egress_denied_by missing": 1}
+
+
 @pytest.mark.parametrize(("version", "filled"), [((1, 19), ("egress_denied_by", "policy_log")), ((1, 20), ())])
 def test_make_attributor_follows_cilium_version(policies, version, filled):
     from hushflow.app.enrich import make_attributor

@@ -21,9 +21,10 @@ and applies them field by field, so one field Cilium set never stops another bei
   tags follow. Empty strings are never tags (never "expected").
 - fields of the other side (`*_allowed_by` on a drop or audit, `*_denied_by` on an allowed
   verdict) are kept as they are, never used, and counted.
-- with `cilium_version` 1.20 or later, type-5 DROPPED/AUDIT verdicts are checked, not filled:
-  Cilium's (possibly absent) fields stand and every difference is counted. Drop notifications
-  are still filled.
+- with `cilium_version` 1.20 or later, type-5 AUDIT verdicts and DROPPED ones with a policy
+  drop reason are checked, not filled: Cilium's (possibly absent) fields stand and every
+  difference is counted. Drop notifications are still filled, and so are the verdicts Cilium
+  cannot look up (port or ICMP type 0, VRRP, IGMP, no L4: ``_cilium_can_correlate``).
 Default-deny drops (POLICY_DENIED, or AUDIT with no deny) have no single responsible rule:
 by default nothing is filled; with `attribute_default_deny=True`, `<dir>_denied_by` names the
 policies that put the endpoint in default-deny (when Cilium named none), never `policy_log`.
@@ -72,6 +73,15 @@ _VERDICT_WORDS = {"FORWARDED": "an allowed verdict", "REDIRECTED": "an allowed v
 def _event_type(flow: Mapping[str, Any]) -> Any:
     event_type = flow.get("event_type")
     return event_type.get("type") if isinstance(event_type, dict) else None
+
+
+def _cilium_can_correlate(conn: Connection) -> bool:
+    """Whether Cilium's correlation can look this flow up at all: it gives up on a flow key with
+    port (or ICMP type) 0 or no protocol it knows, so a VRRP/IGMP flow, an ICMP echo reply
+    (type 0) or a flow without L4 never carries Cilium's fields, whatever the version
+    (pkg/policy/correlation/correlation.go, extractFlowKey and the `dport == 0 || proto == 0`
+    early return). hushflow fills those instead of expecting Cilium's."""
+    return conn.protocol in ("TCP", "UDP", "SCTP", "ICMPv4", "ICMPv6") and conn.port != 0
 
 
 def _more(note: str, text: str) -> str:
@@ -292,8 +302,9 @@ class Attributor:
         # (cilium#45373): there hushflow checks its fields instead of filling them.
         check = (
             self.cilium_version >= CILIUM_CORRELATES_DROPS
-            and verdict in ("DROPPED", "AUDIT")
+            and (verdict == "AUDIT" or observed in ("denied", "default-deny"))
             and _event_type(flow) == POLICY_VERDICT
+            and _cilium_can_correlate(conn)
         )
 
         # The other side's field: kept as it is, never used for tags, counted.
