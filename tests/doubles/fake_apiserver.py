@@ -18,7 +18,16 @@ manager owns with a different value are a 409 conflict unless `force=true`, and
 kept the way the real server keeps them (lists are atomic, as in CRDs without list-type markers).
 `dryRun=All` computes the answer without storing it. DELETE honours `dryRun` and
 `preconditions.uid` / `preconditions.resourceVersion`. There is no admission, no schema
-validation, no watch, no authentication (the Authorization header is only recorded).
+validation, no authentication (the Authorization header is only recorded).
+
+Core v1 pods, for the pod watch of `hushflow run` (`hushflow.app.pod_watch`): `GET /api/v1/pods`
+lists them (with the collection's `resourceVersion`; `limit` is honoured with `continue`
+tokens), and `GET /api/v1/pods?watch=true&resourceVersion=N` streams, one JSON event a line
+(chunked), the ADDED / MODIFIED / DELETED events after N, then waits for more until
+`timeoutSeconds` (at most `WATCH_WAIT_MAX`) or `end_pod_watches()`. A resourceVersion older than
+what `compact_pod_events()` kept is answered like the real server: an ERROR event carrying a 410
+`Status` ("too old resource version"). Tests change pods with `put_pod` / `delete_pod`, and
+`push_pod_watch_line` sends any bytes (hostile lines) to the watches.
 
 Every request is recorded (`FakeApiServer.requests`) so tests can assert on the wire format, and
 `FakeApiServer.fail` makes chosen requests answer with an error status (403, 409, 422, ...).
@@ -111,6 +120,11 @@ class _FailureRule:
 class _Reply:
     status: int
     body: dict[str, Any]
+    stream: Callable[[Callable[[bytes], None]], None] | None = None  # a watch: writes its events
+
+
+#: Seconds a pod watch waits for events at most before it ends (the client then reconnects).
+WATCH_WAIT_MAX = 30.0
 
 
 @dataclass
@@ -129,6 +143,11 @@ class FakeApiServer:
     def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
+        self._pods_changed = threading.Condition(self._lock)
+        self._pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self._pod_events: list[tuple[int, bytes]] = []  # (resourceVersion, one event line)
+        self._pod_events_from = 0  # watches from an older resourceVersion get 410 Gone
+        self._watch_generation = 0  # end_pod_watches() ends every open watch
         self._store = _Store()
         self._failures: list[_FailureRule] = []
         self.requests: list[RecordedRequest] = []
@@ -162,6 +181,7 @@ class FakeApiServer:
         """Stop serving and close the socket."""
         if self._httpd is None:
             return
+        self.end_pod_watches()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -236,6 +256,101 @@ class FakeApiServer:
                 if kind is None or obj.get("kind") == kind
             ]
 
+    # -- core v1 pods (the pod watch) ----------------------------------------------------------
+
+    def put_pod(self, pod: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace a pod (ADDED or MODIFIED for the watches); return the stored copy."""
+        stored = copy.deepcopy(dict(pod))
+        stored.setdefault("apiVersion", "v1")
+        stored.setdefault("kind", "Pod")
+        metadata = stored.setdefault("metadata", {})
+        key = (metadata.setdefault("namespace", "default"), metadata["name"])
+        with self._lock:
+            kind = "MODIFIED" if key in self._pods else "ADDED"
+            metadata.setdefault("uid", str(uuid.uuid4()))
+            version = next(self._store.resource_version)
+            metadata["resourceVersion"] = str(version)
+            self._pods[key] = stored
+            self._pod_event(version, kind, stored)
+            return copy.deepcopy(stored)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        with self._lock:
+            pod = self._pods.pop((namespace, name))
+            version = next(self._store.resource_version)
+            pod["metadata"]["resourceVersion"] = str(version)
+            self._pod_event(version, "DELETED", pod)
+
+    def push_pod_watch_line(self, line: bytes) -> None:
+        """Send `line` (a newline is added) to every watch, as the next event."""
+        with self._lock:
+            self._pod_events.append((next(self._store.resource_version), line + b"\n"))
+            self._pods_changed.notify_all()
+
+    def compact_pod_events(self) -> None:
+        """Forget the events so far: a watch from an older resourceVersion gets 410 Gone."""
+        with self._lock:
+            self._pod_events_from = next(self._store.resource_version)
+            self._pod_events.clear()
+
+    def end_pod_watches(self) -> None:
+        """End every open watch (as the server does at its timeout); clients reconnect."""
+        with self._lock:
+            self._watch_generation += 1
+            self._pods_changed.notify_all()
+
+    def _pod_event(self, version: int, kind: str, pod: dict[str, Any]) -> None:
+        line = json.dumps({"type": kind, "object": pod}).encode() + b"\n"
+        self._pod_events.append((version, line))
+        self._pods_changed.notify_all()
+
+    def _list_pods(self, request: RecordedRequest) -> _Reply:
+        items = [copy.deepcopy(self._pods[key]) for key in sorted(self._pods)]
+        start = int(request.param("continue") or 0)
+        limit = int(request.param("limit") or 0) or len(items) or 1
+        metadata: dict[str, Any] = {"resourceVersion": str(next(self._store.resource_version))}
+        if start + limit < len(items):
+            metadata["continue"] = str(start + limit)
+        return _Reply(200, {"apiVersion": "v1", "kind": "PodList", "metadata": metadata,
+                            "items": items[start:start + limit]})
+
+    def _watch_pods(self, request: RecordedRequest, write: Callable[[bytes], None]) -> None:
+        """Stream the pod events after the request's resourceVersion (called without the lock)."""
+        since = int(request.param("resourceVersion") or 0)
+        wait = min(float(request.param("timeoutSeconds") or WATCH_WAIT_MAX), WATCH_WAIT_MAX)
+        with self._lock:
+            generation = self._watch_generation
+            oldest = self._pod_events_from
+        if since and since < oldest:
+            gone = _status_reply(410, "Expired", f"too old resource version: {since} ({oldest})")
+            write(json.dumps({"type": "ERROR", "object": gone.body}).encode() + b"\n")
+            return
+        sent = since
+        deadline = threading.Event()
+
+        def time_is_up() -> None:
+            with self._lock:
+                deadline.set()
+                self._pods_changed.notify_all()
+
+        timer = threading.Timer(wait, time_is_up)
+        timer.daemon = True
+        timer.start()
+        try:
+            while True:
+                with self._lock:
+                    pending = [(version, line) for version, line in self._pod_events if version > sent]
+                    if not pending:
+                        if deadline.is_set() or generation != self._watch_generation:
+                            return
+                        self._pods_changed.wait()
+                        continue
+                for version, line in pending:
+                    write(line)
+                    sent = version
+        finally:
+            timer.cancel()
+
     def mutating_requests(self) -> list[RecordedRequest]:
         """The recorded PATCH, POST, PUT and DELETE requests."""
         return [r for r in self.requests if r.method in ("PATCH", "POST", "PUT", "DELETE")]
@@ -246,9 +361,15 @@ class FakeApiServer:
         return self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _handle(self, request: RecordedRequest) -> _Reply:
+        parts = [unquote(p) for p in request.path.strip("/").split("/") if p]
         with self._lock:
             self.requests.append(request)
-            parts = [unquote(p) for p in request.path.strip("/").split("/") if p]
+            if request.method == "GET" and parts == ["api", "v1", "pods"] and request.param("watch") in ("true", "1"):
+                failure = self._take_failure("WATCH", "pods", None)
+                return failure or _Reply(200, {}, lambda write: self._watch_pods(request, write))
+            if request.method == "GET" and parts == ["api", "v1", "pods"]:
+                failure = self._take_failure("LIST", "pods", None)
+                return failure if failure is not None else self._list_pods(request)
             if request.method == "GET" and parts == ["version"]:
                 return _Reply(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-hushflow-test-double",
                                     "platform": "linux/amd64"})
@@ -457,6 +578,23 @@ def _make_handler(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             except yaml.YAMLError as exc:
                 reply = _status_reply(400, "BadRequest", f"cannot parse the request body: {exc}")
             payload = json.dumps(reply.body).encode()
+            if reply.stream is not None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()  # the headers now: the first event may be long in coming
+
+                def write(data: bytes) -> None:
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+
+                try:
+                    reply.stream(write)
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    self.close_connection = True  # the client went away
+                return
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

@@ -275,6 +275,11 @@ def test_bad_documents_are_counted_with_file_line_and_skipped(tmp_path):
     assert any("not-an-ip" in p for p in problems)
     api = loaded.index.get("shop", "api-0")
     assert api is not None and [(p.name, p.port, p.protocol) for p in api.ports] == [("sctp-ok", 3868, "SCTP")]
+    assert api.unreadable_ports == 3
+    # A name the pod may declare in a port hushflow skipped is unknown, even on ingress.
+    attributor = Attributor(build(tmp_path, [ING_HTTP]), pods=loaded.index)
+    attribution = attributor.observe(ingress(API, 8080))
+    assert attribution is not None and attribution.decision.outcome == "unknown"
 
 
 def test_kubectl_json_output_is_read(tmp_path):

@@ -54,6 +54,7 @@ from hushflow.sinks.records import VerdictRecord
 
 if TYPE_CHECKING:  # types only: the resolver (dnspython) and the cluster client load when used
     from hushflow.app.cluster import Cluster
+    from hushflow.app.pod_watch import PodWatch
     from hushflow.enforce.group_writes import GroupWrites
     from hushflow.enforce.learner import Change
     from hushflow.enforce.resolver import LookupFn, ResolveResult
@@ -100,6 +101,8 @@ class RunOptions:
     cilium_version: tuple[int, int] = (1, 18)
     cluster_name: str = "default"  # the local cluster (policy-default-local-cluster, from 1.19)
     clock: str = "wall"  # or "flows": expire against flow time (replays)
+    watch_pods: bool = False  # list/watch the cluster's pods: named ports resolve (app.pod_watch)
+    pod_sync_timeout: float = 30.0  # seconds to wait for the first pod list before reading flows
 
 
 @dataclass(slots=True)
@@ -192,10 +195,12 @@ class Daemon:
             raise RunError(str(exc)) from None
         self.state.keep_only(deny.id for deny in self.denies)
         self.journal = Journal(options.state_path) if options.state_path else None
+        self.pod_watch = self._pod_watch() if options.watch_pods else None
         try:
             self.attributor = make_attributor(
                 loaded.policy_set, expected_logs=options.expected_logs, expected_cel=options.expected_cel,
                 attribute_default_deny=options.attribute_default_deny, cilium_version=options.cilium_version,
+                pods=self.pod_watch.index if self.pod_watch is not None else None,
             )
         except ValueError as exc:
             raise RunError(str(exc)) from None
@@ -280,6 +285,18 @@ class Daemon:
             self.stderr.write(f"hushflow: {line}\n")
 
         return GroupWrites(write, on_landed=landed, report=report, monotonic=self.monotonic)
+
+    def _pod_watch(self) -> PodWatch:
+        """The pod watch (--watch-pods), on the cluster of --kubeconfig or the service account."""
+        from hushflow.app.cluster import Cluster, ClusterError
+        from hushflow.app.pod_watch import PodWatch
+        from hushflow.engine.pods import PodIndex
+
+        try:
+            api = Cluster.connect(self.options.kubeconfig).api
+        except ClusterError as exc:
+            raise RunError(f"--watch-pods: {exc}") from None
+        return PodWatch(api, PodIndex(), self._lock, self.stopping, report=self._say)
 
     def _connect_cluster(self) -> Cluster:
         from hushflow.app.cluster import Cluster, ClusterError
@@ -602,6 +619,10 @@ class Daemon:
         # sight, they are not traversed again by every full collection (~2 µs a flow measured).
         gc.collect()
         gc.freeze()
+        if self.pod_watch is not None:
+            threading.Thread(target=self.pod_watch.run, name="hushflow-pod-watch", daemon=True).start()
+            if not self.pod_watch.synced.wait(self.options.pod_sync_timeout):
+                self._say("no pod list yet: named ports are unknown until it arrives")
         pipeline = threading.Thread(target=self._pipeline, name="hushflow-pipeline", daemon=True)
         pipeline.start()
         if self.options.resolve and self.denies:

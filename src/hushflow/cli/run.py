@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 @click.option("--follow", is_flag=True, help="Keep reading the last --input-file as it grows (exporter files).")
 @click.option("--out", "out_dir", metavar="DIR", help="Write the CiliumCIDRGroups here (directory mode).")
 @click.option("--apply", "apply_", is_flag=True, help="Server-side apply the CiliumCIDRGroups to the cluster.")
-@click.option("--kubeconfig", metavar="FILE", help="For --apply (default: in-cluster).")
+@click.option("--kubeconfig", metavar="FILE", help="For --apply and --watch-pods (default: in-cluster).")
+@click.option("--watch-pods", is_flag=True,
+              help="List and watch the cluster's pods so that named ports (`port: http-alt`) resolve; "
+                   "without it a rule on a named port is explained as unknown (RBAC: list, watch pods).")
 @click.option("--instance", default="", envvar="HUSHFLOW_INSTANCE", metavar="NAME",
               help="Per-node mode: this instance's name (e.g. the node), so that each instance writes and "
                    "prunes only its own CIDR groups; the policies select all of them. Env: HUSHFLOW_INSTANCE.")
@@ -122,7 +125,7 @@ def run(**kwargs: Any) -> None:
         protect_cidrs=kwargs["protect_cidrs"],
         instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"],
-        cluster_name=kwargs["cluster_name"], clock=clock,
+        cluster_name=kwargs["cluster_name"], clock=clock, watch_pods=kwargs["watch_pods"],
         metric_context=_metric_context(kwargs["metric_labels"]),
     )
     try:

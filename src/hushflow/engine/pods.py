@@ -91,6 +91,7 @@ class PodSpec:
     finished: bool
     ports: tuple[NamedPort, ...]
     where: Location
+    unreadable_ports: int = 0  # container ports skipped as malformed: the name may be among them
 
     @property
     def ref(self) -> str:
@@ -152,7 +153,9 @@ def pod_from_object(obj: Mapping[str, Any], where: Location, problems: list[PodP
     if not isinstance(spec, dict) or not isinstance(status, dict):
         problems.append(PodProblem("spec or status is not a mapping: skipped", at()))
         return None
+    before = len(problems)
     ports = _container_ports(spec, at, problems)
+    unreadable = len(problems) - before
     return PodSpec(
         namespace=namespace,
         name=metadata["name"],
@@ -162,6 +165,7 @@ def pod_from_object(obj: Mapping[str, Any], where: Location, problems: list[PodP
         finished=status.get("phase") in _FINISHED,
         ports=ports,
         where=where,
+        unreadable_ports=unreadable,
     )
 
 
@@ -340,6 +344,12 @@ def _answer(name: str, protocol: str, pods: Sequence[PodSpec], pod: PodSpec, *, 
     if declared:
         other = ", ".join(sorted({f"{p.port}/{p.protocol}" for p in declared}))
         return NamedPortAnswer(True, reason=f"pod {pod.ref} declares {name} as {other}, not for {protocol}")
+    unreadable = [each.ref for each in pods if each.unreadable_ports]
+    if unreadable:
+        return NamedPortAnswer(
+            False, reason=f"{name} is not among the ports of {', '.join(unreadable)} hushflow could read "
+                          "(some were malformed and skipped)"
+        )
     if missing_known:
         return NamedPortAnswer(True, reason=f"pod {pod.ref} declares no port named {name}")
     return NamedPortAnswer(
