@@ -1,5 +1,5 @@
-"""`hushflow run --apply` against the Kubernetes API server double, for the deploy tests that
-check the manifests against what the daemon really sends and writes (RBAC, admission)."""
+"""`hushflow run --apply --watch-pods` against the Kubernetes API server double, for the deploy
+tests that check the manifests against what the daemon really sends and writes (RBAC, admission)."""
 
 from __future__ import annotations
 
@@ -24,5 +24,6 @@ def run_apply(tmp_path: Path, url: str, *, instance: str, group_cap: int) -> Non
     daemon = Daemon(RunOptions(
         policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),), apply=True,
         kubeconfig=str(kubeconfig), instance=instance, resolve=False, clock="flows", group_cap=group_cap,
+        watch_pods=True,
     ))
     assert daemon.run() == 0

@@ -1,4 +1,4 @@
-"""The ClusterRole grants exactly what `hushflow run --apply` calls, and nothing else.
+"""The ClusterRole grants exactly what `hushflow run --apply --watch-pods` calls, and nothing else.
 
 Two sides, each checked against the manifests:
 - RUN_APPLY_CALLS, the documented list of the requests the daemon's apply path makes
@@ -34,6 +34,10 @@ RUN_APPLY_CALLS: dict[tuple[str, str, str], str] = {
         "the same PATCH when the group does not exist yet: the API server authorizes it as create too",
     ("cilium.io", "ciliumcidrgroups", "delete"):
         "prune / delete_named: DELETE of a group no longer needed, with a uid precondition",
+    ("", "pods", "list"):
+        "--watch-pods (hushflow.app.pod_watch): GET /api/v1/pods?limit=500, then again after 410 Gone",
+    ("", "pods", "watch"):
+        "--watch-pods: GET /api/v1/pods?watch=true&resourceVersion=N (named ports resolve from pod specs)",
 }
 
 # Served to every authenticated user by Kubernetes' system:discovery role: no grant needed.
@@ -137,7 +141,15 @@ def test_the_role_grants_exactly_what_run_apply_calls(mode_name: str) -> None:
 def test_the_role_grants_nothing_on_policies() -> None:
     # compile --apply writes CiliumNetworkPolicies with CI's credentials; the pod never reads them.
     resources = {resource for _group, resource, _verb in _granted(one(mode("relay"), "ClusterRole"))}
-    assert resources == {"ciliumcidrgroups"}
+    assert resources == {"ciliumcidrgroups", "pods"}
+
+
+@pytest.mark.parametrize("mode_name", MODES)
+def test_pods_are_only_listed_and_watched(mode_name: str) -> None:
+    # The pod watch reads pod specs (named ports): no get, no write, no subresource (exec, log).
+    granted = {(group, resource, verb) for group, resource, verb in _granted(one(mode(mode_name), "ClusterRole"))
+               if group == ""}
+    assert granted == {("", "pods", "list"), ("", "pods", "watch")}
 
 
 def test_every_request_of_the_daemon_is_allowed(daemon_requests: list[RecordedRequest]) -> None:
@@ -164,6 +176,10 @@ def test_the_daemon_uses_every_verb_granted(daemon_requests: list[RecordedReques
     ("DELETE", "/apis/cilium.io/v2/ciliumcidrgroups", {}, [Access("cilium.io", "ciliumcidrgroups", "deletecollection")],
      False),
     ("GET", "/api/v1/namespaces/hushflow/secrets/s", {}, [Access("", "secrets", "get", "s")], False),
+    ("GET", "/api/v1/pods", {"watch": ["true"]}, [Access("", "pods", "watch")], True),
+    ("GET", "/api/v1/pods", {}, [Access("", "pods", "list")], True),
+    ("GET", "/api/v1/namespaces/shop/pods/p", {}, [Access("", "pods", "get", "p")], False),
+    ("GET", "/api/v1/namespaces/shop/pods/p/log", {}, [Access("", "pods/log", "get", "p")], False),
 ])
 def test_requests_map_to_the_checks_kubernetes_makes(
     method: str, path: str, query: dict[str, list[str]], expected: list[Access], allowed: bool
