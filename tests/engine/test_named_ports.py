@@ -225,7 +225,7 @@ def test_decisions_follow_pod_changes(tmp_path):
     attributor = Attributor(build(tmp_path, [EG_HTTP]), pods=index)
     first = attributor.observe(egress(API, 8080))
     assert first is not None and first.decision.outcome == "unknown"
-    index.replace_all(pod_index(tmp_path)._by_name.values())
+    index.replace_all(pod_index(tmp_path).pods())
     second = attributor.observe(egress(API, 8080))
     assert second is not None and second.decision.outcome == "allowed"
     index.remove("shop", "api-0")

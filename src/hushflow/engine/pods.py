@@ -270,6 +270,10 @@ class PodIndex:
     def get(self, namespace: str, name: str) -> PodSpec | None:
         return self._by_name.get((namespace, name))
 
+    def pods(self) -> list[PodSpec]:
+        """Every pod, by namespace and name."""
+        return [self._by_name[key] for key in sorted(self._by_name)]
+
     def find(self, endpoint: Mapping[str, Any], ip: str) -> tuple[PodSpec | None, str]:
         """The pod of a flow endpoint, or None and why not."""
         namespace, name = endpoint.get("namespace"), endpoint.get("pod_name")
