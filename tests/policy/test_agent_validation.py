@@ -75,6 +75,14 @@ ROWS = [
     ("ESP with port 0 on 1.20", _port_policy('{port: "0", protocol: ESP}'), (1, 20), []),
     ("VRRP with a port on 1.20", _port_policy('{port: "8", protocol: VRRP}'), (1, 20),
      [("HF016", 10, "spec.egress[0].toPorts[0].ports[0].port")]),
+    # -- IngressCommonRule/EgressCommonRule sanitize: ErrFromToNodesRequiresNodeSelectorOption
+    #    (in every version, e.g. cilium/cilium rule_validation.go at 005aed24 and v1.19.4).
+    ("toNodes", HEAD + """  egress:
+  - toNodes: [{matchLabels: {node-role.kubernetes.io/control-plane: ""}}]
+""", (1, 18), [("HF017", 7, "spec.egress[0].toNodes")]),
+    ("fromNodes in a deny rule", HEAD + """  ingressDeny:
+  - fromNodes: [{}]
+""", (1, 20), [("HF017", 7, "spec.ingressDeny[0].fromNodes")]),
     # -- PortRule.sanitize: "Listener is not allowed with L7 rules".
     ("listener with L7 rules", HEAD + """  egress:
   - toEntities: [world]

@@ -8,7 +8,8 @@ selector.go, l4.go; the copy cilium/hubble vendors), and from pkg/iana/svcname.g
 named port is. Each finding names the Go function it comes from.
 
 - HF016 (error): the agent rejects the rule, whatever it is configured with.
-- HF017 (warning): the agent rejects the rule unless an agent option is set.
+- HF017 (warning): the agent rejects the rule unless an agent option is set (a port left out
+  needs enable-extended-ip-protocols; fromNodes/toNodes need enable-node-selector-labels).
 - HF018 (warning): the agent reads a port number other than it is written (leading 0: octal).
 
 The port checks are older than 1.18 (cilium/cilium rule_validation.go at 005aed24 parses ports
@@ -113,6 +114,17 @@ def agent_problems(manifest: Manifest, cilium_version: tuple[int, int]) -> list[
                 for field in _SELECTOR_FIELDS:
                     for i, selector in _items(entry.get(field)):
                         out.extend(_selector(manifest, (*entry_path, field, i), selector))
+                for field in ("fromNodes", "toNodes"):
+                    if isinstance(entry.get(field), list) and entry[field]:
+                        out.append(Diagnostic(
+                            "HF017",
+                            f"{field}: the agent rejects the rule (IngressCommonRule/EgressCommonRule sanitize: "
+                            "\"FromNodes/ToNodes rules can only be applied when the enable-node-selector-labels "
+                            "flag is set\") unless it runs with enable-node-selector-labels",
+                            manifest.locate((*entry_path, field)),
+                            "set the Helm value nodeSelectorLabels=true (agent flag enable-node-selector-labels), "
+                            "or select the nodes with the remote-node/host entities",
+                        ))
                 for field in ("toCIDRSet", "fromCIDRSet"):
                     for i, cidr_rule in _items(entry.get(field)):
                         if isinstance(cidr_rule.get("cidrGroupSelector"), dict):
