@@ -47,6 +47,7 @@ ING_HTTP_UPPER = from_web("ing-http-upper", "{port: HTTP-ALT, protocol: TCP}")
 ING_ADMIN = from_web("ing-admin", "{port: admin}")
 ING_STATS_TCP = from_web("ing-stats-tcp", "{port: stats, protocol: TCP}")
 ING_RANGE = from_web("ing-range", "{port: http-alt, endPort: 9000}")
+ING_LOW_END = from_web("ing-low-end", "{port: http-alt, endPort: 8000}")
 EG_HTTP = to_app("eg-http", "api", "{port: http-alt}")
 EG_LEGACY = to_app("eg-legacy", "legacy", "{port: http-alt}")
 EG_ADMIN = to_app("eg-admin", "api", "{port: admin}")
@@ -111,7 +112,7 @@ DENIED = {"verdict": "DROPPED", "drop": "POLICY_DENY"}
 CASES = [
     # -- ingress: the enforcing pod's own container ports -----------------------------------------
     # pkg/endpoint/endpoint.go (GetNamedPort: ingress uses only the pod's own ports, GetK8sPorts);
-    # pkg/policy/types/namedports.go (NamedPortMap.GetNamedPort: unknown name, protocol must agree,
+    # pkg/types/portmap.go (NamedPortMap.GetNamedPort: unknown name, protocol must agree,
     # container port protocol defaults to TCP in newPortProto).
     ("ingress-resolved", [ING_HTTP], True, ingress(API, 8080), "allowed", ["ing-http"]),
     ("ingress-resolved-other-number", [ING_HTTP], True, ingress(API, 8081), "default-deny", []),
@@ -126,7 +127,7 @@ CASES = [
     ("ingress-name-case-ignored", [ING_HTTP_UPPER], True, ingress(API, 8080), "allowed", ["ing-http-upper"]),
     # -- egress: the destination's pods -------------------------------------------------------------
     # pkg/endpoint/endpoint.go (GetNamedPort: egress uses the named ports of all pods) and
-    # pkg/policy/types/namedports.go (NamedPortMultiMap.GetNamedPort: ErrUnknownNamedPort for a pod
+    # pkg/types/portmap.go (NamedPortMultiMap.GetNamedPort: ErrUnknownNamedPort for a pod
     # not scheduled yet; ErrDuplicateNamedPorts when the identities give a name different numbers,
     # where newer releases' GetNamedPorts take each number instead).
     ("egress-resolved", [EG_HTTP], True, egress(API, 8080), "allowed", ["eg-http"]),
@@ -152,9 +153,14 @@ CASES = [
     ("allow-numeric-stands-beside-unresolved", [EG_HTTP, EG_8080], False, egress(API, 8080),
      "allowed", ["eg-8080"]),
     # -- endPort with a name ----------------------------------------------------------------------
-    # pkg/policy/l4.go (createL4Filter keeps EndPort only for a numeric port: a name is one number).
-    ("endport-ignored-inside-range", [ING_RANGE], True, ingress(API, 8500), "default-deny", []),
-    ("endport-ignored-the-number", [ING_RANGE], True, ingress(API, 8080), "allowed", ["ing-range"]),
+    # pkg/policy/l4.go (toMapState resolves the name, then PortRangeToMaskedPorts(resolved, EndPort))
+    # and PortRangeToMaskedPorts in pkg/policy (an end at or below the start is the start alone).
+    ("endport-from-the-resolved-number", [ING_RANGE], True, ingress(API, 8500), "allowed", ["ing-range"]),
+    ("endport-the-number-itself", [ING_RANGE], True, ingress(API, 8080), "allowed", ["ing-range"]),
+    ("endport-past-the-range", [ING_RANGE], True, ingress(API, 9001), "default-deny", []),
+    ("endport-below-the-number-is-no-range", [ING_LOW_END], True, ingress(API, 8080), "allowed", ["ing-low-end"]),
+    ("endport-below-the-number-not-below", [ING_LOW_END], True, ingress(API, 8000), "default-deny", []),
+    ("endport-unresolved-is-unknown", [ING_RANGE], False, ingress(API, 8500), "unknown", []),
 ]
 
 
@@ -216,7 +222,7 @@ def test_a_resolved_name_is_explained_with_its_pod(tmp_path):
     attributor = Attributor(build(tmp_path, [EG_HTTP]), pods=pod_index(tmp_path))
     text = explain_flow(attributor, egress(API, 8080), "flows.json:5")
     assert text is not None
-    assert "port 8080/TCP is http-alt/ANY: http-alt is 8080/TCP in pod shop/api-0" in text
+    assert "port 8080/TCP is http-alt/ANY (8080): http-alt is 8080/TCP in pod shop/api-0" in text
 
 
 def test_decisions_follow_pod_changes(tmp_path):

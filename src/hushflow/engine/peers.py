@@ -31,7 +31,7 @@ from hushflow.engine.pods import NO_PODS, NamedPortResolver
 from hushflow.flow.connection import Connection
 from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import Requirement, Selector
-from hushflow.policy.model import CLUSTER_KEY, IPNetwork, PeerRule, PolicySet
+from hushflow.policy.model import CLUSTER_KEY, IPNetwork, PeerRule, PolicySet, PortProtocol
 
 NamesFn = Callable[[], tuple[str, ...]]
 
@@ -259,9 +259,8 @@ class CompiledPeer:
             for port in port_rule.ports:
                 if port.protocol not in ("ANY", conn.protocol):
                     continue
-                name = port.name
-                if name is not None:
-                    if self._named_port_matches(conn, port.port, port.protocol, named, why, unresolved):
+                if port.name is not None:
+                    if self._named_port_matches(conn, port, named, why, unresolved):
                         return True
                     continue
                 if port.covers(conn.port):
@@ -273,13 +272,12 @@ class CompiledPeer:
     @staticmethod
     def _named_port_matches(
         conn: Connection,
-        name: str,
-        protocol: str,
+        port: PortProtocol,
         named: NamedPortResolver | None,
         why: list[str] | None,
         unresolved: list[str] | None,
     ) -> bool:
-        # Cilium: `endPort` is not applied to a named port (pkg/policy/l4.go): one number.
+        name = port.port
         if conn.direction == "egress" and is_world_peer(conn.peer_labels, int(conn.peer.get("identity", 0))):
             # Named ports are looked up by the identities a rule selects (NamedPortMultiMap):
             # a peer outside the cluster has no pod, so no named port.
@@ -288,12 +286,17 @@ class CompiledPeer:
         if answer is None or not answer.resolved:
             if unresolved is not None:
                 reason = answer.reason if answer is not None else NO_PODS
-                unresolved.append(f"named port {name}/{protocol} could not be resolved: {reason}")
+                unresolved.append(f"named port {port} could not be resolved: {reason}")
             return False
-        if conn.port in answer.ports:
-            if why is not None:
-                why.append(f"port {conn.port}/{conn.protocol} is {name}/{protocol}: {answer.reason}")
-            return True
+        # Cilium resolves the name, then applies `endPort` from that number (pkg/policy/l4.go,
+        # toMapState: PortRangeToMaskedPorts(resolved, EndPort); an end at or below it is no range).
+        for first in answer.ports:
+            last = port.end_port if port.end_port and port.end_port > first else first
+            if first <= conn.port <= last:
+                if why is not None:
+                    covered = f"{first}-{last}" if last != first else str(first)
+                    why.append(f"port {conn.port}/{conn.protocol} is {port} ({covered}): {answer.reason}")
+                return True
         return False
 
 

@@ -9,10 +9,10 @@ or `-o json`, a List, or Pod documents) for file work, the pod watch of `hushflo
 How Cilium resolves a named port (what `NamedPortResolver.resolve` mirrors):
 - The name: an IANA service name (RFC 6335: 1 to 15 letters, digits and non-consecutive `-`
   not at either end, at least one letter), compared lowercased (pkg/iana/svcname.go IsSvcName;
-  pkg/policy/api/rule_validation.go lowercases a policy's named port; pkg/policy/types
-  namedports.go ValidatePortName lowercases a pod's). A container port with another name is
+  pkg/policy/api/rule_validation.go lowercases a policy's named port; pkg/types/portmap.go
+  ValidatePortName lowercases a pod's). A container port with another name is
   not a named port (AddPort refuses it): counted here as a bad port, and skipped.
-- A container port's protocol defaults to TCP (namedports.go newPortProto); the lookup is
+- A container port's protocol defaults to TCP (portmap.go newPortProto); the lookup is
   per protocol: a name declared for TCP does not resolve for a UDP flow
   (ErrIncompatibleProtocol). A rule's `protocol: ANY` is expanded to TCP, UDP and SCTP before
   the lookup (pkg/policy/l4.go), so only the flow's protocol and the declared one must agree.
@@ -21,7 +21,7 @@ How Cilium resolves a named port (what `NamedPortResolver.resolve` mirrors):
   GetNamedPort: "Ingress only needs the ports of the POD itself", GetK8sPorts). A pod that does
   not declare the name gives no port: the rule is skipped for it (ErrUnknownNamedPort).
 - Egress: the named ports of the destination, looked up in the agent's multi-map of every
-  pod's named ports by the identities the rule selects (namedports.go NamedPortMultiMap,
+  pod's named ports by the identities the rule selects (portmap.go NamedPortMultiMap,
   filled from the pod watcher, pkg/k8s/watchers/pod.go, through the ipcache's
   K8sMetadata.NamedPorts). A pod not yet seen is "not scheduled yet" (ErrUnknownNamedPort).
   Since the lookup is by identity (Cilium >= 1.17), a peer outside the cluster (world, CIDR,
@@ -31,8 +31,9 @@ How Cilium resolves a named port (what `NamedPortResolver.resolve` mirrors):
   number. hushflow cannot tell which, so it answers "unknown" there. (It judges by the
   destination's identity only: a release that refuses a name when two identities one rule
   selects disagree is not modelled.)
-- `endPort` is not applied to a named port: a name stands for one number (l4.go keeps the
-  port range only for a numeric port).
+- `endPort` applies to a named port from the number it resolves to: `port: http-alt` (8080)
+  with `endPort: 9000` is 8080-9000, with an `endPort` at or below 8080 just 8080 (pkg/policy/l4.go
+  toMapState resolves the name, then PortRangeToMaskedPorts(resolved, EndPort)).
 
 hushflow's own rule, where the answer depends on pods it does not know: **unknown, never
 allowed**. No pod index, a destination pod the index does not hold, an egress name none of the
