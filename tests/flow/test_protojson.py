@@ -108,7 +108,6 @@ def test_conversion(data: Any, want: bytes) -> None:
 ERROR_ROWS = [
     ("not an object", [1, 2], "expected a JSON object, got array"),
     ("no event", {"time": "2026-03-02T09:00:00Z"}, "no flow or event in line"),
-    ("unknown enum name", {"flow": {"verdict": "NOPE"}}, "flow.verdict: unknown flow.Verdict value 'NOPE'"),
     ("enum of wrong type", {"flow": {"verdict": 5.5}}, "flow.verdict: expected an enum name or number"),
     ("object of wrong type", {"flow": {"source": "x"}}, "flow.source: expected an object, got string"),
     ("list of wrong type", {"flow": {"source": {"labels": "k8s:a=b"}}}, "flow.source.labels: expected an array"),
@@ -159,7 +158,6 @@ def test_fast_path_sends_other_spellings_to_the_slow_path(data: Any) -> None:
     ("2026-03-02T09:00:00.1Z", "2026-03-02T09:00:00.100Z"),
     ("2026-03-02T09:00:00.0001Z", "2026-03-02T09:00:00.000100Z"),
     ("2026-03-02T09:00:00.123456789Z", "2026-03-02T09:00:00.123456789Z"),
-    ("2026-03-02t09:00:00.000z", "2026-03-02T09:00:00Z"),
     ("2026-03-02T09:00:00-02:30", "2026-03-02T11:30:00Z"),
 ])
 def test_timestamp_round_trip(text: str, want: str) -> None:

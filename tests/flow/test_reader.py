@@ -163,7 +163,7 @@ BAD_LINES = [
     ("a string", b'"flow"', "expected a JSON object, got string"),
     ("wrong type", b'{"flow":{"source":"x"}}', "flow.source: expected an object, got string"),
     ("wrong nested type", b'{"flow":{"verdict":1,"source":{"labels":"x"}}}', "flow.source.labels: expected an array"),
-    ("unknown enum value", b'{"flow":{"verdict":"MAYBE"}}', "unknown flow.Verdict value 'MAYBE'"),
+    ("a key given twice", b'{"flow":{"verdict":"DROPPED","verdict":"FORWARDED"}}', "duplicate field 'verdict'"),
     ("no event", b'{"node_name":"n"}', "no flow or event in line"),
     ("invalid UTF-8", b'{"flow":{"Summary":"\xff"}}', "invalid JSON"),
 ]

@@ -306,8 +306,9 @@ def _observe(
         stdin=stdin,
         sleep=follow_control.sleep,
         stop=follow_control.stop,
-        # The jsonpb printers print a line proven to be Hubble's bytes as it is read.
-        prove_lines=options.output in ("jsonpb", "json"),
+        # The jsonpb printers print a line proven to be Hubble's bytes as it is read, and any
+        # other line that gives a key twice is refused, as Hubble does.
+        prove_lines=True,
     )
     printer = _make_printer(options, stdout, stderr)
     guard = FlowGuard(stats, strict=options.strict)

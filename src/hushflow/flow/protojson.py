@@ -193,6 +193,10 @@ def _type_name(v: Any) -> str:
     return "object"
 
 
+#: What ``_Walk.value`` returns for a value protojson leaves unset (an unknown enum name).
+_DISCARDED = object()
+
+
 class _Walk:
     __slots__ = ("changed", "unknown")
 
@@ -229,12 +233,15 @@ class _Walk:
                 if type(value) is not list:
                     raise ProtoJSONError(f"{sub}: expected an array, got {_type_name(value)}")
                 conv = [self.value(v, fld, f"{sub}[{i}]") for i, v in enumerate(value)]
+                conv = [c for c in conv if c is not _DISCARDED]
                 if not conv:
                     self.changed = True
                     continue
                 out.append((fld.index, fld.name, conv))
                 continue
             conv_v = self.value(value, fld, sub)
+            if conv_v is _DISCARDED:
+                continue
             if not fld.presence and fld.oneof is None and _is_default(conv_v, fld):
                 self.changed = True
                 continue
@@ -256,8 +263,15 @@ class _Walk:
         if kind == "enum":
             if type(v) is str:
                 if v not in fld.enum_names:
-                    raise ProtoJSONError(f"{path}: unknown {fld.enum_full_name} value {v!r}")
+                    # Hubble reads with DiscardUnknown once a line fails (hubble/cmd/observe
+                    # io_reader_observer.go), and then protojson leaves a field with an unknown
+                    # enum name unset (decode.go unmarshalEnum): dropped and counted, not an error.
+                    self.changed = True
+                    self.unknown.append(f"{fld.enum_full_name} value {printable(v)}")
+                    return _DISCARDED
                 return v
+            if type(v) is float and v.is_integer():  # protojson reads 1.0 or 1e0 as the number 1
+                v = int(v)
             if type(v) is int:
                 lo, hi = _RANGES["int32"]
                 if not lo <= v <= hi:  # an enum is an int32 on the wire: protojson refuses the rest
@@ -310,10 +324,10 @@ class _Walk:
             n = int(v)
             self.changed = True
         elif type(v) is str:
-            try:
-                n = int(v, 10)
-            except ValueError:
-                raise ProtoJSONError(f"{path}: expected an integer, got {v!r}") from None
+            go = go_integer_string(v)
+            if go is None:
+                raise ProtoJSONError(f"{path}: expected an integer, got {v!r}")
+            n = go
         else:
             raise ProtoJSONError(f"{path}: expected an integer, got {_type_name(v)}")
         lo, hi = _RANGES[kind]
@@ -327,6 +341,82 @@ class _Walk:
         if type(v) is not int:
             self.changed = True
         return n
+
+
+#: Bytes that continue a JSON number token in Go's protojson (its isNotDelim): anything else
+#: ends the token, and what follows it inside a quoted integer is not read.
+_NUMBER_CONTINUES = frozenset("-+._abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def go_integer_string(text: str) -> int | None:
+    """The integer protojson reads from a quoted integer (``"42"``, ``"1e2"``), else None.
+
+    Go's protojson (encoding/protojson decode.go unmarshalInt/unmarshalUint, and
+    internal/encoding/json decode_number.go) refuses surrounding white space, then reads one
+    JSON number token from the start of the string, which must be followed by the end or a
+    delimiter (the rest is never read: ``"42,1"`` is 42), and accepts it when it is an integer
+    once its exponent is applied (``"1.50e1"`` is 15, ``"0.5"`` is not), of at most 20 digits.
+    A sign other than a leading ``-``, a leading zero before digits, hex: refused. Range checks
+    are the caller's (a ``-`` on an unsigned field is refused there, except for zero)."""
+    if not text or text.strip() != text:
+        return None
+    i, end = 0, len(text)
+    negative = text[0] == "-"
+    if negative:
+        i = 1
+        if i == end:
+            return None
+    if text[i] == "0":
+        intp = ""
+        i += 1
+    elif "1" <= text[i] <= "9":
+        start = i
+        while i < end and "0" <= text[i] <= "9":
+            i += 1
+        intp = text[start:i]
+    else:
+        return None
+    frac = ""
+    if i + 1 < end and text[i] == "." and "0" <= text[i + 1] <= "9":
+        start = i + 1
+        i += 2
+        while i < end and "0" <= text[i] <= "9":
+            i += 1
+        frac = text[start:i].rstrip("0")
+    exp_text = ""
+    if i + 1 < end and text[i] in "eE":
+        i += 1
+        start = i
+        if text[i] in "+-":
+            i += 1
+            if i == end:
+                return None
+        while i < end and "0" <= text[i] <= "9":
+            i += 1
+        exp_text = text[start:i]
+    if i < end and text[i] in _NUMBER_CONTINUES:
+        return None
+    if not intp and not frac:
+        return 0
+    exponent = 0
+    if exp_text:
+        try:
+            exponent = int(exp_text)
+        except ValueError:  # a lone sign: Go's ParseInt refuses it
+            return None
+        if not -(2**31) <= exponent < 2**31:
+            return None
+    if exponent >= 0:
+        if len(frac) > exponent or len(intp) + exponent > 20:
+            return None
+        digits = intp + frac + "0" * (exponent - len(frac))
+    else:
+        cut = len(intp) + exponent
+        if frac or cut < 0 or intp[cut:].strip("0"):
+            return None
+        digits = intp[:cut]
+    n = int(digits or "0")
+    return -n if negative else n
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:

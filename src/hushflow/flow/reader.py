@@ -17,6 +17,7 @@ to ``max_line_bytes`` are parsed, longer ones are skipped and counted without be
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import IO, Any, BinaryIO
 import orjson
 
 from hushflow.flow import protojson
+from hushflow.policy.source import printable
 
 #: Bytes read from a source at a time.
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -170,6 +172,39 @@ class FlowEvent:
         return f"FlowEvent({self.origin}, {self.kind})"
 
 
+class _DuplicateField(Exception):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateField(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def duplicate_field(raw: bytes) -> str | None:
+    """Why Hubble refuses ``raw`` for a key given twice in one object, else None.
+
+    Go's protojson refuses a duplicate field (Hubble skips the line); orjson keeps the last
+    value without a word, so the lines the proof could not vouch for are read once more with
+    the standard library, which shows every pair. (A line the standard library cannot read is
+    orjson's to judge: None.)"""
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateField as dup:
+        return f"duplicate field {printable(str(dup))!r} (protojson refuses the line, so does Hubble)"
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+def _never_proven(_line: bytes) -> int:
+    return -1
+
+
 class ProvenEvent(FlowEvent):
     """A flow event whose line is proven to be Hubble's jsonpb bytes at every level
     (:func:`hushflow.flow.protojson.make_line_proof`), so it is printed as it is read. The line
@@ -232,8 +267,10 @@ class FlowReader:
       enums filters read, the objects, the 64-bit fields); deeper values are trusted.
     - ``stdin``: a binary stream used for ``"-"`` (default ``sys.stdin.buffer``).
     - ``prove_lines``: hand out a line proven to be Hubble's jsonpb bytes at every level as a
-      :class:`ProvenEvent`, parsed only when read (for a consumer that prints lines: ``observe
-      -o jsonpb``). Without the C proof module this does nothing.
+      :class:`ProvenEvent`, parsed only when read (``observe`` prints such lines as they are),
+      and refuse any other line that gives a key twice in one object, as protojson does
+      (orjson would keep the last one). Without the C proof module, every line is checked
+      for duplicates.
     """
 
     def __init__(
@@ -250,7 +287,7 @@ class FlowReader:
         stop: Callable[[], bool] | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        prove_lines: bool = False,
+        prove_lines: bool = True,
     ) -> None:
         if not sources:
             raise ValueError("no sources given")
@@ -266,7 +303,7 @@ class FlowReader:
         self._chunk_size = chunk_size
         self._max_line_bytes = max_line_bytes
         self._normalizer = protojson.EventNormalizer()
-        self._prove = protojson.make_line_proof() if prove_lines else None
+        self._prove = (protojson.make_line_proof() or _never_proven) if prove_lines else None
 
     def __iter__(self) -> Iterator[FlowEvent]:
         last = len(self.sources) - 1
@@ -458,6 +495,10 @@ class FlowReader:
                         stats.events += 1
                         yield ProvenEvent(raw, flow_end, name, lineno)
                         continue
+                    duplicate = duplicate_field(raw)
+                    if duplicate is not None:
+                        self._bad(name, lineno, duplicate)
+                        continue
                 try:
                     data = loads(raw)
                 except decode_error as e:
@@ -506,6 +547,10 @@ class FlowReader:
             if flow_end > 0:
                 self.stats.events += 1
                 yield ProvenEvent(raw, flow_end, name, lineno)
+                return
+            duplicate = duplicate_field(raw)
+            if duplicate is not None:
+                self._bad(name, lineno, duplicate)
                 return
         try:
             data = orjson.loads(raw)

@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+# Go's time.Parse(time.RFC3339Nano), as protojson reads a Timestamp: "T" and "Z" in upper case
+# only (hubble 1.19.4 refuses "2026-03-02t09:00:00z"), at most 9 fraction digits.
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):(\d{2}))\Z"
 )
 
 
