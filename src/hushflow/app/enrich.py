@@ -57,6 +57,9 @@ class Enricher:
         self.attributor = attributor
         self.with_findings = with_findings
         self.explain = explain
+        #: Problems found in the inputs beside the flows (documents of a --pods file skipped):
+        #: the run goes on, and a command exits 2 at the end, as for a bad flow line.
+        self.input_problems = 0
 
     def __call__(self, event: FlowEvent) -> FlowEvent:
         data = event.data

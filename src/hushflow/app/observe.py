@@ -42,6 +42,10 @@ EXIT_BROKEN_PIPE = 141  # like a process killed by SIGPIPE, which is what happen
 OUTPUT_FORMATS: tuple[str, ...] = ("compact", "dict", "json", "jsonpb", "table", "explain")
 
 
+class PodSpecsFileError(Exception):
+    """A `--pods` file that cannot be used: bad input (exit 2)."""
+
+
 class ObserveError(Exception):
     """A problem reported as one message on stderr (exit code 1, like Hubble)."""
 
@@ -78,6 +82,8 @@ class ObserveOptions:
     with_findings: bool = False
     cilium_version: str = "1.18"
     cluster_name: str = "default"
+    pods: tuple[str, ...] = ()
+    """`--pods FILE`: pod specs (`kubectl get pods -A -o yaml`/`-o json`), so named ports resolve."""
 
     @property
     def window(self) -> EventWindow:
@@ -269,6 +275,9 @@ def observe_flows(
     except ObserveError as err:
         stderr.write(f"{err}\n")
         return EXIT_USAGE
+    except PodSpecsFileError as err:
+        stderr.write(f"{err}\n")
+        return EXIT_BAD_INPUT
 
 
 def _observe(
@@ -336,7 +345,8 @@ def _observe(
         stats.write_report(stderr)
         if enricher is not None:
             _write_enrichment_summary(enricher, stderr)
-    return EXIT_BAD_INPUT if stats.bad_lines else EXIT_OK
+    bad_inputs = stats.bad_lines + (enricher.input_problems if enricher is not None else 0)
+    return EXIT_BAD_INPUT if bad_inputs else EXIT_OK
 
 
 def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
@@ -356,14 +366,27 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
         loaded = load_job_policies(options.enrich, BuildOptions.for_cluster(version, options.cluster_name))
     except PolicyError as exc:
         raise ObserveError(f"cannot enrich: {exc}") from None
+    pods = None
+    skipped: list[str] = []
+    if options.pods:
+        from hushflow.app.enrich import PodSpecsError, load_pod_specs
+
+        try:
+            pods, skipped = load_pod_specs(options.pods)
+        except PodSpecsError as exc:
+            raise PodSpecsFileError(f"--pods: {exc}") from None
+        for line in skipped:
+            stderr.write(f"hushflow: --pods: {line}\n")
     try:
         attributor = make_attributor(
             loaded.policy_set, expected_logs=options.expected_logs, expected_cel=options.expected_cel,
-            attribute_default_deny=options.attribute_default_deny, cilium_version=version,
+            attribute_default_deny=options.attribute_default_deny, cilium_version=version, pods=pods,
         )
     except ValueError as exc:
         raise ObserveError(str(exc)) from None
-    return Enricher(attributor, with_findings=options.with_findings, explain=options.output == "explain")
+    enricher = Enricher(attributor, with_findings=options.with_findings, explain=options.output == "explain")
+    enricher.input_problems = len(skipped)
+    return enricher
 
 
 def _write_enrichment_summary(enricher: Enricher, stderr: IO[str]) -> None:

@@ -24,6 +24,9 @@ first, as Cilium's proxy learns them.
 
   --policies PATH    policies: a file, a directory or - (repeatable)
   --input-file FILE  Hubble flows (jsonpb lines, exporter files, gzip, - for stdin; repeatable)
+  --pods FILE        pod specs (kubectl get pods -A -o yaml or -o json): named ports in the
+                     policies (port: http-alt) resolve from them; without, such a rule is
+                     explained as "unknown", never as allowed
 
 Every `hubble observe` filter flag selects the flows to explain (see `hushflow observe --help`),
 and so do --expected-log, --expected-cel and --cilium-version. Examples:

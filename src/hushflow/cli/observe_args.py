@@ -68,6 +68,9 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
           "policies that put the endpoint in default-deny (never policy_log)", boolean=True),
     _flag("with-findings", "Enrichment", "Add hushflow's findings (rules with file:line, expected or not) "
           "as a \"hushflow\" object next to \"flow\" in json/jsonpb output", boolean=True),
+    _flag("pods", "Enrichment", "Pod specs (kubectl get pods -A -o yaml or -o json) that named ports "
+          "(port: http-alt) resolve from; without them a rule on a named port is explained as unknown",
+          "file", repeatable=True),
     _flag("cilium-version", "Enrichment", "Cilium version the policies run on (default 1.18)", "version"),
     _flag("cluster-name", "Enrichment", "Cilium's cluster-name: what the cluster entity selects and, from 1.19, "
           "the cluster peer selectors are limited to (default \"default\")", "name"),
@@ -106,7 +109,7 @@ ALL_FLAGS: tuple[FlagSpec, ...] = OBSERVE_FLAGS + FILTER_FLAGS + RAW_FILTER_FLAG
 def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.time_ns) -> ObserveOptions:
     """Parse `hubble observe` arguments in Hubble's order of checks. Raises `FlagError`."""
     collector = FilterFlagCollector()
-    values: dict[str, Any] = {"input-file": [], "enrich": [], "expected-log": [], "expected-cel": []}
+    values: dict[str, Any] = {"input-file": [], "enrich": [], "expected-log": [], "expected-cel": [], "pods": []}
 
     def on_flag(spec: FlagSpec, value: str) -> None:
         if collector.handles(spec):
@@ -141,6 +144,8 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
     follow = bool(values.get("follow", False))
     if output not in OUTPUT_FORMATS:
         raise FlagError(f"invalid output format: {values.get('output')}")
+    if values["pods"] and not values["enrich"]:
+        raise FlagError("--pods needs the policies: add --enrich PATH")
     if output == "explain" and not values["enrich"]:
         raise FlagError("-o explain needs the policies: add --enrich PATH")
     if output == "table" and follow:
@@ -184,6 +189,7 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
         with_findings=bool(values.get("with-findings", False)),
         cilium_version=str(values.get("cilium-version", "1.18")),
         cluster_name=str(values.get("cluster-name", "default")),
+        pods=tuple(values["pods"]),
     )
 
 
