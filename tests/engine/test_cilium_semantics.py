@@ -153,6 +153,57 @@ def test_cilium_semantics(tmp_path, version, cluster, docs, event, outcome, resp
     assert sorted({m.rule.policy.name for m in attribution.decision.responsible}) == responsible
 
 
+TO_MESH = cnp("to-mesh", WEB_SEL + "  egress:\n  - toEntities: [cluster-mesh]\n")
+
+# (id, version, policy-default-local-cluster as the agent sets it, policies, flow, outcome, responsible)
+SWITCH_CASES = [
+    # pkg/clustermesh/types/option.go: policy-default-local-cluster is an agent option; a 1.19
+    # cluster can turn it off, a 1.18 one on (Helm clustermesh.policyDefaultLocalCluster).
+    ("local-cluster-off-on-1.19", V19, False, [TO_DB], flow(WEB, REMOTE_DB), "allowed", ["to-db"]),
+    ("local-cluster-on-on-1.18", V18, True, [TO_DB], flow(WEB, REMOTE_DB), "default-deny", []),
+    ("local-cluster-default-1.19", V19, None, [TO_DB], flow(WEB, REMOTE_DB), "default-deny", []),
+    # pkg/policy/types (aggregateFor, Cilium 1.20): the reserved cluster-mesh identity aggregates
+    # the global identities of other clusters; local pods aggregate to the cluster identity.
+    ("cluster-mesh-entity-remote-pod", (1, 20), None, [TO_MESH], flow(WEB, REMOTE_DB), "allowed", ["to-mesh"]),
+    ("cluster-mesh-entity-not-local-pod", (1, 20), None, [TO_MESH], flow(WEB, DB), "default-deny", []),
+    ("cluster-mesh-entity-not-world", (1, 20), None, [TO_MESH], flow(WEB, WORLD, dst_ip="8.8.8.8"),
+     "default-deny", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("version", "switch", "docs", "event", "outcome", "responsible"),
+    [c[1:] for c in SWITCH_CASES], ids=[c[0] for c in SWITCH_CASES],
+)
+def test_local_cluster_switch_and_the_mesh_entity(tmp_path, version, switch, docs, event, outcome, responsible):
+    attributor = Attributor(build(tmp_path, docs, BuildOptions.for_cluster(version, "default", switch)))
+    attribution = attributor.observe(event)
+    assert attribution is not None
+    assert attribution.decision.outcome == outcome
+    assert sorted({m.rule.policy.name for m in attribution.decision.responsible}) == responsible
+
+
+def test_the_switch_reaches_every_command(tmp_path):
+    """lint/summary (click) and observe (pflag) take the agent's setting; observe --enrich with
+    =false on 1.19 allows the remote pod the default would default-deny."""
+    import json
+
+    from hushflow.cli.summary import summary
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(TO_DB + "\n")
+    for command in (lint, summary):
+        result = CliRunner().invoke(command, ["--cilium-version", "1.19", "--no-policy-default-local-cluster",
+                                              str(policy)])
+        assert result.exit_code == 0, result.output
+    line = json.dumps(flow(WEB, REMOTE_DB, verdict="DROPPED", drop="POLICY_DENIED")).encode() + b"\n"
+    base = ["--enrich", str(policy), "--input-file", "-", "--cilium-version", "1.19", "-o", "explain"]
+    _, default, _ = _observe(base, line)
+    _, off, _ = _observe([*base, "--policy-default-local-cluster=false"], line)
+    assert b"dropped by default-deny" in default
+    assert b"decision: allowed" in off
+
+
 def test_explain_mode_applies_requirements_too(tmp_path):
     """Explain mode (which bypasses the decision cache) folds the deny requirements the same way."""
     attributor = Attributor(build(tmp_path, [FROM_WEB, DENY_FROM_WEB], BuildOptions.for_cluster(V18)))

@@ -185,3 +185,27 @@ def test_an_l7_dns_rule_is_a_dns_proxy_selector_and_tofqdns_is_not(tmp_path):
     (fqdn,) = rule.egress[1].fqdns
     assert dns.dns_proxy and not fqdn.dns_proxy
     assert dns.matches("odd name!.example") and not fqdn.matches("odd name!.example")
+
+
+@pytest.mark.parametrize(
+    ("port", "number", "name"),
+    [
+        ("443", 443, None),
+        ("0", 0, None),
+        ("0100", 64, None),  # ParseUint base 0: a leading zero is octal (lint warns, HF018)
+        ("8_080", 8080, None),  # base 0 takes "_" between digits
+        ("http-8080", None, "http-8080"),  # a letter makes a service name (pkg/iana)
+        ("0x1f", None, "0x1f"),  # a valid service name before it could be hex
+    ],
+)
+def test_a_port_is_read_as_the_agent_reads_it(port: str, number: int | None, name: str | None) -> None:
+    """pkg/policy/api/l4.go (PortProtocol sanitize): a name when it is an IANA service name,
+    else strconv.ParseUint(port, 0, 16). The decision engine matches what the agent enforces."""
+    from hushflow.policy.model import PortProtocol
+
+    proto = PortProtocol(port, None, "TCP", None)  # type: ignore[arg-type]
+    assert (proto.number, proto.name) == (number, name)
+    if number:
+        assert proto.covers(number)
+    if port == "0100":
+        assert not proto.covers(100)  # what the YAML seems to say is not what is enforced

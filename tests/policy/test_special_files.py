@@ -172,7 +172,11 @@ def test_a_fifo_swapped_in_after_the_check_is_not_read(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(yamlsource, "_iter_paths", swap_after_check)
     result = load_manifests([str(path)])
-    assert [writer.release() for writer in writers] == [False]
+    # The open descriptor of the swapped-in FIFO lets its writer through (the kernel wakes it
+    # at the open), so whether it "reached" depends on thread scheduling: what matters is that
+    # nothing was read from it.
+    for writer in writers:
+        writer.release()
     assert result.manifests == []
     assert [(p.code, p.message) for p in result.problems] == [
         ("HF004", "cannot read file: a named pipe (FIFO), not a regular file")

@@ -57,6 +57,7 @@ class CompileJob:
     dns_answer: BlockAnswer = "nxdomain"
     cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION
     cluster_name: str = DEFAULT_CLUSTER_NAME
+    default_local_cluster: bool | None = None  # the agent's policy-default-local-cluster; None: the default
     clock: Literal["wall", "flows"] = "wall"
 
 
@@ -170,7 +171,8 @@ def run_compile(
     say = progress or (lambda _message: None)
     seed_groups = cluster.applied_groups() if cluster is not None else ()
     try:
-        loaded = load_job_policies(job.policies, BuildOptions.for_cluster(job.cilium_version, job.cluster_name))
+        loaded = load_job_policies(job.policies, BuildOptions.for_cluster(
+            job.cilium_version, job.cluster_name, job.default_local_cluster))
     except PolicyError as exc:
         raise CompileError(str(exc)) from None
     check_policies(loaded, job.allow_unobserved)

@@ -100,6 +100,7 @@ class RunOptions:
     metric_context: frozenset[str] = frozenset(CONTEXT_LABELS)
     cilium_version: tuple[int, int] = (1, 18)
     cluster_name: str = "default"  # the local cluster (policy-default-local-cluster, from 1.19)
+    default_local_cluster: bool | None = None  # the agent's policy-default-local-cluster; None: the default
     clock: str = "wall"  # or "flows": expire against flow time (replays)
     watch_pods: bool = False  # list/watch the cluster's pods: named ports resolve (app.pod_watch)
     pod_sync_timeout: float = 30.0  # seconds to wait for the first pod list before reading flows
@@ -179,8 +180,8 @@ class Daemon:
 
         options = self.options
         try:
-            loaded = load_job_policies(options.policies, BuildOptions.for_cluster(options.cilium_version,
-                                                                                   options.cluster_name))
+            loaded = load_job_policies(options.policies, BuildOptions.for_cluster(
+                options.cilium_version, options.cluster_name, options.default_local_cluster))
         except PolicyError as exc:
             raise RunError(str(exc)) from None
         self.policy_set = loaded.policy_set

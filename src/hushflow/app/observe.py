@@ -82,6 +82,7 @@ class ObserveOptions:
     with_findings: bool = False
     cilium_version: str = "1.18"
     cluster_name: str = "default"
+    default_local_cluster: bool | None = None  # --policy-default-local-cluster=true|false; None: the default
     pods: tuple[str, ...] = ()
     """`--pods FILE`: pod specs (`kubectl get pods -A -o yaml`/`-o json`), so named ports resolve."""
 
@@ -363,7 +364,8 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
     if problem := cluster_name_problem(options.cluster_name):
         raise ObserveError(f"--cluster-name: {problem}")
     try:
-        loaded = load_job_policies(options.enrich, BuildOptions.for_cluster(version, options.cluster_name))
+        loaded = load_job_policies(options.enrich, BuildOptions.for_cluster(
+            version, options.cluster_name, options.default_local_cluster))
     except PolicyError as exc:
         raise ObserveError(f"cannot enrich: {exc}") from None
     pods = None

@@ -55,7 +55,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
              min_ttl: float, grace: float, protect_cidrs: tuple[str, ...] | None, allow_unobserved: bool,
              dns_answer: str, clock: str, apply_: bool,
              dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int],
-             cluster_name: str) -> None:
+             cluster_name: str, policy_default_local_cluster: bool | None) -> None:
     """Turn `egressDeny` + `toFQDNs` (which Cilium cannot run) into `toCIDRSet` rules selecting
     CiliumCIDRGroups that hushflow keeps filled with the IPs behind the denied names, plus a
     CoreDNS snippet and an RPZ zone that block the names at DNS level (the first line of defence).
@@ -86,6 +86,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         protect_cidrs=protect_cidrs,
         dns_answer=dns_answer,  # type: ignore[arg-type]
         cilium_version=cilium_version, cluster_name=cluster_name, clock=clock,  # type: ignore[arg-type]
+        default_local_cluster=policy_default_local_cluster,
     )
     lookup = None
     if nameservers:

@@ -28,12 +28,13 @@ from hushflow.policy.model import BuildOptions
 @click.option("--color/--no-color", default=None, help="Colour the text output (default: when on a terminal).")
 def lint(
     paths: tuple[str, ...], output_format: str, strict: bool, cilium_version: tuple[int, int], cluster_name: str,
-    color: bool | None,
+    policy_default_local_cluster: bool | None, color: bool | None,
 ) -> None:
     """Check CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and CiliumCIDRGroup YAML.
 
     PATH is a file, a directory (searched recursively for *.yaml and *.yml) or - for stdin.
-    Every object is validated against the Cilium 1.18 CRD schemas, then checked for what
+    Every object is validated against the CRD schemas of --cilium-version (1.18, 1.19 and 1.20 are
+    bundled) and the agent's own checks, then checked for what
     Cilium would reject, silently change, or never enforce: toFQDNs in egressDeny, L7 in deny
     rules, deny rules that shadow allows, empty rules that switch on default-deny, FQDN rules
     no DNS proxy covers, and more. Every finding has a stable code (HF001...), the file, line
@@ -48,7 +49,9 @@ def lint(
       kubectl get cnp -A -o yaml | hushflow lint -
       hushflow lint --format sarif policies/ > lint.sarif
     """
-    report = lint_paths(paths, BuildOptions.for_cluster(cilium_version, cluster_name), stdin=sys.stdin)
+    report = lint_paths(
+        paths, BuildOptions.for_cluster(cilium_version, cluster_name, policy_default_local_cluster), stdin=sys.stdin
+    )
     if output_format == "json":
         write_json(to_json(report), sys.stdout)
     elif output_format == "sarif":

@@ -74,6 +74,9 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
     _flag("cilium-version", "Enrichment", "Cilium version the policies run on (default 1.18)", "version"),
     _flag("cluster-name", "Enrichment", "Cilium's cluster-name: what the cluster entity selects and, from 1.19, "
           "the cluster peer selectors are limited to (default \"default\")", "name"),
+    _flag("policy-default-local-cluster", "Enrichment", "The agent's policy-default-local-cluster when your "
+          "cluster sets it: =false lets peer selectors that name no cluster select every mesh cluster "
+          "(default: off before 1.19, on from 1.19)", boolean=True),
     _flag("print-raw-filters", "Other", "Print the allowlist/denylist FlowFilters as YAML (exactly like "
           "hubble) and exit", boolean=True),
     _flag("silent-errors", "Other", "Do not print warnings about skipped lines", shorthand="s", boolean=True),
@@ -189,8 +192,14 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
         with_findings=bool(values.get("with-findings", False)),
         cilium_version=str(values.get("cilium-version", "1.18")),
         cluster_name=str(values.get("cluster-name", "default")),
+        default_local_cluster=_optional_bool(values.get("policy-default-local-cluster")),
         pods=tuple(values["pods"]),
     )
+
+
+def _optional_bool(value: object) -> bool | None:
+    """A boolean flag that may be left out (None: the default that depends on other flags)."""
+    return None if value is None else bool(value)
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,15 @@ def _cluster(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def cluster_name_option(function: F) -> F:
+    """`--cluster-name` and `--policy-default-local-cluster/--no-...`: the local cluster as the
+    agent sees it (both kwargs: cluster_name, policy_default_local_cluster)."""
+    function = click.option(
+        "--policy-default-local-cluster/--no-policy-default-local-cluster",
+        default=None,
+        help="The agent's policy-default-local-cluster, when your cluster sets it (default: off "
+             "before Cilium 1.19, on from 1.19): peer selectors that name no cluster select only "
+             "the local one.",
+    )(function)
     return click.option(
         "--cluster-name",
         default=DEFAULT_CLUSTER_NAME,

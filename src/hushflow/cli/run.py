@@ -125,7 +125,8 @@ def run(**kwargs: Any) -> None:
         protect_cidrs=kwargs["protect_cidrs"],
         instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"],
-        cluster_name=kwargs["cluster_name"], clock=clock, watch_pods=kwargs["watch_pods"],
+        cluster_name=kwargs["cluster_name"], default_local_cluster=kwargs["policy_default_local_cluster"],
+        clock=clock, watch_pods=kwargs["watch_pods"],
         metric_context=_metric_context(kwargs["metric_labels"]),
     )
     try:

@@ -20,12 +20,14 @@ from hushflow.policy.summary import summarize
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @cilium_version_option
 @cluster_name_option
-def summary(paths: tuple[str, ...], cilium_version: tuple[int, int], cluster_name: str) -> None:
+def summary(paths: tuple[str, ...], cilium_version: tuple[int, int], cluster_name: str,
+            policy_default_local_cluster: bool | None) -> None:
     """One line per policy: kind, name, rules per direction, FQDN denies, log tags.
 
     Policies that fail schema validation are left out; run `hushflow lint` to see why.
     """
-    loaded = load_policies(paths, BuildOptions.for_cluster(cilium_version, cluster_name), stdin=sys.stdin)
+    options = BuildOptions.for_cluster(cilium_version, cluster_name, policy_default_local_cluster)
+    loaded = load_policies(paths, options, stdin=sys.stdin)
     rows = summarize(loaded.policy_set)
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("POLICY", "SELECTS", "ALLOW IN/OUT", "DENY IN/OUT", "DEFAULT-DENY", "FQDN DENIES", "LOG"):

@@ -217,6 +217,14 @@ class CompiledPeer:
                 ):
                     return entity
                 continue
+            if entity == "cluster-mesh":
+                # Cilium 1.20: the reserved cluster-mesh identity aggregates the global identities
+                # of the *other* mesh clusters (pkg/policy/types aggregateFor: a cluster ID other
+                # than the local one); hushflow reads the cluster from the peer's cluster label.
+                remote = peer_map.get(f"k8s:{CLUSTER_KEY}")
+                if not is_world_peer(labels, identity) and remote and remote != self.rule.cluster_name:
+                    return entity
+                continue
             wanted = _ENTITY_LABELS.get(entity)
             if wanted and wanted.intersection(labels):
                 return entity

@@ -12,7 +12,8 @@ match what Cilium enforces rather than what the YAML says:
   (pkg/k8s/apis/cilium.io/utils/utils.go, addClusterFilterByDefault);
 - `fromRequires`/`toRequires` (Cilium <= 1.18) are kept as requirement selectors: they grant
   nothing themselves and narrow the `from/toEndpoints` of every rule selecting the same
-  endpoint (pkg/policy/rules.go); from 1.19 the CRD no longer has them (`requires_problems`).
+  endpoint (pkg/policy/rules.go); from 1.19 the CRD keeps them as empty-only fields (maxItems 0,
+  cilium#43167) and the agent ignores them (`requires_problems`).
 
 hushflow's one extension of the language: `toFQDNs` inside `egressDeny`, modelled exactly
 like an allow rule's `toFQDNs` (`PeerRule.fqdns` on a deny rule).
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hushflow.policy.agent_validation import go_parse_port
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION, FQDNSelector
 from hushflow.policy.labels import (
     NAMESPACE_KEY,
@@ -48,7 +50,7 @@ Direction = Literal["ingress", "egress"]
 DEFAULT_CLUSTER_NAME = "default"
 CLUSTER_KEY = "io.cilium.k8s.policy.cluster"
 LOCAL_CLUSTER_DEFAULT_SINCE = (1, 19)  # policy-default-local-cluster on by default
-REQUIRES_REMOVED_IN = (1, 19)  # cilium#42615: FromRequires/ToRequires removed from the API
+REQUIRES_REMOVED_IN = (1, 19)  # cilium#42615/#43167: FromRequires/ToRequires empty-only, ignored
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The L3 peer fields of each rule section, in the order Cilium's docs list them.
@@ -108,12 +110,21 @@ class PortProtocol:
 
     @property
     def number(self) -> int | None:
-        return int(self.port) if self.port.isdigit() else None
+        """The port number as the agent reads it: strconv.ParseUint(port, 0, 16), so "0100" is
+        octal 64 and "8_080" is 8080 (pkg/policy/api/l4.go; lint warns, HF018); None for a name."""
+        port = self.port
+        if port.isdigit() and (port[0] != "0" or len(port) == 1):
+            return int(port)
+        if self.name is not None:
+            return None
+        return go_parse_port(port)[0]
 
     @property
     def name(self) -> str | None:
-        """The named port (lowercased, as Cilium compares it), or None for a number."""
-        return None if self.port.isdigit() else self.port
+        """The named port (lowercased, as Cilium compares it), or None for a number: a port with
+        a letter is a service name (pkg/iana), anything else is parsed as a number."""
+        port = self.port
+        return port if any("a" <= c <= "z" for c in port) else None
 
     def covers(self, port: int) -> bool:
         first = self.number
@@ -272,11 +283,17 @@ class BuildOptions:
     cluster_name: str = DEFAULT_CLUSTER_NAME
 
     @classmethod
-    def for_cluster(cls, cilium_version: tuple[int, int], cluster_name: str = DEFAULT_CLUSTER_NAME) -> BuildOptions:
-        """Options as Cilium sets them by default: policy-default-local-cluster is off in 1.18
+    def for_cluster(
+        cls, cilium_version: tuple[int, int], cluster_name: str = DEFAULT_CLUSTER_NAME,
+        default_local_cluster: bool | None = None,
+    ) -> BuildOptions:
+        """Options as Cilium sets them: policy-default-local-cluster is off by default in 1.18
         (pkg/clustermesh/types/option.go) and on from 1.19 (the Helm default
-        `clustermesh.policyDefaultLocalCluster: true`)."""
-        local = cluster_name if cilium_version >= LOCAL_CLUSTER_DEFAULT_SINCE else None
+        `clustermesh.policyDefaultLocalCluster: true`); ``default_local_cluster`` is the agent's
+        `--policy-default-local-cluster` when the cluster sets it either way (None: the default)."""
+        if default_local_cluster is None:
+            default_local_cluster = cilium_version >= LOCAL_CLUSTER_DEFAULT_SINCE
+        local = cluster_name if default_local_cluster else None
         return cls(cilium_version=cilium_version, local_cluster=local, cluster_name=cluster_name)
 
 
