@@ -41,12 +41,12 @@ def compile_flows(tmp_path: Path, lines: list[str]) -> tuple[int, str, set[str]]
 
 
 @pytest.mark.parametrize(("odd", "reason"), [
-    (changed(INGEST, time="9999-99-99"), "flow skipped (flow.time: invalid timestamp '9999-99-99')"),
-    (changed(INGEST, time="0000-01-01T00:00:00Z"), "flow skipped (flow.time: invalid timestamp '0000-01-01T00:00:00Z')"),
-    (changed(INGEST, l7={"type": "RESPONSE", "dns": "x"}), "flow skipped (flow.l7.dns: expected an object, got string)"),
-    (changed(INGEST, destination={"labels": [1]}),
-     "flow skipped (flow.destination.labels[0]: expected a string, got number)"),
-    # refused by the reader itself (the event's own time is checked on every line)
+    # all refused by the reader itself: a line the C proof does not vouch for is validated at
+    # every level, as protojson reads it
+    (changed(INGEST, time="9999-99-99"), "flow.time: invalid timestamp '9999-99-99'"),
+    (changed(INGEST, time="0000-01-01T00:00:00Z"), "flow.time: invalid timestamp '0000-01-01T00:00:00Z'"),
+    (changed(INGEST, l7={"type": "RESPONSE", "dns": "x"}), "flow.l7.dns: expected an object, got string"),
+    (changed(INGEST, destination={"labels": [1]}), "flow.destination.labels[0]: expected a string, got number"),
     (changed(INGEST, time=5), "flow.time: expected an RFC 3339 timestamp, got number"),
 ])
 def test_an_odd_flow_is_named_and_skipped_and_the_answers_after_it_are_learned(tmp_path: Path, odd: str,

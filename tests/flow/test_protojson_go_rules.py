@@ -123,3 +123,17 @@ def test_a_duplicate_key_is_refused_with_where_it_is(tmp_path: Path) -> None:
     assert code == 2
     assert f"{path}:2: duplicate field 'verdict'" in err.getvalue()
     assert out.getvalue().count(b"\n") == 1  # the good line is still printed
+
+
+@pytest.mark.parametrize("output", ["compact", "dict", "table"])
+@pytest.mark.parametrize(("line", "_path", "_hubble"), [r[1:] for r in ROWS if r[3] is REFUSED],
+                         ids=[r[0] for r in ROWS if r[3] is REFUSED])
+def test_a_line_hubble_refuses_is_refused_in_every_output(output: str, line: bytes, _path: object,
+                                                          _hubble: object) -> None:
+    """hubble refuses the whole line before printing anything, so the text outputs (which print
+    none of these fields) must refuse it too: a line the proof does not vouch for is validated
+    at every level, not only where the printer reads."""
+    out, err = io.BytesIO(), io.StringIO()
+    code = run_observe(["--input-file", "-", "-o", output], stdout=out, stderr=err, stdin=io.BytesIO(line + b"\n"))
+    assert code == 2
+    assert out.getvalue() == b""

@@ -369,12 +369,15 @@ def test_memory_stays_flat_for_a_large_input(tmp_path: Path) -> None:
     assert os.path.getsize(path) > 100 * 1024 * 1024
 
 
-def test_values_below_the_top_of_a_canonical_line_are_trusted() -> None:
-    # Speed trade-off (documented in FlowReader): a line in the jsonpb spelling is checked one level
-    # deep; a wrongly typed value further down (never written by Hubble) is handed on as it is.
-    events, stats = read(["-"], stdin=io.BytesIO(b'{"flow":{"source":{"labels":"x"}}}\n'))
-    assert events[0].data == {"flow": {"source": {"labels": "x"}}}
-    assert stats.bad_lines == 0
+def test_a_wrong_value_deep_in_a_line_is_a_bad_line() -> None:
+    # A line the C proof does not vouch for is validated at every level, as protojson (and so
+    # Hubble) reads it; only with prove_lines=False is the one-level check trusted (for speed).
+    line = b'{"flow":{"source":{"labels":"x"}}}\n'
+    events, stats = read(["-"], stdin=io.BytesIO(line))
+    assert events == [] and stats.bad_lines == 1
+    assert "flow.source.labels: expected an array" in stats.reported[0].reason
+    trusted = list(FlowReader(["-"], stdin=io.BytesIO(line), prove_lines=False))
+    assert trusted[0].data == {"flow": {"source": {"labels": "x"}}}
 
 
 class Pipe(io.RawIOBase):

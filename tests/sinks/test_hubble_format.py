@@ -239,18 +239,51 @@ def test_time_zone_is_applied() -> None:
 
 
 LOST = b'{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"7","cpu":2}}\n'
+LOST_TIMED = (b'{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"7","cpu":2,'
+              b'"first":"2026-03-02T08:59:00.5Z","last":"2026-03-02T08:59:59Z"},"node_name":"c1/n1",'
+              b'"time":"2026-03-02T09:00:00Z"}\n')
+SPAN = " (first: Mar  2 08:59:00.500, last: Mar  2 08:59:59.000)"
 
 
-@pytest.mark.parametrize(("output", "want"), [
-    ("compact", "EVENTS LOST: HUBBLE_RING_BUFFER CPU(2) 7\n"),
-    ("dict", "  TIMESTAMP: \n     SOURCE: HUBBLE_RING_BUFFER\n       TYPE: EVENTS LOST\n    VERDICT: \n"
-             "    SUMMARY: CPU(2) - 7\n"),
-    ("table", "TIMESTAMP   SOURCE               DESTINATION   TYPE          VERDICT   SUMMARY\n"
-              "            HUBBLE_RING_BUFFER                 EVENTS LOST             CPU(2) - 7\n"),
-    ("jsonpb", LOST.decode()),
+# What the real hubble 1.19.4 CLI printed for these two lines (`hubble observe --input-file F
+# -o FORMAT --print-node-name`, TZ=UTC, 2026-12-01; its printer's WriteLostEvent): the event's
+# time (N/A without one), "-" for the missing node, destination and verdict, and the span of
+# the lost events when both ends are known.
+@pytest.mark.parametrize(("output", "line", "want"), [
+    ("compact", LOST, "N/A EVENTS LOST: HUBBLE_RING_BUFFER CPU(2) 7\n"),
+    ("dict", LOST, "  TIMESTAMP: N/A\n       NODE: -\n     SOURCE: HUBBLE_RING_BUFFER\n       TYPE: EVENTS LOST\n"
+                   "    VERDICT: -\n    SUMMARY: CPU(2) - 7\n"),
+    ("table", LOST, "TIMESTAMP   NODE   SOURCE               DESTINATION   TYPE          VERDICT   SUMMARY\n"
+                    "N/A         -      HUBBLE_RING_BUFFER   -             EVENTS LOST   -         CPU(2) - 7\n"),
+    ("compact", LOST_TIMED, f"Mar  2 09:00:00.000 EVENTS LOST: HUBBLE_RING_BUFFER CPU(2) 7{SPAN}\n"),
+    ("dict", LOST_TIMED, "  TIMESTAMP: Mar  2 09:00:00.000\n       NODE: c1/n1\n     SOURCE: HUBBLE_RING_BUFFER\n"
+                         f"       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: CPU(2) - 7{SPAN}\n"),
+    ("table", LOST_TIMED,
+     "TIMESTAMP             NODE    SOURCE               DESTINATION   TYPE          VERDICT   SUMMARY\n"
+     f"Mar  2 09:00:00.000   c1/n1   HUBBLE_RING_BUFFER   -             EVENTS LOST   -         CPU(2) - 7{SPAN}\n"),
 ])
-def test_lost_events_are_printed(output: str, want: str) -> None:
-    assert _print(output, events_from_bytes(LOST)) == want
+def test_lost_events_are_printed_as_hubble_1_19_4_prints_them(output: str, line: bytes, want: str) -> None:
+    assert _print(output, events_from_bytes(line), node_name=True) == want
+
+
+def test_lost_events_in_jsonpb_are_the_line() -> None:
+    assert _print("jsonpb", events_from_bytes(LOST)) == LOST.decode()
+
+
+# Go's text/tabwriter acts on tabs, vertical tabs, newlines and form feeds inside the values
+# Hubble writes into it (a form feed also ends the block of aligned columns); checked against
+# hubble 1.19.4 `-o table` on flows whose Summary holds them.
+@pytest.mark.parametrize(("rows", "want"), [
+    ([["a", "b"], ["ccc", "d"]], "a     b\nccc   d\n"),
+    ([["a", "x\ty"], ["ccc", "d"]], "a     x   y\nccc   d\n"),
+    ([["a", "x\vy"], ["ccc", "d"]], "a     x   y\nccc   d\n"),
+    ([["a", "x\ny"], ["ccc", "d"]], "a   x\ny\nccc   d\n"),  # the one-cell line "y" breaks the column
+    ([["aaaa", "x\f"], ["c", "d"]], "aaaa   x\n\nc   d\n"),
+])
+def test_the_table_follows_go_tabwriter_on_control_characters(rows: list[list[str]], want: str) -> None:
+    from hushflow.sinks.hubble_format import go_tabwriter
+
+    assert go_tabwriter(rows, minwidth=2, padding=3) == want
 
 
 @pytest.mark.parametrize("output", ["compact", "dict", "table", "jsonpb"])

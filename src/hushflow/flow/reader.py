@@ -263,8 +263,9 @@ class FlowReader:
     - ``strict``: raise :class:`FlowReadError` at the first bad line instead of skipping it.
       Bad lines: invalid JSON or UTF-8, not an object, no event, a value of the wrong type or an
       unknown enum name (see :mod:`hushflow.flow.protojson`), a line over ``max_line_bytes``.
-      For speed, a line already in the jsonpb spelling is checked one level into the Flow (the
-      enums filters read, the objects, the 64-bit fields); deeper values are trusted.
+      Every level of a line is checked (a line the C proof vouches for is canonical throughout;
+      any other goes through the full validation); with ``prove_lines=False``, a line already
+      in the jsonpb spelling is checked one level into the Flow only, for speed.
     - ``stdin``: a binary stream used for ``"-"`` (default ``sys.stdin.buffer``).
     - ``prove_lines``: hand out a line proven to be Hubble's jsonpb bytes at every level as a
       :class:`ProvenEvent`, parsed only when read (``observe`` prints such lines as they are),
@@ -507,7 +508,9 @@ class FlowReader:
                     else:
                         stats.lines -= 1
                     continue
-                if is_canonical(data):
+                # With the proof on, a line it did not vouch for is validated at every level
+                # (Hubble refuses a line protojson cannot read, whatever the output format).
+                if prove is None and is_canonical(data):
                     stats.events += 1
                     yield FlowEvent(raw, data, name, lineno)
                 else:
@@ -557,7 +560,7 @@ class FlowReader:
         except orjson.JSONDecodeError as e:
             self._bad(name, lineno, f"invalid JSON: {e}")
             return
-        if protojson.is_canonical_flow_event(data):
+        if self._prove is None and protojson.is_canonical_flow_event(data):
             self.stats.events += 1
             yield FlowEvent(raw, data, name, lineno)
             return

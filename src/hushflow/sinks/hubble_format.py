@@ -458,9 +458,15 @@ def _go_quote(s: str) -> str:
     return orjson.dumps(s).decode()
 
 
-def _lost_summary(lost: Mapping[str, Any]) -> tuple[str, str]:
+def _lost_summary(lost: Mapping[str, Any], clock: _Clock, sep: str = " - ") -> tuple[str, str]:
+    """(source, summary) of a lost-events event as hubble 1.19.4 prints them (its printer's
+    WriteLostEvent): "CPU(n) - count", and the first and last lost times when both are known."""
     source = _enum_text(lost.get("source"), "UNKNOWN_LOST_EVENT_SOURCE")
-    return source, f"CPU({lost.get('cpu', 0)}) - {lost.get('num_events_lost', '0')}"
+    summary = f"CPU({lost.get('cpu', 0)}){sep}{lost.get('num_events_lost', '0')}"
+    first, last = lost.get("first"), lost.get("last")
+    if first is not None and last is not None:
+        summary += f" (first: {clock.stamp(first)}, last: {clock.stamp(last)})"
+    return source, summary
 
 
 class CompactPrinter(_TextPrinter):
@@ -486,8 +492,8 @@ class CompactPrinter(_TextPrinter):
         )
 
     def _lost(self, data: Mapping[str, Any], lost: Mapping[str, Any]) -> None:
-        source = _enum_text(lost.get("source"), "UNKNOWN_LOST_EVENT_SOURCE")
-        self._emit(f"EVENTS LOST: {source} CPU({lost.get('cpu', 0)}) {lost.get('num_events_lost', '0')}\n")
+        source, summary = _lost_summary(lost, self._clock, sep=" ")
+        self._emit(f"{self._clock.stamp(data.get('time'))} EVENTS LOST: {source} {summary}\n")
 
 
 class DictPrinter(_TextPrinter):
@@ -507,12 +513,12 @@ class DictPrinter(_TextPrinter):
         self._emit("".join(parts))
 
     def _lost(self, data: Mapping[str, Any], lost: Mapping[str, Any]) -> None:
-        source, summary = _lost_summary(lost)
+        source, summary = _lost_summary(lost, self._clock)
         parts = [_DICT_SEPARATOR + "\n"] if self._line else []
-        parts.append("  TIMESTAMP: \n")
+        parts.append(f"  TIMESTAMP: {self._clock.stamp(data.get('time'))}\n")
         if self._opts.node_name:
-            parts.append("       NODE: \n")
-        parts.append(f"     SOURCE: {source}\n       TYPE: EVENTS LOST\n    VERDICT: \n    SUMMARY: {summary}\n")
+            parts.append(f"       NODE: {data.get('node_name') or '-'}\n")
+        parts.append(f"     SOURCE: {source}\n       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: {summary}\n")
         self._emit("".join(parts))
 
 
@@ -539,15 +545,46 @@ class TablePrinter(_TextPrinter):
 
     def _lost(self, data: Mapping[str, Any], lost: Mapping[str, Any]) -> None:
         self._header()
-        source, summary = _lost_summary(lost)
-        cells = [""] + ([""] if self._opts.node_name else [])
-        self._rows.append([*cells, source, "", "EVENTS LOST", "", escape_terminal(summary)])
+        source, summary = _lost_summary(lost, self._clock)
+        cells = [self._clock.stamp(data.get("time"))]
+        if self._opts.node_name:
+            cells.append(data.get("node_name") or "-")
+        self._rows.append([*cells, source, "-", "EVENTS LOST", "-", escape_terminal(summary)])
 
     def close(self) -> None:
         if self._rows:
-            self._out.write(tabwriter_format(self._rows, minwidth=2, padding=3).encode("utf-8", "surrogateescape"))
+            self._out.write(go_tabwriter(self._rows, minwidth=2, padding=3).encode("utf-8", "surrogateescape"))
             self._rows = []
         self._out.flush()
+
+
+def go_tabwriter(rows: Sequence[Sequence[str]], *, minwidth: int, padding: int) -> str:
+    """What Go's ``text/tabwriter`` prints when Hubble writes ``rows`` into it, each cell but the
+    last followed by a tab and each row by a newline. The cells are Hubble's values, which may
+    hold the characters tabwriter acts on itself: a tab or vertical tab inside a value ends a
+    cell, a newline a line, and a form feed a line and the whole block of aligned columns (Go:
+    "a '\f' always forces a flush"), written as a newline."""
+    if not any(ch in cell for row in rows for cell in row for ch in "\t\v\n\f"):
+        return tabwriter_format(rows, minwidth=minwidth, padding=padding)
+    out: list[str] = []
+    section: list[list[str]] = []
+    line: list[str] = []
+    cell: list[str] = []
+    for row in rows:
+        for ch in "\t".join(row) + "\n":
+            if ch in "\t\v\n\f":
+                line.append("".join(cell))
+                cell = []
+                if ch in "\n\f":
+                    section.append(line)
+                    line = []
+                    if ch == "\f":
+                        out.append(tabwriter_format(section, minwidth=minwidth, padding=padding))
+                        section = []
+            else:
+                cell.append(ch)
+    out.append(tabwriter_format(section, minwidth=minwidth, padding=padding))
+    return "".join(out)
 
 
 def tabwriter_format(rows: Sequence[Sequence[str]], *, minwidth: int, padding: int) -> str:
