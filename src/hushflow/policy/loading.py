@@ -24,6 +24,8 @@ from hushflow.policy.model import (
     build_policy,
 )
 from hushflow.policy.names import label_problem, subdomain_problem
+from hushflow.policy.network_policy import API_VERSION as NETWORK_POLICY_API
+from hushflow.policy.network_policy import NETWORK_POLICY, build_network_policy, check_network_policy
 from hushflow.policy.requires import FIELDS as REQUIRES_FIELDS
 from hushflow.policy.requires import requires_problems
 from hushflow.policy.schema import SchemaProblem, schema_version_for, validate_fqdn_selector, validate_object
@@ -32,7 +34,8 @@ from hushflow.policy.yamlsource import Manifest, load_manifests
 
 _DENY_SECTIONS = ("egressDeny", "ingressDeny")
 _DENY_L7_FIELDS = ("rules", "serverNames", "terminatingTLS", "originatingTLS", "listener")
-KNOWN_KINDS = {CNP: ("cilium.io/v2",), CCNP: ("cilium.io/v2",), CIDR_GROUP: ("cilium.io/v2", "cilium.io/v2alpha1")}
+KNOWN_KINDS = {CNP: ("cilium.io/v2",), CCNP: ("cilium.io/v2",), CIDR_GROUP: ("cilium.io/v2", "cilium.io/v2alpha1"),
+               NETWORK_POLICY: (NETWORK_POLICY_API,)}
 
 
 @dataclass(slots=True)
@@ -372,6 +375,13 @@ def load_policies(
                 )
             )
         seen[identity] = manifest
+        if kind == NETWORK_POLICY:  # Kubernetes' own kind: its schema, translated (network_policy.py)
+            names_ok = _check_names(manifest, loaded.diagnostics)
+            if check_network_policy(manifest, loaded.diagnostics) and names_ok:
+                policy = build_network_policy(manifest, options)
+                loaded.policy_set.policies.append(policy)
+                loaded.raw[id(policy)] = manifest
+            continue
         if not substitute_reported:
             substitute_reported = True
             substitute = _schema_substitute(manifest, options.cilium_version)

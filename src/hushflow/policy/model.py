@@ -88,7 +88,7 @@ class PolicyRef:
         """The sorted label set Cilium attaches to every rule of this policy (reference §A.1)."""
         prefix = "k8s:io.cilium.k8s.policy."
         labels = [f"{prefix}derived-from={self.kind}", f"{prefix}name={self.name}"]
-        if self.kind == CNP:
+        if self.namespace:  # a namespaced kind: CiliumNetworkPolicy, NetworkPolicy (GetPolicyLabels)
             labels.append(f"{prefix}namespace={self.namespace}")
         if self.uid:  # assigned by the API server: unknown for policies read from files
             labels.append(f"{prefix}uid={self.uid}")
