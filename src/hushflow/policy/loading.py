@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from hushflow.policy.agent_validation import agent_problems
+from hushflow.policy.cluster_network_policy import API_VERSION as CLUSTER_NETWORK_POLICY_API
+from hushflow.policy.cluster_network_policy import KIND as CLUSTER_NETWORK_POLICY
+from hushflow.policy.cluster_network_policy import agent_option_note, check_cluster_network_policy
 from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import (
@@ -35,7 +38,7 @@ from hushflow.policy.yamlsource import Manifest, load_manifests
 _DENY_SECTIONS = ("egressDeny", "ingressDeny")
 _DENY_L7_FIELDS = ("rules", "serverNames", "terminatingTLS", "originatingTLS", "listener")
 KNOWN_KINDS = {CNP: ("cilium.io/v2",), CCNP: ("cilium.io/v2",), CIDR_GROUP: ("cilium.io/v2", "cilium.io/v2alpha1"),
-               NETWORK_POLICY: (NETWORK_POLICY_API,)}
+               NETWORK_POLICY: (NETWORK_POLICY_API,), CLUSTER_NETWORK_POLICY: (CLUSTER_NETWORK_POLICY_API,)}
 
 
 @dataclass(slots=True)
@@ -45,6 +48,8 @@ class LoadedPolicies:
     files: list[str] = field(default_factory=list)
     objects: int = 0  # Kubernetes objects read, of any kind
     raw: dict[int, Manifest] = field(default_factory=dict)  # id(policy) -> its manifest
+    # Valid ClusterNetworkPolicy objects: checked and counted, not yet modelled as rules.
+    cluster_network_policies: list[Manifest] = field(default_factory=list)
 
 
 def _rule_paths(data: dict[str, Any]) -> list[FieldPath]:
@@ -335,6 +340,7 @@ def load_policies(
     loaded.diagnostics.extend(Diagnostic(p.code, p.message, p.location, p.hint) for p in read.problems)
     seen: dict[tuple[str, str, str], Manifest] = {}
     substitute_reported = False
+    cluster_note_given = False  # HF071, once per run
     for manifest in read.manifests:
         loaded.objects += 1
         kind, api_version = manifest.kind, manifest.api_version
@@ -381,6 +387,17 @@ def load_policies(
                 policy = build_network_policy(manifest, options)
                 loaded.policy_set.policies.append(policy)
                 loaded.raw[id(policy)] = manifest
+            continue
+        if kind == CLUSTER_NETWORK_POLICY:  # the Network Policy API's kind (cluster_network_policy.py)
+            if not cluster_note_given:
+                cluster_note_given = True
+                note = agent_option_note(manifest, options.cilium_version)
+                if note is not None:
+                    loaded.diagnostics.append(note)
+            found, valid = check_cluster_network_policy(manifest, options.cilium_version)
+            loaded.diagnostics.extend(found)
+            if valid:
+                loaded.cluster_network_policies.append(manifest)
             continue
         if not substitute_reported:
             substitute_reported = True
