@@ -10,7 +10,7 @@ from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.decision import RuleMatch
 from hushflow.flow.connection import Connection, connection_of
 from hushflow.flow.times import flow_time
-from hushflow.policy.model import CCNP, Rule
+from hushflow.policy.model import CCNP, CNP, Rule
 
 _OUTCOME_WORDS = {
     "denied": "denied by a deny rule (POLICY_DENY)",
@@ -21,6 +21,9 @@ _OUTCOME_WORDS = {
 }
 
 
+_SHORT_KINDS = {CCNP: "ccnp", CNP: "cnp"}
+
+
 def _endpoint(endpoint: Mapping[str, Any], ip: str) -> str:
     if endpoint.get("pod_name"):
         return f"{endpoint.get('namespace', '')}/{endpoint['pod_name']}"
@@ -29,7 +32,8 @@ def _endpoint(endpoint: Mapping[str, Any], ip: str) -> str:
 
 
 def _rule_name(rule: Rule) -> str:
-    short = "ccnp" if rule.policy.kind == CCNP else "cnp"
+    """`cnp shop/x`, `ccnp x`; any other kind by its own name (`NetworkPolicy shop/allow-web`)."""
+    short = _SHORT_KINDS.get(rule.policy.kind, rule.policy.kind)
     name = f"{rule.policy.namespace}/{rule.policy.name}" if rule.policy.namespace else rule.policy.name
     return f"{short} {name}"
 
