@@ -212,3 +212,38 @@ def test_lint_cli_exits_2_with_file_line(tmp_path):
     assert result.exit_code == 1, result.output  # lint's exit code for error findings, as for a CNP
     assert f"{path}:6:" in result.output and "must specify a peer" in result.output
     assert "Traceback" not in result.output
+
+
+DENY_WEB = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny-web, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: web}}]
+"""
+
+
+def test_lint_sees_a_cnp_deny_shadowing_a_network_policy_allow(tmp_path):
+    """HF050 across kinds: Cilium's deny wins over every allow whatever kind wrote it."""
+    from hushflow.policy.lint import lint_paths
+
+    path = tmp_path / "p.yaml"
+    allow = np_doc("podSelector: {matchLabels: {app: db}}\ningress:\n- from: [{podSelector: {matchLabels: {app: web}}}]\n"
+                   "  ports: [{port: 5432}]", name="db-from-web")
+    path.write_text(allow + "---\n" + DENY_WEB)
+    report = lint_paths([str(path)], BuildOptions.for_cluster((1, 19)))
+    (shadow,) = [d for d in report.diagnostics if d.code == "HF050"]
+    assert f"{path}:7 spec.ingress[0].from[0] (fromEndpoints on 5432/TCP)" in shadow.message
+    assert shadow.location.line == 16
+
+
+def test_lint_no_error_for_an_ingress_ipblock_with_the_local_cluster(tmp_path):
+    """The ipBlock peer Cilium also reads as a pod peer (1.19) is one written peer kind: no HF031."""
+    from hushflow.policy.lint import lint_paths
+
+    path = tmp_path / "p.yaml"
+    path.write_text(np_doc("podSelector: {}\ningress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]"))
+    report = lint_paths([str(path)], BuildOptions.for_cluster((1, 19)))
+    assert [d.code for d in report.diagnostics if d.level.value != "info"] == []

@@ -327,9 +327,11 @@ class _Translator:
                                       self.at((*peer_path, "ipBlock"))),)
                 fields = tuple(name for name, value in ((endpoints_field, endpoints), (cidr_field, cidrs))
                                if value is not None)
+                # What the user wrote: one peer kind (the API server refuses ipBlock with a selector).
+                written = (cidr_field,) if cidrs is not None else (endpoints_field,)
                 entries.append(PeerRule(
                     direction, False, self.at(peer_path), endpoints=endpoints, cidrs=cidrs, ports=ports,
-                    l3_fields=fields, l3_nonempty=fields, cluster_name=self.options.cluster_name,
+                    l3_fields=fields, l3_nonempty=written, cluster_name=self.options.cluster_name,
                 ))
         return entries
 
