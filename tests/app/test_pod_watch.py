@@ -161,6 +161,15 @@ def test_a_forbidden_watch_says_what_the_role_lacks(server, watching):
     until(lambda: watching.watch.stats.retries == 1, "the refused watch")
     assert "forbidden (the service account needs list and watch on pods)" in watching.reports[0]
     until(lambda: watching.watch.stats.watches == 1, "the watch after the backoff")
+    until(lambda: watching.watch.up, "the watch to be up (hushflow_pod_watch_up 1)")
+
+
+def test_the_watch_is_down_while_its_requests_fail(server, watching):
+    """hushflow_pod_watch_up is 0 while lists fail (HushflowPodWatchDown alerts on it)."""
+    server.fail(503, method="LIST", plural="pods", times=1000)
+    watching.thread.start()
+    until(lambda: watching.watch.stats.retries >= 2, "two failed lists")
+    assert not watching.watch.up and not watching.watch.synced.is_set()
 
 
 def test_bad_objects_are_counted_and_skipped(server, watching):
@@ -213,6 +222,7 @@ def test_run_feeds_the_pod_watch_into_the_attribution(server, tmp_path):
     daemon = Daemon(RunOptions(policies=(str(policy),), input_files=(str(flows),), watch_pods=True,
                                kubeconfig=str(kubeconfig), resolve=False, clock="flows"))
     assert daemon.run() == 0
+    assert daemon.metrics.registry.get_sample_value("hushflow_pods_indexed") == 1  # exported for the dashboard
     assert daemon.attributor.stats.disagreements == {}  # allowed through http-alt = 8080, as Cilium did
     assert daemon.attributor.stats.filled["egress_allowed_by"] == 1
 

@@ -543,6 +543,12 @@ class Daemon:
                 self.stderr.write(f"hushflow: {source.name}: {bad_events} message(s) skipped so far, they could not "
                                   f"be converted (last: {getattr(stats, 'last_bad_event', None)})\n")
             self.summary.bad_events = bad_events
+        watch = self.pod_watch
+        if watch is not None:
+            metrics.child(metric_names.POD_WATCH_UP).set(1 if watch.up else 0)
+            metrics.child(metric_names.PODS_INDEXED).set(len(watch.index))
+            metrics.follow_total(metric_names.MALFORMED_INPUT_TOTAL, watch.stats.bad_objects, "pod-watch",
+                                 metric_names.MALFORMED_POD)
         learned = self.learner.stats
         for reason, count in learned.refused.items():
             metrics.follow_total(metric_names.DENY_IPS_REFUSED_TOTAL, count, reason)

@@ -83,6 +83,7 @@ class PodWatch:
         self.watch_timeout = watch_timeout
         self.stats = PodWatchStats()
         self.synced = threading.Event()  # the first list is in the index
+        self.up = False  # listed and watching; False while requests fail (hushflow_pod_watch_up)
 
     def run(self) -> None:
         delay = BACKOFF_FIRST
@@ -97,6 +98,7 @@ class PodWatch:
                 self.stats.relists += 1
                 version = None
             except PodWatchError as exc:
+                self.up = False
                 self.stats.retries += 1
                 self.report(f"pod watch: {exc}; retrying in {delay:g} s (named ports use the pods known so far)")
                 if self.wait(delay):
@@ -143,6 +145,7 @@ class PodWatch:
             if status != 200:
                 raise PodWatchError(_problem(status, _json(response.read()), "watch pods"))
             self.stats.watches += 1
+            self.up = True
             for line in _lines(response.response):  # the urllib3 response, not read yet
                 if self.stopping.is_set():
                     break

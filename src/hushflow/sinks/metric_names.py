@@ -152,6 +152,7 @@ MALFORMED_INPUT_TOTAL = MetricSpec(
 MALFORMED_LINE = "unreadable-line"
 MALFORMED_FLOW = "unprocessable-flow"
 MALFORMED_EVENT = "unconvertible-message"  # a gRPC message of the flow stream with no JSON form
+MALFORMED_POD = "unreadable-pod"  # a pod object (or watch event) of --watch-pods of the wrong shape
 DENY_IPS_REFUSED_TOTAL = MetricSpec(
     "hushflow_deny_ips_refused_total",
     "counter",
@@ -212,6 +213,19 @@ WRITE_FAILURES_TOTAL = MetricSpec(
     "the journal; by reason (disk, api-unreachable, api-429, api-409, api-5xx, api-4xx, refused).",
     ("target", "reason"),
 )
+POD_WATCH_UP = MetricSpec(
+    "hushflow_pod_watch_up",
+    "gauge",
+    "1 while the pod watch of --watch-pods is listed and watching; 0 while its requests fail (it retries): "
+    "named ports then resolve from the pods known so far, and those it does not know are explained as unknown.",
+    (),
+)
+PODS_INDEXED = MetricSpec(
+    "hushflow_pods_indexed",
+    "gauge",
+    "Pods whose container ports hushflow knows (--watch-pods), for named ports.",
+    (),
+)
 PIPELINE_BUSY_SECONDS_TOTAL = MetricSpec(
     "hushflow_pipeline_busy_seconds_total",
     "counter",
@@ -261,6 +275,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     NODE_STATUS_CHANGES_TOTAL,
     QUEUE_DEPTH,
     PIPELINE_BUSY_SECONDS_TOTAL,
+    POD_WATCH_UP,
+    PODS_INDEXED,
     ATTRIBUTION_DISAGREEMENTS_TOTAL,
     EVENTS_EMITTED_TOTAL,
     BUILD_INFO,
