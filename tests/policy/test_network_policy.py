@@ -247,3 +247,17 @@ def test_lint_no_error_for_an_ingress_ipblock_with_the_local_cluster(tmp_path):
     path.write_text(np_doc("podSelector: {}\ningress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]"))
     report = lint_paths([str(path)], BuildOptions.for_cluster((1, 19)))
     assert [d.code for d in report.diagnostics if d.level.value != "info"] == []
+
+
+def test_compile_counts_network_policies_and_leaves_them_alone(tmp_path):
+    from hushflow.app.compile import CompileJob, run_compile
+
+    path = tmp_path / "p.yaml"
+    path.write_text(np_doc("podSelector: {}", name="a") + "---\n" + np_doc("podSelector: {}\npolicyTypes: [Egress]",
+                                                                              name="b"))
+    out = tmp_path / "out"
+    report = run_compile(CompileJob([str(path)], out_dir=str(out), resolve=False), now=lambda: 1000.0)
+    assert "read 2 NetworkPolicy object(s): left as they are (not written to --out)" in report.lines()
+    assert report.output.policies == []
+    assert not any("kind: NetworkPolicy" in f.read_text(errors="replace") for f in out.rglob("*") if f.is_file())
+    assert path.read_text().count("kind: NetworkPolicy") == 2

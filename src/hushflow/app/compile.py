@@ -32,6 +32,7 @@ from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.lint import lint_policy_set
 from hushflow.policy.loading import LoadedPolicies
 from hushflow.policy.model import DEFAULT_CLUSTER_NAME, BuildOptions
+from hushflow.policy.network_policy import NETWORK_POLICY
 
 
 class CompileError(Exception):
@@ -190,6 +191,9 @@ def run_compile(
                           max_per_name=job.max_per_name, protected=protected)
     report = CompileReport(CompileOutput(), state)
     report.notes.extend(learner.repair_state())
+    network_policies = sum(1 for policy in loaded.policy_set.policies if policy.ref.kind == NETWORK_POLICY)
+    if network_policies:  # Kubernetes' own kind: Cilium enforces it as written, hushflow never rewrites it
+        report.notes.append(f"read {network_policies} NetworkPolicy object(s): left as they are (not written to --out)")
     if gone:
         report.notes.append(f"forgot {len(gone)} deny(ies) no longer in the policies: {', '.join(gone)}")
 
