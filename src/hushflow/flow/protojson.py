@@ -348,6 +348,12 @@ class _Walk:
 _NUMBER_CONTINUES = frozenset("-+._abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
+def _go_space(ch: str) -> bool:
+    """Go's unicode.IsSpace (what strings.TrimSpace trims): Python's isspace but for the
+    information separators U+001C to U+001F, which Python counts as white space and Go does not."""
+    return ch.isspace() and ch not in "\x1c\x1d\x1e\x1f"
+
+
 def go_integer_string(text: str) -> int | None:
     """The integer protojson reads from a quoted integer (``"42"``, ``"1e2"``), else None.
 
@@ -358,7 +364,7 @@ def go_integer_string(text: str) -> int | None:
     once its exponent is applied (``"1.50e1"`` is 15, ``"0.5"`` is not), of at most 20 digits.
     A sign other than a leading ``-``, a leading zero before digits, hex: refused. Range checks
     are the caller's (a ``-`` on an unsigned field is refused there, except for zero)."""
-    if not text or text.strip() != text:
+    if not text or _go_space(text[0]) or _go_space(text[-1]):
         return None
     i, end = 0, len(text)
     negative = text[0] == "-"

@@ -5,10 +5,12 @@ Every line Hubble writes is accepted (``hubble observe -o jsonpb``, the exporter
 as a :class:`FlowEvent` holding the *canonical* event: the dict ``orjson.loads`` returns for a
 ``hubble observe -o jsonpb`` line, and the bytes of that line.
 
-Performance is the point of this module. Lines written by Hubble are already canonical; they take
-a fast path (one ``orjson.loads``, a handful of dict look-ups, the raw bytes kept as they are).
-Only other spellings go through :mod:`hushflow.flow.protojson`. A caller that can reject a line
-from its bytes alone passes ``may_match`` and the line is not even parsed.
+Performance is the point of this module. Lines written by Hubble are already canonical: a small C
+module proves it from the bytes (``protojson.make_line_proof``), and such a line is handed out as
+a :class:`ProvenEvent`, parsed only when something reads it. Any other line is read as Go's
+protojson reads it (every level validated, a key given twice refused, other spellings converted
+by :mod:`hushflow.flow.protojson`), so what is accepted is what Hubble accepts. A caller that
+can reject a line from its bytes alone passes ``may_match`` and the line is not even parsed.
 
 Unlike Hubble (``bufio.Scanner``, 64 KiB limit, abort), a long line never stops the read: lines up
 to ``max_line_bytes`` are parsed, longer ones are skipped and counted without being buffered.
