@@ -1,4 +1,5 @@
-"""ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2): schema, CEL rules, lint, hostile input.
+"""ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2): schema, CEL rules, lint, hostile input,
+and the model's tier decision table.
 
 Sources (docs/cluster-network-policy.md has them all):
 - CRD: kubernetes-sigs/network-policy-api v0.2.0 (a17adecd0316b8ff1c3f83939ec0441d68cd6cce),
@@ -9,11 +10,14 @@ Sources (docs/cluster-network-policy.md has them all):
 
 from __future__ import annotations
 
+import ipaddress
 import textwrap
 
 import pytest
 
+from hushflow.policy.cluster_network_policy import Connection, build_cluster_network_policy, decide
 from hushflow.policy.diagnostics import CHECKS, Severity
+from hushflow.policy.labels import endpoint_label_map
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import BuildOptions
 
@@ -295,3 +299,190 @@ def test_lint_command_exits_1_without_a_traceback(tmp_path):
     assert "kcnp.yaml:6" in result.output and "HF010" in result.output
     assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+# -- the model and the tier decision ------------------------------------------------------------
+
+def pod(namespace: str, *labels: str, cluster: str = "default", ns_labels: tuple[str, ...] = ()) -> dict[str, str]:
+    texts = [f"k8s:{label}" for label in labels]
+    texts += [f"k8s:io.kubernetes.pod.namespace={namespace}", f"k8s:io.cilium.k8s.policy.cluster={cluster}",
+              f"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={namespace}"]
+    texts += [f"k8s:io.cilium.k8s.namespace.labels.{label}" for label in ns_labels]
+    return endpoint_label_map(texts)
+
+
+WEB = pod("shop", "app=web", ns_labels=("team=a",))
+API = pod("shop", "app=api", ns_labels=("team=a",))
+WORLD = endpoint_label_map(["reserved:world"])
+REMOTE_NODE = endpoint_label_map(["reserved:remote-node", "node:role=infra", "k8s:io.cilium.k8s.policy.cluster=default"])
+HOST = endpoint_label_map(["reserved:host", "node:role=infra", "k8s:io.cilium.k8s.policy.cluster=default"])
+
+
+def rules_of(tmp_path, *policies: str):
+    text = "---\n".join(kcnp(spec, name=f"p{i}") for i, spec in enumerate(policies))
+    loaded = load(tmp_path, text)
+    assert [d for d in loaded.diagnostics if d.level == Severity.ERROR] == []
+    return [r for m in loaded.cluster_network_policies for r in build_cluster_network_policy(m, "default")]
+
+
+def egress(peer=WORLD, port=443, protocol="TCP", subject=WEB, **extra) -> Connection:
+    return Connection("egress", subject, peer, protocol, port, **extra)
+
+
+def ingress(peer=API, port=80, protocol="TCP", subject=WEB, **extra) -> Connection:
+    return Connection("ingress", subject, peer, protocol, port, **extra)
+
+
+SHOP = "subject: {namespaces: {matchLabels: {team: a}}}\n"
+
+
+def admin(priority: int, rules: str, subject: str = SHOP) -> str:
+    return f"tier: Admin\npriority: {priority}\n{subject}{rules}"
+
+
+def baseline(priority: int, rules: str, subject: str = SHOP) -> str:
+    return f"tier: Baseline\npriority: {priority}\n{subject}{rules}"
+
+
+ALL_OUT = "to: [{networks: [0.0.0.0/0]}]"
+V4 = ipaddress.ip_address("203.0.113.7")
+
+# (id, policies, connection, NetworkPolicy-tier verdict, expected (tier, verdict, deciding policy)).
+# Sources: T = pkg/policy/types/policyentry.go (fdc510fe: Admin, Normal, Baseline tiers; lower
+# Priority first); P = pkg/k8s/cluster_network_policy.go (0ac689d7); C = CFP-42904
+# (cilium/design-cfps d5b6870); A = network-policy-api v0.2.0 CRD field docs; #42896/#43917 = the
+# engine's tiers and Pass.
+DECISIONS = [
+    # T, C ("Admin tier policies will always override" CNP/CCNP): an Admin Accept beats a CNP deny.
+    ("admin-accept-beats-cnp-deny", [admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), "deny", ("Admin", "allow", "p0")),
+    # T, C: and an Admin Deny beats a CNP/NetworkPolicy allow.
+    ("admin-deny-beats-cnp-allow", [admin(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), "allow", ("Admin", "deny", "p0")),
+    # A (action Pass), #42896: Pass hands the connection to the NetworkPolicy tier.
+    ("admin-pass-then-cnp-decides", [admin(10, f"egress:\n- {{action: Pass, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), "deny", ("NetworkPolicy", "deny", None)),
+    # A, #43917: Pass skips the rest of its tier, here a later Admin Deny, and nothing below decides.
+    ("admin-pass-skips-lower-admin-deny",
+     [admin(5, f"egress:\n- {{action: Pass, {ALL_OUT}}}\n"), admin(9, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), None, ("default", "allow", None)),
+    # T, A (priority): the lower value decides first, whatever the file order.
+    ("lower-priority-first",
+     [admin(20, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n"), admin(3, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), None, ("Admin", "allow", "p1")),
+    # P (priority + index/100), A (egress doc): within one object the written order decides,
+    # even an Accept before a Deny (no tie, so no deny-over-allow).
+    ("rule-order-within-a-policy",
+     [admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), None, ("Admin", "allow", "p0")),
+    # C ("the existing precedence rules (deny over allow) ... for other tiers as well"): ties.
+    ("same-priority-deny-wins",
+     [admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n"), admin(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), None, ("Admin", "deny", "p1")),
+    # A (tier): a NetworkPolicy-tier policy that selects the pod decides before Baseline.
+    ("cnp-allow-beats-baseline-deny", [baseline(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), "allow", ("NetworkPolicy", "allow", None)),
+    ("cnp-default-deny-beats-baseline-accept", [baseline(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), "deny", ("NetworkPolicy", "deny", None)),
+    # A (tier): Baseline decides for pods no NetworkPolicy-tier policy selects.
+    ("baseline-deny-for-unselected-pods", [baseline(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), None, ("Baseline", "deny", "p0")),
+    # A (tier): Pass in Baseline leaves only the default (lint HF074).
+    ("baseline-pass-is-default-allow",
+     [baseline(1, f"egress:\n- {{action: Pass, {ALL_OUT}}}\n"), baseline(2, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4), None, ("default", "allow", None)),
+    # A (tier, last paragraph): nothing matched in any tier: every pod may talk.
+    ("nothing-matches-default-allow", [admin(1, "egress:\n- {action: Deny, to: [{networks: [10.0.0.0/8]}]}\n")],
+     egress(peer_ip=V4), None, ("default", "allow", None)),
+    # P (DefaultDeny = false): an Accept for one port switches nothing else to deny.
+    ("accept-is-no-default-deny",
+     [admin(1, f"egress:\n- action: Accept\n  {ALL_OUT}\n  protocols: [{{tcp: {{destinationPort: {{number: 443}}}}}}]\n")],
+     egress(peer_ip=V4, port=8443), None, ("default", "allow", None)),
+    # P (subject): a namespaces subject selects on namespace labels; another namespace is untouched.
+    ("subject-by-namespace-labels", [admin(1, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4, subject=pod("other", "app=web", ns_labels=("team=b",))), None, ("default", "allow", None)),
+    # P (kcnpParseNamespacedPod): a pods subject ANDs the namespace and pod selectors.
+    ("subject-pods-and-namespace",
+     [admin(1, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n",
+            "subject: {pods: {namespaceSelector: {matchLabels: {team: a}}, podSelector: {matchLabels: {app: api}}}}\n")],
+     egress(peer_ip=V4, subject=WEB), None, ("default", "allow", None)),
+    # P: direction: an ingress rule does not decide egress.
+    ("ingress-rule-not-for-egress", [admin(1, "ingress:\n- {action: Deny, from: [{namespaces: {}}]}\n")],
+     egress(peer=API), None, ("default", "allow", None)),
+    # P: an ingress pods peer matches its pods; the subject is the destination.
+    ("ingress-from-pods", [admin(1, f"ingress:\n- action: Deny\n  {FROM_PODS}\n")],
+     ingress(peer=API), None, ("Admin", "deny", "p0")),
+    # P (kcnpParseNamespacedPod with the cluster name): peers are the local cluster's pods.
+    ("peer-pods-local-cluster-only", [admin(1, f"ingress:\n- action: Deny\n  {FROM_PODS}\n")],
+     ingress(peer=pod("shop", "app=api", cluster="mesh-2")), None, ("default", "allow", None)),
+    # P (kcnpParseCIDRSelectors): networks match the peer's address.
+    ("networks-contain-the-peer", [admin(1, "egress:\n- {action: Deny, to: [{networks: [10.0.0.0/8]}]}\n")],
+     egress(peer_ip=ipaddress.ip_address("10.1.2.3")), None, ("Admin", "deny", "p0")),
+    ("networks-v6-peer-outside-v4", [admin(1, "egress:\n- {action: Deny, to: [{networks: [0.0.0.0/0]}]}\n")],
+     egress(peer_ip=ipaddress.ip_address("2001:db8::1")), None, ("default", "allow", None)),
+    # P (kcnpParseFQDNSelectors: "*." becomes "**."), A (DomainName doc): one or more labels.
+    ("domain-wildcard-many-labels",
+     [admin(1, "egress:\n- {action: Accept, to: [{domainNames: ['*.example.com']}]}\n"),
+      admin(2, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4, peer_name="a.b.example.com."), None, ("Admin", "allow", "p0")),
+    ("domain-wildcard-not-the-apex",
+     [admin(1, "egress:\n- {action: Accept, to: [{domainNames: ['*.example.com']}]}\n"),
+      admin(2, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n")],
+     egress(peer_ip=V4, peer_name="example.com"), None, ("Admin", "deny", "p1")),
+    # P: the DNS rule Cilium adds for a domainNames Accept (kube-dns, named ports dns/dns-tcp).
+    ("domain-accept-allows-dns-lookups",
+     [admin(1, "egress:\n- {action: Accept, to: [{domainNames: [example.com]}]}\n"),
+      admin(2, "egress:\n- {action: Deny, to: [{namespaces: {}}]}\n")],
+     egress(peer=pod("kube-system", "k8s-app=kube-dns"), port=53, protocol="UDP", port_name="dns"), None,
+     ("Admin", "allow", "p0")),
+    # P (kcnpParseProtocols): protocol and port range.
+    ("udp-range-matches", [admin(1, "egress:\n- action: Deny\n  " + ALL_OUT + "\n"
+                                 "  protocols: [{udp: {destinationPort: {range: {start: 5000, end: 6000}}}}]\n")],
+     egress(peer_ip=V4, port=5999, protocol="UDP"), None, ("Admin", "deny", "p0")),
+    ("tcp-port-not-udp", [admin(1, "egress:\n- action: Deny\n  " + ALL_OUT + "\n"
+                                "  protocols: [{tcp: {destinationPort: {number: 53}}}]\n")],
+     egress(peer_ip=V4, port=53, protocol="UDP"), None, ("default", "allow", None)),
+    # P: a named port has protocol ANY and matches the destination pod's port name.
+    ("named-port", [admin(1, "ingress:\n- action: Deny\n  " + FROM_PODS + "\n  protocols: [{destinationNamedPort: http}]\n")],
+     ingress(peer=API, port=8080, protocol="TCP", port_name="http"), None, ("Admin", "deny", "p0")),
+    # P (kcnpProcessNodeSelector): nodes peers need reserved:remote-node: never the local host.
+    ("nodes-peer-remote-node", [admin(1, "egress:\n- {action: Deny, to: [{nodes: {matchLabels: {role: infra}}}]}\n")],
+     egress(peer=REMOTE_NODE), None, ("Admin", "deny", "p0")),
+    ("nodes-peer-not-local-host", [admin(1, "egress:\n- {action: Deny, to: [{nodes: {matchLabels: {role: infra}}}]}\n")],
+     egress(peer=HOST), None, ("default", "allow", None)),
+]
+
+
+@pytest.mark.parametrize(("policies", "connection", "np_tier", "expected"), [row[1:] for row in DECISIONS],
+                         ids=[row[0] for row in DECISIONS])
+def test_tier_decision_table(tmp_path, policies, connection, np_tier, expected):
+    decision = decide(rules_of(tmp_path, *policies), connection, np_tier)
+    name = decision.rule.policy.name if decision.rule else None
+    assert (decision.tier, decision.verdict, name) == expected
+
+
+def test_fail_closed_peer_rules():
+    """P: a peer with no field Cilium knows (an experimental field the standard CRD pruned):
+    an Accept matches nothing, a Deny or a Pass denies every peer (the Pass becomes a Deny)."""
+    from hushflow.policy.yamlsource import LoadResult, load_text
+
+    result = LoadResult()
+    load_text(kcnp(admin(1, "egress:\n- {action: Accept, to: [{}]}\n- {action: Pass, to: [{}]}\n")), "f.yaml", result)
+    rules = build_cluster_network_policy(result.manifests[0], "default")
+    assert [(r.verdict, r.peer.everything, r.priority) for r in rules] == [("deny", True, 1.01)]
+
+
+def test_rules_carry_the_labels_hubble_shows(tmp_path):
+    """P (GetKCNPPolicyLabels) and utils.go GetPolicyLabels: derived-from, name (the
+    policy.cilium.io/name annotation first), no namespace."""
+    text = ("apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\n"
+            "metadata: {name: p, uid: u-1, annotations: {policy.cilium.io/name: shown}}\n"
+            "spec:\n" + textwrap.indent(admin(1, "ingress:\n- {action: Deny, from: [{namespaces: {}}]}\n"), "  "))
+    (manifest,) = load(tmp_path, text).cluster_network_policies
+    (rule,) = build_cluster_network_policy(manifest)
+    assert rule.cilium_labels() == (
+        "k8s:io.cilium.k8s.policy.derived-from=ClusterNetworkPolicy",
+        "k8s:io.cilium.k8s.policy.name=shown",
+        "k8s:io.cilium.k8s.policy.uid=u-1",
+    )
+    assert (rule.tier, rule.priority, rule.policy.kind) == ("Admin", 1, "ClusterNetworkPolicy")

@@ -6,32 +6,39 @@ network-policy-api v0.2.0 release) when the agent runs with `enable-k8s-cluster-
 each fact comes from, is in docs/cluster-network-policy.md.
 
 This module checks one object as the API server and Cilium's parser would, and reports what a
-reader is likely to get wrong. It does not build rules: the decision engine does not know the
-tiers yet, so a ClusterNetworkPolicy is validated, counted and reported, never enforced by
-hushflow's model.
+reader is likely to get wrong (`check_cluster_network_policy`). It also models the object as
+Cilium's parser does (`build_cluster_network_policy`: one entry per peer with its tier and
+priority) and decides a connection through the tiers (`decide`: Admin, then the
+NetworkPolicy tier's verdict given by the caller, then Baseline, then the default). The decision
+engine does not call it yet; loading only validates and counts the objects.
 
 - Schema: the v0.2.0 *experimental-channel* CRD (a superset of the standard one: it adds the
   `domainNames` and `nodes` egress peers Cilium reads), converted like the Cilium CRDs
   (schemas/README.md). Its CEL rules (`x-kubernetes-validations`), which JSON Schema cannot
   express, are checked here in Python, with the CRD's own messages.
 - Lint: HF070-HF075 (docs/lint.md).
+- Model and decision: the table in tests/policy/test_cluster_network_policy.py, one row per
+  semantic with its source.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema.protocols import Validator
 
 from hushflow.policy.diagnostics import CHECKS, Check, Diagnostic, Severity
+from hushflow.policy.labels import NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, Requirement, Selector
+from hushflow.policy.model import CLUSTER_KEY, Direction, PolicyRef
 from hushflow.policy.names import subdomain_problem
 from hushflow.policy.schema import _FORMATS, _CiliumValidator, _describe
-from hushflow.policy.source import FieldPath
+from hushflow.policy.source import FieldPath, Location
 from hushflow.policy.yamlsource import Manifest
 
 KIND = "ClusterNetworkPolicy"
@@ -259,3 +266,290 @@ def agent_option_note(manifest: Manifest, cilium_version: tuple[int, int]) -> Di
         manifest.locate(),
         "check `kubectl -n kube-system get configmap cilium-config -o yaml` for enable-k8s-cluster-network-policy",
     )
+
+
+# -- the model: rules as Cilium's parser builds them, and the tier decision ----------------------
+#
+# pkg/k8s/cluster_network_policy.go (0ac689d7) turns each peer of each rule into one policy entry
+# with the object's tier, `spec.priority + index/100` and the rule's verdict; the agent evaluates
+# tiers Admin -> Normal (CNP, CCNP, NetworkPolicy) -> Baseline -> default (pkg/policy/types,
+# `Admin Tier = iota`, Normal, Baseline; cilium#42896). docs/cluster-network-policy.md has the
+# sources of every step.
+
+Tier = Literal["Admin", "Baseline"]
+Verdict = Literal["allow", "deny", "pass"]
+_VERDICTS: dict[str, Verdict] = {"Accept": "allow", "Deny": "deny", "Pass": "pass"}
+# At one priority the API leaves the choice open; Cilium keeps deny over allow in every tier
+# (CFP-42904). Where Pass falls among equals is not written anywhere found: hushflow puts it
+# between them (a Pass never hides a Deny of the same priority).
+_TIE_ORDER: dict[Verdict, int] = {"deny": 0, "pass": 1, "allow": 2}
+KUBE_DNS_SELECTOR = ("any:k8s-app", "kube-dns")  # parser: labels.ParseSelectLabel("k8s-app=kube-dns")
+KUBE_DNS_PORT_NAMES = ("dns", "dns-tcp")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class KcnpPort:
+    """One `protocols` entry: a protocol with one port or a range, or a named port (any protocol)."""
+
+    protocol: str  # TCP, UDP, SCTP, or ANY for a named port
+    first: int = 0
+    last: int = 0
+    name: str | None = None
+
+    def matches(self, protocol: str, port: int, port_name: str | None) -> bool:
+        if self.name is not None:
+            return port_name is not None and port_name.lower() == self.name.lower()
+        return protocol.upper() == self.protocol and self.first <= port <= self.last
+
+
+@dataclass(frozen=True, slots=True)
+class KcnpPeer:
+    """One peer: a selector (namespaces, pods or nodes), CIDRs, or domain names; `everything`
+    for the wildcard (no `from`/`to`, or a fail-closed Deny)."""
+
+    where: Location
+    selector: Selector | None = None
+    networks: tuple[IPNetwork, ...] = ()
+    domains: tuple[str, ...] = ()
+    everything: bool = False
+
+    def matches(self, labels: Mapping[str, str], ip: IPAddress | None, name: str | None) -> bool:
+        if self.everything:
+            return True
+        if self.selector is not None:
+            return self.selector.matches(labels)
+        if self.networks:
+            return ip is not None and any(ip in network for network in self.networks)
+        return name is not None and any(_domain_matches(domain, name) for domain in self.domains)
+
+
+@dataclass(frozen=True, slots=True)
+class KcnpRule:
+    """One policy entry of a ClusterNetworkPolicy, as Cilium's parser makes it."""
+
+    policy: PolicyRef
+    tier: Tier
+    priority: float  # spec.priority + index/100 (the rule's place in its ingress or egress list)
+    verdict: Verdict
+    direction: Direction
+    subject: Selector
+    peer: KcnpPeer
+    ports: tuple[KcnpPort, ...] | None  # None: every port and protocol
+    rule_name: str
+    where: Location
+    dns_helper: bool = False  # the kube-dns rule Cilium adds for a domainNames Accept
+
+    def cilium_labels(self) -> tuple[str, ...]:
+        return self.policy.cilium_labels()
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What the tiers decide on, from the side of the endpoint whose policy is evaluated: for
+    ingress the subject is the destination and the peer the source, for egress the reverse."""
+
+    direction: Direction
+    subject: Mapping[str, str]  # endpoint_label_map of the selected pod
+    peer: Mapping[str, str]  # endpoint_label_map of the other side (pod, node, or world)
+    protocol: str
+    port: int
+    peer_ip: IPAddress | None = None
+    peer_name: str | None = None  # the DNS name the peer's IP was learned for (domainNames)
+    port_name: str | None = None  # the destination pod's name of that port (named ports)
+
+
+@dataclass(frozen=True, slots=True)
+class TierDecision:
+    tier: str  # Admin, NetworkPolicy, Baseline or default
+    verdict: Literal["allow", "deny"]
+    rule: KcnpRule | None = None  # the deciding ClusterNetworkPolicy rule, if one decided
+    passed: tuple[KcnpRule, ...] = ()  # the Pass rules that handed the connection on
+
+
+def _domain_matches(domain: str, name: str) -> bool:
+    # Parser: "*.x" becomes Cilium's "**.x", one or more labels before x (the API's meaning);
+    # anything else is an exact matchName. DNS names compare without case and trailing dot.
+    domain, name = domain.lower().rstrip("."), name.lower().rstrip(".")
+    if domain.startswith("*."):
+        suffix = domain[1:]
+        return name.endswith(suffix) and len(name) > len(suffix)
+    return name == domain
+
+
+def _ns_requirements(raw: Mapping[str, Any]) -> list[Requirement]:
+    """A namespace selector as Cilium's processNamespaceSelector makes it: the keys become
+    namespace-label keys, and an empty selector selects every namespace."""
+    written = [Requirement(f"k8s:{NAMESPACE_LABELS_PREFIX}{r.key.split(':', 1)[1]}", r.operator, r.values)
+               for r in _k8s_requirements(raw)]
+    return written or [Requirement(f"k8s:{NAMESPACE_KEY}", "Exists")]
+
+
+def _k8s_requirements(raw: Mapping[str, Any], prefix: str = "k8s") -> list[Requirement]:
+    out = [Requirement(f"{prefix}:{key}", "In", frozenset({str(value)}))
+           for key, value in (raw.get("matchLabels") or {}).items()]
+    out.extend(Requirement(f"{prefix}:{e['key']}", e["operator"], frozenset(str(v) for v in e.get("values") or ()))
+               for e in raw.get("matchExpressions") or ())
+    return out
+
+
+class _Builder:
+    def __init__(self, manifest: Manifest, local_cluster: str | None) -> None:
+        self.manifest = manifest
+        self.spec: dict[str, Any] = manifest.data["spec"]
+        self.local_cluster = local_cluster
+        metadata = manifest.data.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        # GetKCNPPolicyLabels: the policy.cilium.io/name (or io.cilium.name) annotation, else the name.
+        name = annotations.get("policy.cilium.io/name") or annotations.get("io.cilium.name") or metadata.get("name")
+        self.policy = PolicyRef(KIND, str(name or ""), "", str(metadata.get("uid") or ""))
+
+    def pods(self, raw: Mapping[str, Any], path: FieldPath, *, peer: bool) -> Selector:
+        pod_reqs = _k8s_requirements(raw.get("podSelector") or {})
+        names_cluster = any(r.key == f"k8s:{CLUSTER_KEY}" for r in pod_reqs)
+        requirements = _ns_requirements(raw.get("namespaceSelector") or {}) + pod_reqs
+        if peer and self.local_cluster and not names_cluster:
+            # kcnpParseNamespacedPod: peers are the local cluster's unless the pod selector names one;
+            # the subject is built with cluster "" (any).
+            requirements.append(Requirement(f"k8s:{CLUSTER_KEY}", "In", frozenset({self.local_cluster})))
+        return Selector(tuple(requirements), tuple(pod_reqs), self.manifest.locate(path))
+
+    def namespaces(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
+        requirements = tuple(_ns_requirements(raw))
+        return Selector(requirements, requirements, self.manifest.locate(path))
+
+    def nodes(self, raw: Mapping[str, Any], path: FieldPath) -> Selector:
+        # kcnpProcessNodeSelector: node labels, `reserved:remote-node` Exists (so never the local
+        # host), and the local cluster.
+        written = _k8s_requirements(raw, "node")
+        requirements = [*written, Requirement("reserved:remote-node", "Exists")]
+        if self.local_cluster and not any(r.key == f"node:{CLUSTER_KEY}" for r in written):
+            requirements.append(Requirement(f"k8s:{CLUSTER_KEY}", "In", frozenset({self.local_cluster})))
+        return Selector(tuple(requirements), tuple(written), self.manifest.locate(path))
+
+    def subject(self) -> Selector:
+        raw = self.spec["subject"]
+        if "namespaces" in raw:
+            return self.namespaces(raw["namespaces"], ("spec", "subject", "namespaces"))
+        return self.pods(raw["pods"], ("spec", "subject", "pods"), peer=False)
+
+    @staticmethod
+    def ports(raw: list[Any] | None) -> tuple[KcnpPort, ...] | None:
+        if not raw:
+            return None
+        out = []
+        for item in raw:
+            if "destinationNamedPort" in item:
+                out.append(KcnpPort("ANY", name=item["destinationNamedPort"]))
+                continue
+            (protocol, body), = item.items()
+            port = body["destinationPort"]
+            if "range" in port:
+                out.append(KcnpPort(protocol.upper(), port["range"]["start"], port["range"]["end"]))
+            else:
+                out.append(KcnpPort(protocol.upper(), port["number"], port["number"]))
+        return tuple(out)
+
+    def peer(self, raw: Mapping[str, Any], path: FieldPath) -> KcnpPeer | None:
+        where = self.manifest.locate(path)
+        if "pods" in raw:
+            return KcnpPeer(where, selector=self.pods(raw["pods"], (*path, "pods"), peer=True))
+        if "namespaces" in raw:
+            return KcnpPeer(where, selector=self.namespaces(raw["namespaces"], (*path, "namespaces")))
+        if "nodes" in raw:
+            return KcnpPeer(where, selector=self.nodes(raw["nodes"], (*path, "nodes")))
+        if "networks" in raw:
+            return KcnpPeer(where, networks=tuple(ipaddress.ip_network(n, strict=False) for n in raw["networks"]))
+        if "domainNames" in raw:
+            return KcnpPeer(where, domains=tuple(raw["domainNames"]))
+        return None  # no field Cilium knows: fail closed (see rules)
+
+    def rules(self) -> list[KcnpRule]:
+        tier: Tier = "Baseline" if self.spec["tier"] == "Baseline" else "Admin"
+        subject = self.subject()
+        out: list[KcnpRule] = []
+        for section, index, rule in _rules(self.spec):
+            direction: Direction = "ingress" if section == "ingress" else "egress"
+            base: FieldPath = ("spec", section, index)
+            priority = self.spec["priority"] + index / 100
+            verdict = _VERDICTS[rule["action"]]
+            ports = self.ports(rule.get("protocols"))
+            where = self.manifest.locate(base)
+
+            template = KcnpRule(self.policy, tier, priority, verdict, direction, subject,
+                                KcnpPeer(where, everything=True), ports, str(rule.get("name") or ""), where)
+            peers_key = "from" if direction == "ingress" else "to"
+            raw_peers = rule.get(peers_key) or []
+            if not raw_peers:  # the CRD forbids it; the parser reads it as every peer
+                out.append(template)
+                continue
+            for p_index, raw_peer in enumerate(raw_peers):
+                path = (*base, peers_key, p_index)
+                peer = self.peer(raw_peer, path)
+                if peer is None:
+                    # Fail closed: an Accept matches nothing, a Deny or Pass denies everything.
+                    if verdict != "allow":
+                        out.append(replace(template, peer=KcnpPeer(self.manifest.locate(path), everything=True),
+                                           verdict="deny"))
+                    continue
+                if peer.domains:
+                    # The DNS rule Cilium adds so the proxy sees the lookups: kube-dns, any
+                    # namespace, its named ports dns and dns-tcp, same tier and priority.
+                    key, value = KUBE_DNS_SELECTOR
+                    dns = Selector((Requirement(key, "In", frozenset({value})),), (), peer.where)
+                    out.append(replace(template, peer=KcnpPeer(peer.where, selector=dns), verdict="allow",
+                                       ports=tuple(KcnpPort("ANY", name=n) for n in KUBE_DNS_PORT_NAMES),
+                                       dns_helper=True))
+                out.append(replace(template, peer=peer))
+        return out
+
+
+def build_cluster_network_policy(manifest: Manifest, local_cluster: str | None = None) -> list[KcnpRule]:
+    """The policy entries of one valid ClusterNetworkPolicy (check_cluster_network_policy said so)."""
+    return _Builder(manifest, local_cluster).rules()
+
+
+def _matches(rule: KcnpRule, connection: Connection) -> bool:
+    if rule.direction != connection.direction or not rule.subject.matches(connection.subject):
+        return False
+    if not rule.peer.matches(connection.peer, connection.peer_ip, connection.peer_name):
+        return False
+    return rule.ports is None or any(
+        p.matches(connection.protocol, connection.port, connection.port_name) for p in rule.ports
+    )
+
+
+def _decide_tier(rules: Sequence[KcnpRule], connection: Connection) -> tuple[KcnpRule | None, list[KcnpRule]]:
+    """The deciding rule of one tier (an Accept or Deny), or None; and the Pass that ended the tier."""
+    matching = sorted((r for r in rules if _matches(r, connection)),
+                      key=lambda r: (r.priority, _TIE_ORDER[r.verdict]))
+    if not matching:
+        return None, []
+    first = matching[0]
+    if first.verdict == "pass":
+        return None, [first]
+    return first, []
+
+
+def decide(
+    rules: Sequence[KcnpRule],
+    connection: Connection,
+    network_policy_tier: Literal["allow", "deny"] | None,
+) -> TierDecision:
+    """The verdict of the tiers for one side of a connection.
+
+    `network_policy_tier` is what the CNP/CCNP/NetworkPolicy tier decides for it: None when no
+    such policy selects the endpoint in that direction (then, and only then, Baseline is
+    consulted); "deny" includes the default-deny those policies switch on.
+    """
+    passed: list[KcnpRule] = []
+    for tier in ("Admin", "Baseline"):
+        if tier == "Baseline" and network_policy_tier is not None:
+            return TierDecision("NetworkPolicy", network_policy_tier, None, tuple(passed))
+        decided, passes = _decide_tier([r for r in rules if r.tier == tier], connection)
+        passed.extend(passes)
+        if decided is not None:
+            return TierDecision(tier, "allow" if decided.verdict == "allow" else "deny", decided, tuple(passed))
+    # Nothing decided: the Kubernetes default, every pod may talk to every pod.
+    return TierDecision("default", "allow", None, tuple(passed))
