@@ -486,3 +486,32 @@ def test_rules_carry_the_labels_hubble_shows(tmp_path):
         "k8s:io.cilium.k8s.policy.uid=u-1",
     )
     assert (rule.tier, rule.priority, rule.policy.kind) == ("Admin", 1, "ClusterNetworkPolicy")
+
+
+# HF076: the CRD's `priority` doc: policies of one tier and priority that match the same
+# connection are applied in no defined order; Cilium resolves them deny over allow (CFP-42904).
+TIES = [
+    ("accept-and-deny-same-priority", admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n"),
+     admin(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n"), True),
+    ("pass-and-accept-same-priority", admin(10, "ingress:\n- {action: Pass, from: [{namespaces: {}}]}\n"),
+     admin(10, "ingress:\n- {action: Accept, from: [{namespaces: {}}]}\n"), True),
+    ("same-action", admin(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n"),
+     admin(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n"), False),
+    ("other-priority", admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n"),
+     admin(11, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n"), False),
+    ("other-tier", admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n"),
+     baseline(10, f"egress:\n- {{action: Deny, {ALL_OUT}}}\n"), False),
+    ("other-direction", admin(10, f"egress:\n- {{action: Accept, {ALL_OUT}}}\n"),
+     admin(10, "ingress:\n- {action: Deny, from: [{namespaces: {}}]}\n"), False),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "warned"), [row[1:] for row in TIES], ids=[row[0] for row in TIES])
+def test_hf076_same_tier_and_priority(tmp_path, first, second, warned):
+    loaded = load(tmp_path, kcnp(first, name="a") + "---\n" + kcnp(second, name="b"))
+    hits = [d for d in loaded.diagnostics if d.code == "HF076"]
+    if not warned:
+        assert hits == []
+        return
+    assert len(hits) == 1 and hits[0].location.path == ("spec", "priority") and hits[0].location.line > 7
+    assert "ClusterNetworkPolicy a" in hits[0].message and "kcnp.yaml:" in hits[0].message

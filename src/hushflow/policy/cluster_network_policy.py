@@ -71,6 +71,8 @@ CLUSTER_NETWORK_POLICY_CHECKS = (
           "Pass in the Baseline tier: no tier follows, only the cluster default."),
     Check("HF075", "experimental-peer", Severity.INFO,
           "domainNames or nodes: fields only the experimental-channel CRD has."),
+    Check("HF076", "same-tier-priority", Severity.WARNING,
+          "Two ClusterNetworkPolicies of one tier and priority with different actions in one direction."),
 )
 for _check in CLUSTER_NETWORK_POLICY_CHECKS:
     CHECKS.setdefault(_check.code, _check)
@@ -251,6 +253,37 @@ def check_cluster_network_policy(
     found.extend(lint)
     valid = valid and not any(d.level == Severity.ERROR for d in lint)
     return found, valid
+
+
+def priority_ties(manifests: Sequence[Manifest]) -> list[Diagnostic]:
+    """HF076 across valid ClusterNetworkPolicies: same tier, same priority, and different actions
+    in one direction. The CRD's `priority` doc leaves the order of such policies undefined;
+    Cilium resolves equal priorities deny over allow (CFP-42904), which the author may not mean.
+    Subjects and peers are not compared: the warning says they *may* match the same connection."""
+    first_seen: dict[tuple[str, int, str], dict[str, Manifest]] = {}
+    found: list[Diagnostic] = []
+    for manifest in manifests:
+        spec = manifest.data["spec"]
+        reported = False
+        for section, _index, rule in _rules(spec):
+            key = (spec["tier"], spec["priority"], section)
+            by_action = first_seen.setdefault(key, {})
+            others = [m for action, m in by_action.items() if action != rule["action"] and m is not manifest]
+            by_action.setdefault(rule["action"], manifest)
+            if others and not reported:
+                reported = True
+                other = others[0]
+                where = other.locate(("metadata", "name"))
+                found.append(Diagnostic(
+                    "HF076",
+                    f"same tier ({spec['tier']}) and priority ({spec['priority']}) as ClusterNetworkPolicy "
+                    f"{other.data['metadata'].get('name', '')} at {where.file}:{where.line}, with a different "
+                    f"{section} action: the API leaves their order undefined; Cilium lets a Deny win where both "
+                    "match (between Pass and Accept no order is documented)",
+                    manifest.locate(("spec", "priority")),
+                    "give each policy its own priority when their rules can match the same connection",
+                ))
+    return found
 
 
 def agent_option_note(manifest: Manifest, cilium_version: tuple[int, int]) -> Diagnostic | None:

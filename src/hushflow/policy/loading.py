@@ -13,7 +13,7 @@ from typing import IO, Any
 from hushflow.policy.agent_validation import agent_problems
 from hushflow.policy.cluster_network_policy import API_VERSION as CLUSTER_NETWORK_POLICY_API
 from hushflow.policy.cluster_network_policy import KIND as CLUSTER_NETWORK_POLICY
-from hushflow.policy.cluster_network_policy import agent_option_note, check_cluster_network_policy
+from hushflow.policy.cluster_network_policy import agent_option_note, check_cluster_network_policy, priority_ties
 from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import (
@@ -415,4 +415,5 @@ def load_policies(
             policy = build_policy(manifest, options)
             loaded.policy_set.policies.append(policy)
             loaded.raw[id(policy)] = manifest
+    loaded.diagnostics.extend(priority_ties(loaded.cluster_network_policies))
     return loaded
