@@ -515,3 +515,40 @@ def test_hf076_same_tier_and_priority(tmp_path, first, second, warned):
         return
     assert len(hits) == 1 and hits[0].location.path == ("spec", "priority") and hits[0].location.line > 7
     assert "ClusterNetworkPolicy a" in hits[0].message and "kcnp.yaml:" in hits[0].message
+
+
+def _bundled(name: str) -> str:
+    from importlib import resources
+
+    return resources.files("hushflow.policy").joinpath("schemas", name).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["npa-v0.2.0-experimental-clusternetworkpolicy_v1alpha2.json",
+                                  "npa-v0.2.0-standard-clusternetworkpolicy_v1alpha2.json"])
+def test_bundled_schema_is_the_conversion_of_itself(name):
+    """schemas/README.md: each file is scripts/cilium_crd_schema.py's output, a fixed point of it."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "scripts" / "cilium_crd_schema.py"
+    spec = importlib.util.spec_from_file_location("cilium_crd_schema", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = _bundled(name)
+    assert module.convert(text, "v1alpha2") == text
+
+
+def test_experimental_schema_adds_only_domain_names_and_nodes():
+    """v0.2.0's two channels differ in the egress peers (and their docs): hushflow validates with
+    the superset and reports the two fields as HF075."""
+    import json
+
+    def peer_fields(name: str) -> set[str]:
+        schema = json.loads(_bundled(name))
+        egress = schema["properties"]["spec"]["properties"]["egress"]["items"]
+        return set(egress["properties"]["to"]["items"]["properties"])
+
+    experimental = peer_fields("npa-v0.2.0-experimental-clusternetworkpolicy_v1alpha2.json")
+    standard = peer_fields("npa-v0.2.0-standard-clusternetworkpolicy_v1alpha2.json")
+    assert experimental - standard == {"domainNames", "nodes"} and standard <= experimental
