@@ -168,6 +168,16 @@ HOSTILE = [
     ("except-equal", "podSelector: {}\negress: [{to: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}]",
      "spec.egress[0].to[0].ipBlock.except[0]", "strict subset"),
     ("bad-policy-type", "podSelector: {}\npolicyTypes: [Ingres]", "spec.policyTypes[0]", "not one of"),
+    ("bad-operator", "podSelector: {matchExpressions: [{key: app, operator: Has}]}",
+     "spec.podSelector.matchExpressions[0].operator", "not one of"),
+    ("in-without-values", "podSelector: {}\negress: [{to: [{podSelector: {matchExpressions: [{key: a, operator: In}]}}]}]",
+     "spec.egress[0].to[0].podSelector.matchExpressions[0].values", "must be specified"),
+    ("exists-with-values", "podSelector: {}\negress: [{to: [{namespaceSelector: {matchExpressions: "
+     "[{key: a, operator: Exists, values: [x]}]}}]}]",
+     "spec.egress[0].to[0].namespaceSelector.matchExpressions[0].values", "may not be specified"),
+    ("bad-label-key", "podSelector: {matchLabels: {'a b': x}}", "spec.podSelector.matchLabels.a b", "label key"),
+    ("bad-label-value", "podSelector: {matchLabels: {app: 'x y'}}", "spec.podSelector.matchLabels.app",
+     "label value"),
     ("cnp-fields-in-np", "podSelector: {}\ningress: [{fromEndpoints: [{}]}]", "spec.ingress[0].fromEndpoints",
      "unknown field"),
 ]

@@ -70,6 +70,7 @@ from hushflow.policy.model import (
     PortRule,
     Rule,
 )
+from hushflow.policy.names import subdomain_problem
 from hushflow.policy.schema import _FORMATS, _CiliumValidator, _describe  # shared wording and RE2 patterns
 from hushflow.policy.source import FieldPath, Location
 from hushflow.policy.yamlsource import Manifest
@@ -155,13 +156,17 @@ def check_network_policy(manifest: Manifest, diagnostics: list[Diagnostic]) -> b
             found.append((("spec", "policyTypes", index), f"{value!r} is not one of: Ingress, Egress", ""))
     if len(types) > 2:
         found.append((("spec", "policyTypes"), f"has {len(types)} items; at most 2 allowed", ""))
+    found.extend(_selector_problems(spec.get("podSelector"), ("spec", "podSelector")))
     for section, peers_key in (("ingress", "from"), ("egress", "to")):
         for i, entry in enumerate(_list(spec.get(section))):
             entry = _dict(entry)
             for j, port in enumerate(_list(entry.get("ports"))):
                 found.extend(_port_problems(_dict(port), ("spec", section, i, "ports", j)))
             for j, peer in enumerate(_list(entry.get(peers_key))):
-                found.extend(_peer_problems(_dict(peer), ("spec", section, i, peers_key, j)))
+                peer_path = ("spec", section, i, peers_key, j)
+                found.extend(_peer_problems(_dict(peer), peer_path))
+                for key in ("podSelector", "namespaceSelector"):
+                    found.extend(_selector_problems(_dict(peer).get(key), (*peer_path, key)))
     for path, message, hint in found:
         diagnostics.append(Diagnostic(
             "HF010", message, manifest.locate(path), hint or "the API server refuses the NetworkPolicy"
@@ -215,6 +220,56 @@ def _port_problems(port: Mapping[str, Any], path: FieldPath) -> list[tuple[Field
             out.append(((*path, "endPort"), "endPort needs a numeric port", "write `port: <first>` before endPort"))
         elif not number <= end <= 65535:
             out.append(((*path, "endPort"), f"endPort {end} must be between port {number} and 65535", ""))
+    return out
+
+
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+# A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters,
+# alphanumerics with '-', '_' or '.' inside (k8s.io/apimachinery validation.IsQualifiedName).
+_NAME_PART = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+
+
+def _key_problem(key: str) -> str | None:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (subdomain_problem(prefix) is not None):
+        return f"its prefix {prefix!r} is not a DNS-1123 subdomain"
+    if not name or len(name) > 63 or not _NAME_PART.fullmatch(name):
+        return "its name must be 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    return None
+
+
+def _value_problem(value: str) -> str | None:
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+        return "must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+    return None
+
+
+def _selector_problems(raw: Any, path: FieldPath) -> list[tuple[FieldPath, str, str]]:
+    """ValidateLabelSelector (apimachinery metav1 validation): label keys and values, operators,
+    and values only with In/NotIn (at least one there)."""
+    selector = _dict(raw)
+    out: list[tuple[FieldPath, str, str]] = []
+    for key, value in _dict(selector.get("matchLabels")).items():
+        problem = _key_problem(str(key))
+        if problem is not None:
+            out.append(((*path, "matchLabels", str(key)), f"label key {key!r} is not valid: {problem}", ""))
+        problem = _value_problem(str(value or ""))
+        if problem is not None:
+            out.append(((*path, "matchLabels", str(key)), f"label value {value!r} {problem}", ""))
+    for index, expression in enumerate(_list(selector.get("matchExpressions"))):
+        expression = _dict(expression)
+        where = (*path, "matchExpressions", index)
+        problem = _key_problem(str(expression.get("key", "")))
+        if problem is not None:
+            out.append(((*where, "key"), f"label key {expression.get('key')!r} is not valid: {problem}", ""))
+        operator, values = expression.get("operator"), _list(expression.get("values"))
+        if operator not in _OPERATORS:
+            out.append(((*where, "operator"), f"{operator!r} is not one of: {', '.join(_OPERATORS)}", ""))
+        elif operator in ("In", "NotIn") and not values:
+            out.append(((*where, "values"), f"must be specified when operator is {operator}", ""))
+        elif operator in ("Exists", "DoesNotExist") and values:
+            out.append(((*where, "values"), f"may not be specified when operator is {operator}", ""))
     return out
 
 
