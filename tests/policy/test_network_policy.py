@@ -146,6 +146,11 @@ HOSTILE = [
     ("wrong-type", "podSelector: {}\ningress: {from: []}", "spec.ingress", "must be an array"),
     ("port-wrong-type", "podSelector: {}\ningress: [{ports: [{port: [1]}]}]", "spec.ingress[0].ports[0].port",
      "must be a number or a port name, not an array"),
+    ("port-fraction", "podSelector: {}\ningress: [{ports: [{port: 1.5}]}]", "spec.ingress[0].ports[0].port",
+     "must be a number or a port name, not a fractional number"),
+    ("endport-int32", "podSelector: {}\ningress: [{ports: [{port: 1, endPort: 99999999999}]}]",
+     "spec.ingress[0].ports[0].endPort", "not a valid int32"),
+    ("spec-not-object", None, "spec", "must be an object, not an array"),
     ("metadata-wrong-type", "podSelector: {}\ningress: [{ports: [{port: 1, endPort: x}]}]",
      "spec.ingress[0].ports[0].endPort", "must be an integer, not a string"),
     ("bad-protocol", "podSelector: {}\ningress: [{ports: [{protocol: ICMP}]}]",
@@ -185,7 +190,8 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("spec", "field", "words"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
 def test_hostile_input_is_an_error_at_its_field(tmp_path, spec, field, words):
-    loaded = load(tmp_path, np_doc(spec))
+    text = np_doc(spec) if spec is not None else np_doc("podSelector: {}").replace("spec:\n  podSelector: {}", "spec: []")
+    loaded = load(tmp_path, text)
     errors = [d for d in loaded.diagnostics if d.level.value == "error"]
     assert errors, loaded.diagnostics
     assert loaded.policy_set.policies == []
@@ -271,3 +277,17 @@ def test_compile_counts_network_policies_and_leaves_them_alone(tmp_path):
     assert report.output.policies == []
     assert not any("kind: NetworkPolicy" in f.read_text(errors="replace") for f in out.rglob("*") if f.is_file())
     assert path.read_text().count("kind: NetworkPolicy") == 2
+
+
+@pytest.mark.parametrize(("spec", "grants"), [
+    ("podSelector: {}", False),  # the implied deny-everything entry
+    ("podSelector: {}\ningress: []", False),
+    ("podSelector: {}\ningress: [{}]", True),  # every peer, every port
+    ("podSelector: {}\ningress: [null]", True),  # Kubernetes decodes a null item as an empty rule
+    ("podSelector: {}\ningress: [{from: [], ports: [null]}]", True),
+])
+def test_empty_forms_allow_every_peer_or_nothing(tmp_path, spec, grants):
+    (entry,) = one_rule(tmp_path, spec).ingress
+    assert entry.grants_nothing is not grants
+    if grants:
+        assert entry.any_peer and all(p.covers(1) and p.protocol == "TCP" for r in entry.ports or () for p in r.ports)

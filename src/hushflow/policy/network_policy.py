@@ -190,8 +190,10 @@ def _schema_problems(error: ValidationError) -> list[tuple[FieldPath, str, str]]
 def _type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a fractional number"
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):
