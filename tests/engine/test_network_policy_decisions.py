@@ -221,6 +221,7 @@ def test_explain_names_the_kind_and_the_line(tmp_path):
     assert text is not None
     assert "allow NetworkPolicy shop/db-from-web" in text
     assert f"{tmp_path / 'policies.yaml'}:7 spec.ingress[0].from[0]" in text
+    assert "destination labels match podSelector (k8s:app=db, k8s:io.kubernetes.pod.namespace=shop)" in text
     denied = explain_flow(attributor, ingress(WEB, DB, port=80, verdict="DROPPED", drop="POLICY_DENIED"), "f:2")
     assert denied is not None and "- NetworkPolicy shop/db-from-web  (" in denied  # the default-deny rule
 

@@ -137,7 +137,10 @@ def _describe_match(attributor: Attributor, conn: Connection, match: RuleMatch, 
     kind = "deny " if match.peer.rule.deny else "allow"
     lines = [f"  {kind} {_rule_name(rule)}  {_where(rule, match)}  [{match.match_type}]"]
     if rule.subject is not None:
-        lines.append(f"      {local} labels match endpointSelector ({rule.subject})")
+        # The field as written: endpointSelector, or a NetworkPolicy's podSelector.
+        written = rule.subject.where.path[-1:] if rule.subject.where.path else ()
+        field = written[0] if written and isinstance(written[0], str) else "endpointSelector"
+        lines.append(f"      {local} labels match {field} ({rule.subject})")
     for reason in match.why:
         lines.append(f"      {reason}")
     if match.peer.rule.fqdns:
