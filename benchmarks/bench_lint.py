@@ -5,7 +5,8 @@ Usage: .venv/bin/python benchmarks/bench_lint.py [--policies 2000] [--files 200]
 
 The policies are realistic and varied: FQDN allows with a DNS proxy rule, L7 HTTP, CIDR sets
 with except, entities, deny rules, multi-rule `specs`, clusterwide policies, one hushflow FQDN
-deny in every tenth file. The target (issue 2) is 2,000 policies in under 2 s.
+deny in every tenth file. The target (issue 2) is 2,000 policies in under 2 s; `--mixed` makes a
+third of them Kubernetes NetworkPolicies and ClusterNetworkPolicies (issue 13: the same target).
 """
 
 from __future__ import annotations
@@ -86,16 +87,56 @@ spec:
 ]
 
 
-def write_corpus(directory: str, policies: int, files: int) -> None:
+# Issue 13: the kinds Cilium enforces beside its own, mixed in (a third of the policies).
+MIXED_TEMPLATES = [
+    *TEMPLATES[:4],
+    """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: np-{i}, namespace: ns-{ns}}}
+spec:
+  podSelector: {{matchLabels: {{app: db-{i}}}}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from:
+    - podSelector: {{matchLabels: {{app: web-{i}}}}}
+    - namespaceSelector: {{matchLabels: {{team: t-{i}}}}}
+      podSelector: {{matchLabels: {{role: client}}}}
+    ports: [{{port: 5432, protocol: TCP}}]
+  egress:
+  - to: [{{ipBlock: {{cidr: 10.{b}.0.0/16, except: [10.{b}.1.0/24]}}}}]
+    ports: [{{port: 443}}, {{port: 8000, endPort: 8080}}]
+""",
+    """apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {{name: kcnp-{i}}}
+spec:
+  tier: {tier}
+  priority: {priority}
+  subject: {{namespaces: {{matchLabels: {{team: t-{i}}}}}}}
+  ingress:
+  - name: from-monitoring
+    action: Accept
+    from: [{{namespaces: {{matchLabels: {{kubernetes.io/metadata.name: monitoring}}}}}}]
+  egress:
+  - action: Deny
+    to: [{{networks: [192.0.2.0/24]}}]
+    protocols: [{{tcp: {{destinationPort: {{number: 25}}}}}}]
+""",
+]
+
+
+def write_corpus(directory: str, policies: int, files: int, templates: list[str] = TEMPLATES) -> None:
     per_file = max(1, policies // files)
     written = 0
     file_index = 0
+    kinds = len(templates) if templates is not TEMPLATES else 4
     while written < policies:
         docs = []
         for _ in range(min(per_file, policies - written)):
             i = written
-            template = TEMPLATES[i % 4] if (file_index % 10 or written % per_file) else TEMPLATES[4]
-            docs.append(template.format(i=i, ns=(i // 4) % 50, b=i % 250))
+            template = templates[i % kinds] if (file_index % 10 or written % per_file) else TEMPLATES[4]
+            docs.append(template.format(i=i, ns=(i // 4) % 50, b=i % 250, tier=("Admin", "Baseline")[i % 2],
+                                        priority=i % 1000))
             written += 1
         with open(os.path.join(directory, f"policies-{file_index:04d}.yaml"), "w", encoding="utf-8") as handle:
             handle.write("---\n".join(docs))
@@ -107,9 +148,11 @@ def main() -> None:
     parser.add_argument("--policies", type=int, default=2000)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
+    parser.add_argument("--mixed", action="store_true",
+                        help="a third of the policies NetworkPolicies and ClusterNetworkPolicies (issue 13)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        write_corpus(directory, args.policies, args.files)
+        write_corpus(directory, args.policies, args.files, MIXED_TEMPLATES if args.mixed else TEMPLATES)
         lint_paths([directory])  # warm-up: schema loading and compilation happen once per process
         best = float("inf")
         report = None

@@ -291,3 +291,14 @@ def test_empty_forms_allow_every_peer_or_nothing(tmp_path, spec, grants):
     assert entry.grants_nothing is not grants
     if grants:
         assert entry.any_peer and all(p.covers(1) and p.protocol == "TCP" for r in entry.ports or () for p in r.ports)
+
+
+def test_summary_names_it_as_kubectl_does(tmp_path):
+    """`hushflow summary` uses kubectl's short names: netpol for a NetworkPolicy, cnp beside it."""
+    from hushflow.policy.summary import summarize
+
+    text = np_doc("podSelector: {}\npolicyTypes: [Ingress]\n", name="isolate") + "---\n" + (
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: c, namespace: shop}\n"
+        "spec:\n  endpointSelector: {}\n  egress: [{}]\n")
+    names = sorted(s.policy for s in summarize(load(tmp_path, text).policy_set))
+    assert names == ["cnp/shop/c", "netpol/shop/isolate"]

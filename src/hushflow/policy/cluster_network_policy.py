@@ -33,11 +33,11 @@ from typing import Any, Literal
 
 from jsonschema.protocols import Validator
 
-from hushflow.policy.diagnostics import CHECKS, Check, Diagnostic, Severity
+from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.labels import NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, Requirement, Selector
 from hushflow.policy.model import CLUSTER_KEY, Direction, PolicyRef
 from hushflow.policy.names import subdomain_problem
-from hushflow.policy.schema import _FORMATS, _CiliumValidator, _describe
+from hushflow.policy.schema import describe_error, strict_validator
 from hushflow.policy.source import FieldPath, Location
 from hushflow.policy.yamlsource import Manifest
 
@@ -56,28 +56,6 @@ TIERS = ("Admin", "Baseline")
 ACTIONS = ("Accept", "Deny", "Pass")
 _PORT_PROTOCOLS = ("tcp", "udp", "sctp")
 
-# The codes of this kind. They are registered in the catalogue when this module is imported
-# (policy.loading imports it), so a Diagnostic with one of them has a severity and a name.
-CLUSTER_NETWORK_POLICY_CHECKS = (
-    Check("HF070", "cnp-kind-not-enforced", Severity.WARNING,
-          "A ClusterNetworkPolicy linted for a Cilium version that does not enforce the kind."),
-    Check("HF071", "cnp-kind-needs-agent-option", Severity.INFO,
-          "Cilium enforces ClusterNetworkPolicy only with enable-k8s-cluster-network-policy."),
-    Check("HF072", "domain-names-not-accept", Severity.ERROR,
-          "domainNames in a Deny or Pass rule: Cilium refuses the whole policy."),
-    Check("HF073", "domain-names-in-baseline", Severity.WARNING,
-          "domainNames in the Baseline tier: the API means them for the Admin tier only."),
-    Check("HF074", "pass-in-baseline", Severity.WARNING,
-          "Pass in the Baseline tier: no tier follows, only the cluster default."),
-    Check("HF075", "experimental-peer", Severity.INFO,
-          "domainNames or nodes: fields only the experimental-channel CRD has."),
-    Check("HF076", "same-tier-priority", Severity.WARNING,
-          "Two ClusterNetworkPolicies of one tier and priority with different actions in one direction."),
-)
-for _check in CLUSTER_NETWORK_POLICY_CHECKS:
-    CHECKS.setdefault(_check.code, _check)
-
-
 @cache
 def _schema(file_name: str) -> dict[str, Any]:
     text = resources.files("hushflow.policy").joinpath("schemas", file_name).read_text(encoding="utf-8")
@@ -88,7 +66,7 @@ def _schema(file_name: str) -> dict[str, Any]:
 @cache
 def validator() -> Validator:
     """The v0.2.0 experimental-channel schema (RE2 patterns, int32 and cidr formats as for Cilium's)."""
-    return _CiliumValidator(_schema(SCHEMA_FILE), format_checker=_FORMATS)
+    return strict_validator(_schema(SCHEMA_FILE))
 
 
 def _schema_problems(data: dict[str, Any]) -> Iterator[tuple[FieldPath, str, str]]:
@@ -101,7 +79,7 @@ def _schema_problems(data: dict[str, Any]) -> Iterator[tuple[FieldPath, str, str
             yield (tuple(error.absolute_path), f"sets {count} fields; exactly one of {fields} is required",
                    "keep exactly one")
             continue
-        for problem in _describe(error):
+        for problem in describe_error(error):
             yield problem.path, problem.message, problem.hint
 
 

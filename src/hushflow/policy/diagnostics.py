@@ -79,6 +79,21 @@ CHECKS: dict[str, Check] = {
         Check(
             "HF053", "deny-only-default-deny", Severity.WARNING, "Deny rules alone switch endpoints to default-deny."
         ),
+        # ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2, docs/cluster-network-policy.md)
+        Check("HF070", "cnp-kind-not-enforced", Severity.WARNING,
+              "A ClusterNetworkPolicy linted for a Cilium version that does not enforce the kind."),
+        Check("HF071", "cnp-kind-needs-agent-option", Severity.INFO,
+              "Cilium enforces ClusterNetworkPolicy only with enable-k8s-cluster-network-policy."),
+        Check("HF072", "domain-names-not-accept", Severity.ERROR,
+              "domainNames in a Deny or Pass rule: Cilium refuses the whole policy."),
+        Check("HF073", "domain-names-in-baseline", Severity.WARNING,
+              "domainNames in the Baseline tier: the API means them for the Admin tier only."),
+        Check("HF074", "pass-in-baseline", Severity.WARNING,
+              "Pass in the Baseline tier: no tier follows, only the cluster default."),
+        Check("HF075", "experimental-peer", Severity.INFO,
+              "domainNames or nodes: fields only the experimental-channel CRD has."),
+        Check("HF076", "same-tier-priority", Severity.WARNING,
+              "Two ClusterNetworkPolicies of one tier and priority with different actions in one direction."),
     )
 }
 

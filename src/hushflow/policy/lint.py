@@ -25,6 +25,7 @@ from hushflow.policy.model import (
     PortProtocol,
     Rule,
 )
+from hushflow.policy.network_policy import NETWORK_POLICY as NETWORK_POLICY_KIND
 from hushflow.policy.source import Location
 
 _EXTERNAL_ENTITIES = frozenset({"world", "world-ipv4", "world-ipv6", "all"})
@@ -60,7 +61,8 @@ def lint_paths(
     diagnostics = list(loaded.diagnostics)
     diagnostics.extend(lint_policy_set(loaded.policy_set))
     diagnostics.sort(key=Diagnostic.sort_key)
-    return LintReport(diagnostics, loaded.files, loaded.objects, len(loaded.policy_set.policies))
+    policies = len(loaded.policy_set.policies) + len(loaded.cluster_network_policies)
+    return LintReport(diagnostics, loaded.files, loaded.objects, policies)
 
 
 def lint_policy_set(policy_set: PolicySet) -> list[Diagnostic]:
@@ -124,7 +126,9 @@ def _values(requirement: Requirement) -> str:
 
 def _lint_peer_rule(peer: PeerRule, rule: Rule) -> Iterator[Diagnostic]:
     where = peer.where
-    if peer.is_empty:
+    # A NetworkPolicy's empty entries are the translation's own (the deny-everything entry its
+    # policyTypes implies, `ingress: [{}]` meaning allow-all there), not this CNP idiom.
+    if peer.is_empty and rule.policy.kind != NETWORK_POLICY_KIND:
         default_deny = rule.default_deny_egress if peer.direction == "egress" else rule.default_deny_ingress
         severity = None  # the check's default: a warning
         if default_deny and not peer.deny:
@@ -498,11 +502,12 @@ def _deny_shadows_allow(policy_set: PolicySet) -> Iterator[Diagnostic]:
             shadowed = [
                 (rule, peer)
                 for rule, peer in allows
+                # cheapest and most selective first: most pairs are rules of other endpoints
                 if peer.direction == deny.direction
-                and _peers_cover(deny, peer)
-                and _ports_cover(deny, peer)
                 and covers(deny_rule.subject, rule.subject)
                 and covers(deny_rule.node_subject, rule.node_subject)
+                and _peers_cover(deny, peer)
+                and _ports_cover(deny, peer)
             ]
             if not shadowed:
                 continue

@@ -71,7 +71,7 @@ from hushflow.policy.model import (
     Rule,
 )
 from hushflow.policy.names import subdomain_problem
-from hushflow.policy.schema import _FORMATS, _CiliumValidator, _describe  # shared wording and RE2 patterns
+from hushflow.policy.schema import describe_error, strict_validator  # shared wording and RE2 patterns
 from hushflow.policy.source import FieldPath, Location
 from hushflow.policy.yamlsource import Manifest
 
@@ -93,7 +93,7 @@ def _validator() -> Any:
     object costs jsonschema about twice the time of the inlined form."""
     text = resources.files("hushflow.policy").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
     schema = json.loads(text)
-    return _CiliumValidator(_inline(schema, schema.get("$defs", {})), format_checker=_FORMATS)
+    return strict_validator(_inline(schema, schema.get("$defs", {})))
 
 
 def _inline(node: Any, defs: Mapping[str, Any], depth: int = 0) -> Any:
@@ -184,7 +184,7 @@ def _schema_problems(error: ValidationError) -> list[tuple[FieldPath, str, str]]
         return [(tuple(error.absolute_path), f"must be {words}, not {_type_name(error.instance)}", "")]
     if error.validator == "oneOf" and tuple(error.absolute_path)[-1:] == ("port",):  # IntOrString
         return [(tuple(error.absolute_path), f"must be a number or a port name, not {_type_name(error.instance)}", "")]
-    return [(p.path, p.message, p.hint) for p in _describe(error)]
+    return [(p.path, p.message, p.hint) for p in describe_error(error)]
 
 
 def _type_name(value: Any) -> str:

@@ -147,7 +147,13 @@ def _type_name(value: Any) -> str:
     return "object"
 
 
-def _describe(error: ValidationError) -> list[SchemaProblem]:
+def strict_validator(schema: dict[str, Any]) -> Any:
+    """A validator for another bundled schema (NetworkPolicy, ClusterNetworkPolicy) that checks
+    as the Cilium ones are checked: Go regexp patterns through RE2, the cidr and int32 formats."""
+    return _CiliumValidator(schema, format_checker=_FORMATS)
+
+
+def describe_error(error: ValidationError) -> list[SchemaProblem]:
     path: FieldPath = tuple(error.absolute_path)
     keyword = str(error.validator)
     expected: Any = error.validator_value
@@ -232,7 +238,7 @@ def validate_object(
         return []
     problems: list[SchemaProblem] = []
     for error in validator.iter_errors(data):
-        problems.extend(_describe(error))
+        problems.extend(describe_error(error))
     return problems
 
 
@@ -241,7 +247,7 @@ def validate_fqdn_selector(
 ) -> list[SchemaProblem]:
     problems: list[SchemaProblem] = []
     for error in fqdn_selector_validator(cilium_version).iter_errors(data):
-        for problem in _describe(error):
+        for problem in describe_error(error):
             problems.append(
                 SchemaProblem((*path, *problem.path), problem.message, problem.hint, problem.keyword, problem.value)
             )

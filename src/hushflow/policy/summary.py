@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from hushflow.policy.model import PolicySet
 
+_SHORT_NAMES = {"CiliumNetworkPolicy": "cnp", "NetworkPolicy": "netpol"}
+
 
 @dataclass(frozen=True, slots=True)
 class PolicySummary:
@@ -40,9 +42,9 @@ def summarize(policy_set: PolicySet) -> list[PolicySummary]:
         )
         rows.append(
             PolicySummary(
-                # kubectl's short names: cnp/ccnp
-                policy=(f"cnp/{policy.ref.namespace}/{policy.ref.name}" if policy.ref.namespace
-                        else f"ccnp/{policy.ref.name}"),
+                # kubectl's short names: cnp, ccnp, netpol
+                policy=(f"{_SHORT_NAMES.get(policy.ref.kind, 'cnp')}/{policy.ref.namespace}/{policy.ref.name}"
+                        if policy.ref.namespace else f"ccnp/{policy.ref.name}"),
                 selects=selects,
                 allows=f"{sum(len(r.ingress) for r in rules)}/{sum(len(r.egress) for r in rules)}",
                 denies=f"{sum(len(r.ingress_deny) for r in rules)}/{sum(len(r.egress_deny) for r in rules)}",
