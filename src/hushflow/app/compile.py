@@ -194,7 +194,7 @@ def run_compile(
     network_policies = sum(1 for policy in loaded.policy_set.policies if policy.ref.kind == NETWORK_POLICY)
     if network_policies:  # Kubernetes' own kind: Cilium enforces it as written, hushflow never rewrites it
         report.notes.append(f"read {network_policies} NetworkPolicy object(s): left as they are (not written to --out)")
-    if loaded.cluster_network_policies:  # likewise, and not yet part of hushflow's decisions
+    if loaded.cluster_network_policies:  # likewise: Cilium enforces them as written
         report.notes.append(f"read {len(loaded.cluster_network_policies)} ClusterNetworkPolicy object(s): left as "
                             "they are (not written to --out)")
     if gone:

@@ -171,7 +171,7 @@ class Daemon:
     # -- set-up --------------------------------------------------------------------------------
 
     def _setup(self, source: FlowSource | None) -> None:
-        from hushflow.app.policies import PolicyError, load_job_policies, unmodelled_note
+        from hushflow.app.policies import PolicyError, load_job_policies
         from hushflow.enforce.denies import fqdn_denies
         from hushflow.enforce.learner import DenyLearner
         from hushflow.enforce.publish import GroupPublisher
@@ -184,8 +184,6 @@ class Daemon:
                 options.cilium_version, options.cluster_name, options.default_local_cluster))
         except PolicyError as exc:
             raise RunError(str(exc)) from None
-        if note := unmodelled_note(loaded):
-            self._say(note)
         self.policy_set = loaded.policy_set
         self.denies = fqdn_denies(loaded.policy_set)
         try:

@@ -353,7 +353,7 @@ def _observe(
 def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
     """Load the policies for --enrich; problems that make attribution wrong stop the run."""
     from hushflow.app.enrich import Enricher, make_attributor
-    from hushflow.app.policies import PolicyError, load_job_policies, unmodelled_note
+    from hushflow.app.policies import PolicyError, load_job_policies
     from hushflow.policy.fqdn import parse_cilium_version
     from hushflow.policy.model import BuildOptions, cluster_name_problem
 
@@ -368,8 +368,6 @@ def _make_enricher(options: ObserveOptions, stderr: IO[str]) -> Enricher:
             version, options.cluster_name, options.default_local_cluster))
     except PolicyError as exc:
         raise ObserveError(f"cannot enrich: {exc}") from None
-    if note := unmodelled_note(loaded):
-        stderr.write(f"hushflow: warning: {note}\n")
     pods = None
     skipped: list[str] = []
     if options.pods:

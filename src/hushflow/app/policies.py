@@ -48,14 +48,3 @@ def load_job_policies(paths: Sequence[str], options: BuildOptions) -> LoadedPoli
         )
     return loaded
 
-
-def unmodelled_note(loaded: LoadedPolicies) -> str | None:
-    """The warning a job gives when the policies hold a kind Cilium enforces but hushflow does
-    not decide with yet (ClusterNetworkPolicy): verdicts it decides may be explained wrongly,
-    and show up as disagreements with Cilium, never silently."""
-    count = len(loaded.cluster_network_policies)
-    if not count:
-        return None
-    return (f"{count} ClusterNetworkPolicy object(s) read and validated, but hushflow does not decide with "
-            "them yet: a verdict one of them decides (Admin before, Baseline after the CiliumNetworkPolicies "
-            "and NetworkPolicies) is attributed as if it were absent, and counted as a disagreement with Cilium")

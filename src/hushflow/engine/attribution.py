@@ -226,6 +226,16 @@ class Attributor:
             return memo[1]
         if len(self._derived_memo) > 10_000:
             self._derived_memo.clear()
+        if decision.tier_rule is not None:
+            # Decided in a ClusterNetworkPolicy tier (engine.tiers): that entry is responsible.
+            hit = decision.outcome == ("allowed" if observed == "allowed" else "denied")
+            tier_rules: tuple[Rule, ...] = (
+                (decision.tier_rule,) if hit and observed in ("allowed", "audit", "denied") else ()
+            )
+            tier_entries = [policy_entry(rule.policy, [rule]) for rule in tier_rules]
+            tier_derived = (tier_rules, (), tier_entries, _names(tier_entries))
+            self._derived_memo[key] = (decision, tier_derived)
+            return tier_derived
         if observed == "allowed":
             responsible = decision.responsible if decision.outcome == "allowed" else ()
         elif observed in ("audit", "denied"):

@@ -29,12 +29,13 @@ are cached too, so the per-flow cost does not grow with the number of rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.engine.peers import CompiledPeer, compile_peer, is_world_peer
 from hushflow.engine.pods import NamedPortResolver, PodIndex
+from hushflow.engine.tiers import ClusterTiers
 from hushflow.flow.connection import Connection, Direction
 from hushflow.policy.fqdn import dns_name
 from hushflow.policy.labels import NAMESPACE_KEY, Requirement, endpoint_label_map
@@ -68,6 +69,12 @@ class Decision:
     # Rules that would match only through a named port that could not be resolved; their `why`
     # says which named port and why not.
     unknown: tuple[RuleMatch, ...] = ()
+    # ClusterNetworkPolicy tiers (hushflow.engine.tiers): the tier that decided ("NetworkPolicy"
+    # is the CNP/CCNP/NetworkPolicy tier, the rules above), the ClusterNetworkPolicy entry that
+    # decided in the Admin or Baseline tier, and the Pass entries that handed it on.
+    tier: str = "NetworkPolicy"
+    tier_rule: Any = None
+    passed: tuple[Any, ...] = ()
 
     @property
     def responsible(self) -> tuple[RuleMatch, ...]:
@@ -138,6 +145,7 @@ class PolicyEngine:
         self._decisions: dict[tuple[object, ...], Decision] = {}
         self._label_maps: dict[tuple[str, ...], dict[str, str]] = {}
         self.rule_count = len(policy_set.rules)
+        self.tiers = ClusterTiers(policy_set.cluster_network_rules)
 
     # -- subjects ------------------------------------------------------------------------------
 
@@ -201,6 +209,39 @@ class PolicyEngine:
         return tuple(sorted({dns_name(n) for n in conn.peer_names} | set(learned)))
 
     def decide(self, conn: Connection, local_labels: tuple[str, ...], explain: bool = False) -> Decision:
+        decision = self._decide_rules(conn, local_labels, explain)
+        if not self.tiers:
+            return decision
+        return self._decide_tiers(conn, local_labels, decision)
+
+    def _decide_tiers(self, conn: Connection, local_labels: tuple[str, ...], decision: Decision) -> Decision:
+        """The ClusterNetworkPolicy tiers around `decision` (Admin before it, Baseline after it
+        where no CNP/CCNP/NetworkPolicy selects the endpoint). Not cached: the tiers' networks and
+        domainNames depend on the peer's address and names (a cache keyed on them: a later step)."""
+        outcome = decision.outcome
+        if outcome in ("allowed", "unknown"):
+            inner: str | None = "allow" if outcome == "allowed" else None
+        elif outcome in ("denied", "default-deny"):
+            inner = "deny"
+        else:
+            inner = None  # not enforced: no such policy selects the endpoint here
+        if outcome == "unknown":
+            return decision  # the CNP tier cannot be told: the tiers around it change nothing of that
+        names = self.peer_names(conn) if conn.peer_ip else ()
+        tiered = self.tiers.decide(conn, self._label_map(local_labels), self._label_map(conn.peer_labels), names,
+                                   inner)
+        if tiered.tier == "NetworkPolicy" or (tiered.tier == "default" and outcome == "not-enforced"):
+            if tiered.passed:
+                return replace(decision, passed=tiered.passed)
+            return decision
+        if tiered.tier == "default":
+            return decision
+        return Decision(
+            conn.direction, "allowed" if tiered.verdict == "allow" else "denied",
+            subject_rules=decision.subject_rules, tier=tiered.tier, tier_rule=tiered.rule, passed=tiered.passed,
+        )
+
+    def _decide_rules(self, conn: Connection, local_labels: tuple[str, ...], explain: bool) -> Decision:
         entry = self._subject(conn, local_labels)
         if not entry.rules:
             return Decision(conn.direction, "not-enforced")

@@ -78,6 +78,26 @@ def explain_flow(attributor: Attributor, event: dict[str, Any], origin: str = ""
     return render(attributor, flow, conn, attribution, origin)
 
 
+def _tier_lines(decision: Any, direction: str, local: str) -> list[str]:
+    """The ClusterNetworkPolicy tiers' part (engine.tiers): which entry decided, and the Pass
+    entries that handed the connection on."""
+    lines = []
+    rule = decision.tier_rule
+    if rule is not None:
+        name = f", rule {rule.rule_name}" if rule.rule_name else ""
+        lines.append(f"  decided in the {decision.tier} tier by ClusterNetworkPolicy {rule.policy.name} "
+                     f"(priority {rule.priority:g}{name})  ({rule.where.file}:{rule.where.line} {rule.where.field})")
+        if decision.tier == "Admin":
+            lines.append("  (the Admin tier decides before every CiliumNetworkPolicy and NetworkPolicy)")
+        else:
+            lines.append(f"  (no CiliumNetworkPolicy or NetworkPolicy selects the {local} endpoint for {direction}, "
+                         "so the Baseline tier decides)")
+    for passed in decision.passed:
+        lines.append(f"  handed on by ClusterNetworkPolicy {passed.policy.name} (Pass, priority {passed.priority:g})  "
+                     f"({passed.where.file}:{passed.where.line})")
+    return lines
+
+
 def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, att: Attribution, origin: str) -> str:
     decision = att.decision
     lines = [_headline(flow, conn, origin)]
@@ -87,6 +107,7 @@ def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, at
         agreement = "matches what Cilium did" if att.agrees else f"DISAGREES with Cilium ({att.note})"
     lines.append(f"  decision: {_OUTCOME_WORDS[decision.outcome]} — {agreement}")
     local = "source" if conn.direction == "egress" else "destination"
+    lines.extend(_tier_lines(decision, conn.direction, local))
     if decision.outcome == "not-enforced":
         lines.append(f"  no rule selects the {local} endpoint for {conn.direction}, so nothing is enforced there")
     if decision.unknown:

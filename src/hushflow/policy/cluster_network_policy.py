@@ -355,6 +355,11 @@ class KcnpRule:
     def cilium_labels(self) -> tuple[str, ...]:
         return self.policy.cilium_labels()
 
+    @property
+    def log_value(self) -> str | None:
+        """The API has no log field: such a rule never puts a tag in policy_log."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Connection:

@@ -12,8 +12,14 @@ from typing import IO, Any
 
 from hushflow.policy.agent_validation import agent_problems
 from hushflow.policy.cluster_network_policy import API_VERSION as CLUSTER_NETWORK_POLICY_API
+from hushflow.policy.cluster_network_policy import ENFORCED_FROM as CLUSTER_NETWORK_POLICY_SINCE
 from hushflow.policy.cluster_network_policy import KIND as CLUSTER_NETWORK_POLICY
-from hushflow.policy.cluster_network_policy import agent_option_note, check_cluster_network_policy, priority_ties
+from hushflow.policy.cluster_network_policy import (
+    agent_option_note,
+    build_cluster_network_policy,
+    check_cluster_network_policy,
+    priority_ties,
+)
 from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import (
@@ -398,6 +404,9 @@ def load_policies(
             loaded.diagnostics.extend(found)
             if valid:
                 loaded.cluster_network_policies.append(manifest)
+                if options.cilium_version >= CLUSTER_NETWORK_POLICY_SINCE:  # enforced from 1.20 (HF070)
+                    loaded.policy_set.cluster_network_rules.extend(
+                        build_cluster_network_policy(manifest, options.local_cluster))
             continue
         if not substitute_reported:
             substitute_reported = True

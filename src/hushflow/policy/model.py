@@ -267,6 +267,9 @@ class PolicySet:
 
     policies: list[Policy] = field(default_factory=list)
     cidr_groups: list[CIDRGroup] = field(default_factory=list)
+    # The entries of the ClusterNetworkPolicies Cilium enforces (1.20+): policy.cluster_network_policy
+    # KcnpRule values, decided in their tiers around the rules above (hushflow.engine.tiers).
+    cluster_network_rules: list[Any] = field(default_factory=list)
 
     @property
     def rules(self) -> list[Rule]:
