@@ -139,3 +139,40 @@ def test_explain_names_the_tier_the_priority_and_the_rule(tmp_path):
     text = render(passed, event["flow"], att.connection, att, "flows.jsonl:1")
     assert "handed on by ClusterNetworkPolicy hand-on (Pass, priority 3)" in text
     assert att.decision.outcome == "denied" and att.decision.tier == "NetworkPolicy"
+
+
+CNP_NAMED_PORT = """apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-named, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: db}}]
+    toPorts: [{ports: [{port: https, protocol: TCP}]}]
+"""
+
+
+def kcnp_to_db(action: str) -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: policy.networking.k8s.io/v1alpha2
+        kind: ClusterNetworkPolicy
+        metadata: {{name: admin}}
+        spec:
+          tier: Admin
+          priority: 1
+          subject: {{namespaces: {{}}}}
+          egress:
+          - action: {action}
+            to: [{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: db}}}}}}}}]
+        """)
+
+
+@pytest.mark.parametrize(("action", "outcome", "tier"), [("Deny", "denied", "Admin"), ("Pass", "unknown", "NetworkPolicy")])
+def test_an_unknown_cnp_verdict_is_still_decided_by_the_admin_tier(tmp_path, action, outcome, tier):
+    """A named port hushflow cannot resolve (no pod specs) leaves the CNP tier unknown; the Admin
+    tier decides before it all the same, and a Pass leaves the unknown as it is (Baseline is not
+    consulted)."""
+    a = attributor(tmp_path, [CNP_NAMED_PORT, kcnp_to_db(action)])
+    att = a.observe(flow(WEB, DB, port=443, verdict="DROPPED", drop="POLICY_DENY", event_type=1))
+    assert att is not None
+    assert (att.decision.outcome, att.decision.tier) == (outcome, tier)

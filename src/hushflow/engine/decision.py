@@ -146,6 +146,7 @@ class PolicyEngine:
         self._label_maps: dict[tuple[str, ...], dict[str, str]] = {}
         self.rule_count = len(policy_set.rules)
         self.tiers = ClusterTiers(policy_set.cluster_network_rules)
+        self._tier_decisions: dict[tuple[object, ...], tuple[Decision, Decision]] = {}
 
     # -- subjects ------------------------------------------------------------------------------
 
@@ -212,24 +213,41 @@ class PolicyEngine:
         decision = self._decide_rules(conn, local_labels, explain)
         if not self.tiers:
             return decision
-        return self._decide_tiers(conn, local_labels, decision)
+        names = self.peer_names(conn) if conn.peer_ip else ()
+        if explain:
+            return self._decide_tiers(conn, local_labels, decision, names)
+        # Keyed by everything the tiers read (their networks and domainNames read the peer's
+        # address and names), and by the CNP-tier decision, itself cached: the memo holds it, so
+        # a recycled id() never matches.
+        key = (id(decision), conn.direction, local_labels, conn.peer_labels, conn.peer_ip, conn.protocol, conn.port,
+               names)
+        memo = self._tier_decisions.get(key)
+        if memo is not None and memo[0] is decision:
+            return memo[1]
+        if len(self._tier_decisions) > _CACHE_LIMIT:
+            self._tier_decisions.clear()
+        tiered = self._decide_tiers(conn, local_labels, decision, names)
+        self._tier_decisions[key] = (decision, tiered)
+        return tiered
 
-    def _decide_tiers(self, conn: Connection, local_labels: tuple[str, ...], decision: Decision) -> Decision:
+    def _decide_tiers(
+        self, conn: Connection, local_labels: tuple[str, ...], decision: Decision, names: tuple[str, ...]
+    ) -> Decision:
         """The ClusterNetworkPolicy tiers around `decision` (Admin before it, Baseline after it
-        where no CNP/CCNP/NetworkPolicy selects the endpoint). Not cached: the tiers' networks and
-        domainNames depend on the peer's address and names (a cache keyed on them: a later step)."""
+        where no CNP/CCNP/NetworkPolicy selects the endpoint)."""
         outcome = decision.outcome
-        if outcome in ("allowed", "unknown"):
-            inner: str | None = "allow" if outcome == "allowed" else None
-        elif outcome in ("denied", "default-deny"):
+        if outcome == "allowed":
+            inner: str | None = "allow"
+        elif outcome in ("denied", "default-deny", "unknown"):
+            # "unknown" (a named port hushflow cannot resolve) is still a CNP-tier verdict: only
+            # the Admin tier can decide before it, and Baseline is not consulted.
             inner = "deny"
         else:
             inner = None  # not enforced: no such policy selects the endpoint here
-        if outcome == "unknown":
-            return decision  # the CNP tier cannot be told: the tiers around it change nothing of that
-        names = self.peer_names(conn) if conn.peer_ip else ()
         tiered = self.tiers.decide(conn, self._label_map(local_labels), self._label_map(conn.peer_labels), names,
                                    inner)
+        if outcome == "unknown" and tiered.tier != "Admin":
+            return decision
         if tiered.tier == "NetworkPolicy" or (tiered.tier == "default" and outcome == "not-enforced"):
             if tiered.passed:
                 return replace(decision, passed=tiered.passed)
@@ -244,7 +262,7 @@ class PolicyEngine:
     def _decide_rules(self, conn: Connection, local_labels: tuple[str, ...], explain: bool) -> Decision:
         entry = self._subject(conn, local_labels)
         if not entry.rules:
-            return Decision(conn.direction, "not-enforced")
+            return _NOT_ENFORCED[conn.direction]
         identity = int(conn.peer.get("identity", 0))
         world = is_world_peer(conn.peer_labels, identity)
         names = self.peer_names(conn) if entry.needs_names and world else ()
@@ -334,6 +352,11 @@ class PolicyEngine:
                 if peer.peer_matches(conn, peer_map, names_fn, peer_why, requires):  # type: ignore[arg-type]
                     unknown.append(RuleMatch(rule, peer, (*(peer_why or ()), *unresolved)))
         return out
+
+
+#: One decision per direction for endpoints no rule selects (frozen, so shared; and one object,
+#: so the tier memo can key on it).
+_NOT_ENFORCED = {direction: Decision(direction, "not-enforced") for direction in ("ingress", "egress")}
 
 
 def _requirements(peers: list[CompiledPeer]) -> tuple[Requirement, ...]:
