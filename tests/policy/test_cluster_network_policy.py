@@ -15,7 +15,9 @@ import textwrap
 
 import pytest
 
-from hushflow.policy.cluster_network_policy import Connection, build_cluster_network_policy, decide
+from hushflow.engine.tiers import TierConnection as Connection
+from hushflow.engine.tiers import decide
+from hushflow.policy.cluster_network_policy import build_cluster_network_policy
 from hushflow.policy.diagnostics import CHECKS, Severity
 from hushflow.policy.labels import endpoint_label_map
 from hushflow.policy.loading import load_policies

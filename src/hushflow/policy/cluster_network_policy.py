@@ -290,10 +290,6 @@ def agent_option_note(manifest: Manifest, cilium_version: tuple[int, int]) -> Di
 Tier = Literal["Admin", "Baseline"]
 Verdict = Literal["allow", "deny", "pass"]
 _VERDICTS: dict[str, Verdict] = {"Accept": "allow", "Deny": "deny", "Pass": "pass"}
-# At one priority the API leaves the choice open; Cilium keeps deny over allow in every tier
-# (CFP-42904). Where Pass falls among equals is not written anywhere found: hushflow puts it
-# between them (a Pass never hides a Deny of the same priority).
-_TIE_ORDER: dict[Verdict, int] = {"deny": 0, "pass": 1, "allow": 2}
 KUBE_DNS_SELECTOR = ("any:k8s-app", "kube-dns")  # parser: labels.ParseSelectLabel("k8s-app=kube-dns")
 KUBE_DNS_PORT_NAMES = ("dns", "dns-tcp")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -359,29 +355,6 @@ class KcnpRule:
     def log_value(self) -> str | None:
         """The API has no log field: such a rule never puts a tag in policy_log."""
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """What the tiers decide on, from the side of the endpoint whose policy is evaluated: for
-    ingress the subject is the destination and the peer the source, for egress the reverse."""
-
-    direction: Direction
-    subject: Mapping[str, str]  # endpoint_label_map of the selected pod
-    peer: Mapping[str, str]  # endpoint_label_map of the other side (pod, node, or world)
-    protocol: str
-    port: int
-    peer_ip: IPAddress | None = None
-    peer_name: str | None = None  # the DNS name the peer's IP was learned for (domainNames)
-    port_name: str | None = None  # the destination pod's name of that port (named ports)
-
-
-@dataclass(frozen=True, slots=True)
-class TierDecision:
-    tier: str  # Admin, NetworkPolicy, Baseline or default
-    verdict: Literal["allow", "deny"]
-    rule: KcnpRule | None = None  # the deciding ClusterNetworkPolicy rule, if one decided
-    passed: tuple[KcnpRule, ...] = ()  # the Pass rules that handed the connection on
 
 
 def _domain_matches(domain: str, name: str) -> bool:
@@ -524,48 +497,3 @@ class _Builder:
 def build_cluster_network_policy(manifest: Manifest, local_cluster: str | None = None) -> list[KcnpRule]:
     """The policy entries of one valid ClusterNetworkPolicy (check_cluster_network_policy said so)."""
     return _Builder(manifest, local_cluster).rules()
-
-
-def _matches(rule: KcnpRule, connection: Connection) -> bool:
-    if rule.direction != connection.direction or not rule.subject.matches(connection.subject):
-        return False
-    if not rule.peer.matches(connection.peer, connection.peer_ip, connection.peer_name):
-        return False
-    return rule.ports is None or any(
-        p.matches(connection.protocol, connection.port, connection.port_name) for p in rule.ports
-    )
-
-
-def _decide_tier(rules: Sequence[KcnpRule], connection: Connection) -> tuple[KcnpRule | None, list[KcnpRule]]:
-    """The deciding rule of one tier (an Accept or Deny), or None; and the Pass that ended the tier."""
-    matching = sorted((r for r in rules if _matches(r, connection)),
-                      key=lambda r: (r.priority, _TIE_ORDER[r.verdict]))
-    if not matching:
-        return None, []
-    first = matching[0]
-    if first.verdict == "pass":
-        return None, [first]
-    return first, []
-
-
-def decide(
-    rules: Sequence[KcnpRule],
-    connection: Connection,
-    network_policy_tier: Literal["allow", "deny"] | None,
-) -> TierDecision:
-    """The verdict of the tiers for one side of a connection.
-
-    `network_policy_tier` is what the CNP/CCNP/NetworkPolicy tier decides for it: None when no
-    such policy selects the endpoint in that direction (then, and only then, Baseline is
-    consulted); "deny" includes the default-deny those policies switch on.
-    """
-    passed: list[KcnpRule] = []
-    for tier in ("Admin", "Baseline"):
-        if tier == "Baseline" and network_policy_tier is not None:
-            return TierDecision("NetworkPolicy", network_policy_tier, None, tuple(passed))
-        decided, passes = _decide_tier([r for r in rules if r.tier == tier], connection)
-        passed.extend(passes)
-        if decided is not None:
-            return TierDecision(tier, "allow" if decided.verdict == "allow" else "deny", decided, tuple(passed))
-    # Nothing decided: the Kubernetes default, every pod may talk to every pod.
-    return TierDecision("default", "allow", None, tuple(passed))
