@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 from hushflow.enforce.denies import fqdn_denies
-from hushflow.enforce.learner import DenyLearner, may_overlap
+from hushflow.enforce.learner import DenyLearner
 from hushflow.enforce.state import DenyState, Journal
 from hushflow.flow.dns import dns_answer_of
-from hushflow.policy.labels import Requirement, Selector
+from hushflow.policy.labels import Requirement, Selector, may_overlap
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import BuildOptions, Location
 from tests.enforce.test_compile import dns_flow, write

@@ -45,7 +45,7 @@ from hushflow.enforce.state import DenyState
 from hushflow.flow.connection import endpoint_labels
 from hushflow.flow.dns import DnsAnswer, clamp_ttl, valid_ips
 from hushflow.policy.fqdn import dns_name
-from hushflow.policy.labels import Selector, endpoint_label_map
+from hushflow.policy.labels import endpoint_label_map, may_overlap
 from hushflow.policy.model import CIDRPeer, PeerRule, PolicySet, Rule
 
 SharedIpMode = Literal["skip", "deny"]
@@ -82,32 +82,6 @@ class LearnerStats:
     refused: Counter[str] = field(default_factory=Counter)  # reason -> addresses refused
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> malformed values left out
     notes: list[str] = field(default_factory=list)
-
-
-def may_overlap(a: Selector | None, b: Selector | None) -> bool:
-    """False only when no endpoint can be selected by both (a cheap, safe test)."""
-    if a is None or b is None:
-        return a is b
-    if a.namespace is not None and b.namespace is not None and a.namespace != b.namespace:
-        return False
-    for left in a.requirements:
-        for right in b.requirements:
-            if left.key != right.key:
-                continue
-            if left.operator == "In" and right.operator == "In" and not (left.values & right.values):
-                return False
-            if {left.operator, right.operator} == {"Exists", "DoesNotExist"}:
-                return False
-            if left.operator == "In" and right.operator == "NotIn" and left.values <= right.values:
-                return False
-            if left.operator == "NotIn" and right.operator == "In" and right.values <= left.values:
-                return False
-            if left.operator == "In" and right.operator == "DoesNotExist":
-                return False
-            if left.operator == "DoesNotExist" and right.operator == "In":
-                return False
-    return True
-
 
 class DenyLearner:
     def __init__(

@@ -94,6 +94,10 @@ CHECKS: dict[str, Check] = {
               "domainNames or nodes: fields only the experimental-channel CRD has."),
         Check("HF076", "same-tier-priority", Severity.WARNING,
               "Two ClusterNetworkPolicies of one tier and priority with different actions in one direction."),
+        Check("HF077", "pass-nothing-below", Severity.WARNING,
+              "An Admin Pass that no namespaced policy or Baseline entry can decide: it ends at allow."),
+        Check("HF078", "baseline-never-decides", Severity.WARNING,
+              "A Baseline entry whose endpoints a namespaced policy always selects first."),
     )
 }
 

@@ -154,3 +154,29 @@ def written_requirements(raw: Mapping[str, object]) -> tuple[Requirement, ...]:
         values = frozenset(str(v) for v in (expression.get("values") or []))
         out.append(Requirement(f"{source}:{bare}", operator, values))
     return tuple(out)
+
+
+def may_overlap(a: Selector | None, b: Selector | None) -> bool:
+    """False only when no endpoint can be selected by both (a cheap, safe test)."""
+    if a is None or b is None:
+        return a is b
+    if a.namespace is not None and b.namespace is not None and a.namespace != b.namespace:
+        return False
+    for left in a.requirements:
+        for right in b.requirements:
+            if left.key != right.key:
+                continue
+            if left.operator == "In" and right.operator == "In" and not (left.values & right.values):
+                return False
+            if {left.operator, right.operator} == {"Exists", "DoesNotExist"}:
+                return False
+            if left.operator == "In" and right.operator == "NotIn" and left.values <= right.values:
+                return False
+            if left.operator == "NotIn" and right.operator == "In" and right.values <= left.values:
+                return False
+            if left.operator == "In" and right.operator == "DoesNotExist":
+                return False
+            if left.operator == "DoesNotExist" and right.operator == "In":
+                return False
+    return True
+

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.fqdn import FQDNSelector, multi_label_prefix
-from hushflow.policy.labels import NAMESPACE_KEY, Requirement, Selector
+from hushflow.policy.labels import NAMESPACE_KEY, Requirement, Selector, may_overlap
 from hushflow.policy.loading import load_policies
 from hushflow.policy.model import (
     CNP,
@@ -72,7 +72,56 @@ def lint_policy_set(policy_set: PolicySet) -> list[Diagnostic]:
     out.extend(_fqdn_without_dns_proxy(policy_set))
     out.extend(_deny_only_default_deny(policy_set))
     out.extend(_deny_shadows_allow(policy_set))
+    out.extend(_tiers_across_kinds(policy_set))
     return out
+
+
+def _selects(rule: Rule, direction: str) -> bool:
+    """Whether a CNP/CCNP/NetworkPolicy rule takes part in `direction` (so Baseline is not
+    consulted for the endpoints it selects)."""
+    if direction == "ingress":
+        return bool(rule.ingress or rule.ingress_deny or rule.default_deny_ingress)
+    return bool(rule.egress or rule.egress_deny or rule.default_deny_egress)
+
+
+def _decided_below(entry: Any, below: list[Rule], tiers: list[Any]) -> bool:
+    """Whether something after an Admin Pass may decide for its endpoints (cheap, safe: True
+    when unsure)."""
+    if any(may_overlap(rule.subject, entry.subject) for rule in below):
+        return True
+    return any(other.tier == "Baseline" and other.direction == entry.direction
+               and may_overlap(other.subject, entry.subject) for other in tiers)
+
+
+def _tiers_across_kinds(policy_set: PolicySet) -> Iterator[Diagnostic]:
+    """ClusterNetworkPolicy entries that the other kinds make pointless (Cilium 1.20 tiers:
+    Baseline is consulted only where no CNP/CCNP/NetworkPolicy selects the endpoint in that
+    direction; a Pass hands the connection to those and then to Baseline)."""
+    tiers = policy_set.cluster_network_rules
+    if not tiers:
+        return
+    rules = [r for r in policy_set.rules if r.subject is not None]
+    for entry in tiers:
+        below = [r for r in rules if _selects(r, entry.direction)]
+        if entry.tier == "Baseline":
+            covering = next((r for r in below if covers(r.subject, entry.subject)), None)
+            if covering is not None:
+                yield Diagnostic(
+                    "HF078",
+                    f"this Baseline {entry.direction} entry never decides: {covering.policy} "
+                    f"({covering.where.file}:{covering.where.line}) selects every endpoint it selects for "
+                    f"{entry.direction}, and Baseline is consulted only where no such policy does",
+                    entry.where,
+                    "move the entry to the Admin tier, or narrow the namespaced policy",
+                )
+        elif entry.verdict == "pass" and not _decided_below(entry, below, tiers):
+            yield Diagnostic(
+                "HF077",
+                f"this Pass hands {entry.direction} connections on, but no CiliumNetworkPolicy, NetworkPolicy or "
+                "Baseline entry can select these endpoints: they end at the cluster default, allow",
+                entry.where,
+                "write Accept if allowing is meant, or add the policy that should decide",
+            )
 
 
 # -- checks of one rule ---------------------------------------------------------------------
