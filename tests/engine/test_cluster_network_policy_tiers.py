@@ -176,3 +176,16 @@ def test_an_unknown_cnp_verdict_is_still_decided_by_the_admin_tier(tmp_path, act
     att = a.observe(flow(WEB, DB, port=443, verdict="DROPPED", drop="POLICY_DENY", event_type=1))
     assert att is not None
     assert (att.decision.outcome, att.decision.tier) == (outcome, tier)
+
+
+def test_a_networks_peer_does_not_select_pods_by_their_ip(tmp_path):
+    """Cilium turns `networks` into CIDR selectors, which select only peers without a label
+    identity under the default policy-cidr-match-mode: an Admin Deny of 10.0.0.0/8 denies the
+    world there, not the pods whose IPs are in it."""
+    deny_ten = kcnp("no-ten", "Admin", 1, "Deny").replace("198.51.100.0/24", "10.0.0.0/8")
+    a = attributor(tmp_path, [CNP_ALLOW_443.replace("toCIDR: [198.51.100.0/24]", "toEntities: [all]"), deny_ten])
+    to_pod = a.observe(flow(WEB, DB, dst_ip="10.0.0.2", port=443))
+    to_world = a.observe(flow(WEB, WORLD, dst_ip="10.0.0.3", port=443))
+    assert to_pod is not None and to_world is not None
+    assert (to_pod.decision.outcome, to_pod.decision.tier) == ("allowed", "NetworkPolicy")
+    assert (to_world.decision.outcome, to_world.decision.tier) == ("denied", "Admin")

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hushflow.engine.peers import is_world_peer
 from hushflow.flow.connection import Connection, Direction
 from hushflow.policy.cluster_network_policy import IPAddress, KcnpRule, Verdict
 
@@ -40,6 +41,7 @@ class TierConnection:
     peer_ip: IPAddress | None = None
     peer_name: str | None = None  # the DNS name the peer's IP was learned for (domainNames)
     port_name: str | None = None  # the destination pod's name of that port (named ports)
+    peer_is_world: bool = True  # no label identity: what networks and domainNames peers can select
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ class TierDecision:
 def _matches(rule: KcnpRule, connection: TierConnection) -> bool:
     if rule.direction != connection.direction or not rule.subject.matches(connection.subject):
         return False
-    if not rule.peer.matches(connection.peer, connection.peer_ip, connection.peer_name):
+    if not rule.peer.matches(connection.peer, connection.peer_ip, connection.peer_name, connection.peer_is_world):
         return False
     return rule.ports is None or any(
         p.matches(connection.protocol, connection.port, connection.port_name) for p in rule.ports
@@ -126,9 +128,11 @@ class ClusterTiers:
         rules = self.by_direction.get(conn.direction, ())
         verdict = None if network_policy_tier is None else ("allow" if network_policy_tier == "allow" else "deny")
 
+        world = is_world_peer(conn.peer_labels, int(conn.peer.get("identity", 0) or 0))
+
         def with_name(name: str | None) -> TierDecision:
             return decide(rules, TierConnection(conn.direction, local_map, peer_map, conn.protocol, conn.port,
-                                                peer_ip, name), verdict)  # type: ignore[arg-type]
+                                                peer_ip, name, peer_is_world=world), verdict)  # type: ignore[arg-type]
 
         if not names or not any(rule.peer.domains for rule in rules):
             return with_name(None)

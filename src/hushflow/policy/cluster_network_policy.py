@@ -322,11 +322,16 @@ class KcnpPeer:
     domains: tuple[str, ...] = ()
     everything: bool = False
 
-    def matches(self, labels: Mapping[str, str], ip: IPAddress | None, name: str | None) -> bool:
+    def matches(self, labels: Mapping[str, str], ip: IPAddress | None, name: str | None, world: bool = True) -> bool:
+        """`world`: the peer has no label identity. Networks become CIDR selectors and domain
+        names FQDN selectors (pkg/k8s/cluster_network_policy.go), which select only such peers
+        under Cilium's default policy-cidr-match-mode (not pods or nodes by their IPs)."""
         if self.everything:
             return True
         if self.selector is not None:
             return self.selector.matches(labels)
+        if not world:
+            return False
         if self.networks:
             return ip is not None and any(ip in network for network in self.networks)
         return name is not None and any(_domain_matches(domain, name) for domain in self.domains)
