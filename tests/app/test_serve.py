@@ -1,0 +1,212 @@
+"""The Observer API served from the ring (app.serve), with a real grpcio client on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hushflow.app.serve import EventRing, ObserverServer, ServeError, serve_observer
+from hushflow.proto import flow_pb2, observer_pb2, observer_pb2_grpc
+
+
+def event(i: int, verdict: str = "FORWARDED", namespace: str = "shop") -> dict:
+    stamp = f"2026-12-01T10:00:{i:02d}.000000123Z"
+    return {
+        "flow": {
+            "time": stamp, "verdict": verdict, "node_name": "kind-worker",
+            "source": {"namespace": namespace, "pod_name": f"pod-{i}"},
+            "destination": {"namespace": "db", "pod_name": "postgres-0"},
+            "policy_log": ["tag-" + str(i)],
+        },
+        "node_name": "kind-worker",
+        "time": stamp,
+    }
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[EventRing, ObserverServer, grpc.Channel]]:
+    ring = EventRing(capacity=10)
+    server = serve_observer(ring, "127.0.0.1:0", node_name="kind-worker", version="hushflow test")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    yield ring, server, channel
+    channel.close()
+    server.stop(None)
+
+
+def stub(channel: grpc.Channel) -> observer_pb2_grpc.ObserverStub:
+    return observer_pb2_grpc.ObserverStub(channel)
+
+
+def pods(responses: object) -> list[str]:
+    return [r.flow.source.pod_name for r in responses]  # type: ignore[attr-defined]
+
+
+def test_get_flows_last_and_first_number(served):
+    ring, _server, channel = served
+    for i in range(5):
+        ring.append(event(i))
+    assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=2))) == ["pod-3", "pod-4"]
+    assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=2, first=True))) == ["pod-0", "pod-1"]
+    first = next(iter(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1))))
+    assert first.node_name == "kind-worker"
+    assert (first.time.seconds % 60, first.time.nanos) == (4, 123)
+    assert list(first.flow.policy_log) == ["tag-4"]  # the enrichment reaches the client
+
+
+def test_filters_are_evaluated_server_side(served):
+    ring, _server, channel = served
+    for i in range(6):
+        ring.append(event(i, verdict="DROPPED" if i % 2 else "FORWARDED"))
+    request = observer_pb2.GetFlowsRequest(number=10)
+    request.whitelist.add().verdict.append(flow_pb2.DROPPED)
+    assert pods(stub(channel).GetFlows(request)) == ["pod-1", "pod-3", "pod-5"]
+    request = observer_pb2.GetFlowsRequest(number=10)
+    request.blacklist.add().source_pod.append("shop/pod-1")
+    assert pods(stub(channel).GetFlows(request)) == ["pod-0", "pod-2", "pod-3", "pod-4", "pod-5"]
+
+
+def test_since_and_until(served):
+    ring, _server, channel = served
+    for i in range(5):
+        ring.append(event(i))
+    request = observer_pb2.GetFlowsRequest()
+    request.since.FromJsonString("2026-12-01T10:00:01Z")
+    request.until.FromJsonString("2026-12-01T10:00:03Z")
+    assert pods(stub(channel).GetFlows(request)) == ["pod-1", "pod-2"]
+
+
+def test_follow_receives_a_later_event_then_the_client_cancels(served):
+    ring, _server, channel = served
+    ring.append(event(0))
+    call = stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1, follow=True))
+    received = [next(call).flow.source.pod_name]
+    ring.append(event(1))
+    received.append(next(call).flow.source.pod_name)
+    assert received == ["pod-0", "pod-1"]
+    call.cancel()
+    with pytest.raises(grpc.RpcError) as err:
+        next(call)
+    assert err.value.code() == grpc.StatusCode.CANCELLED
+    # the server is still there for the next client
+    assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1))) == ["pod-1"]
+
+
+class GatedRing(EventRing):
+    """A ring whose readers wait for the test before looking for new events: a client that
+    is slow to come back, made deterministic."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.gate = threading.Event()
+
+    def wait_beyond(self, seen: int, timeout: float) -> None:
+        self.gate.wait(10)
+        super().wait_beyond(seen, timeout)
+
+
+def test_a_client_that_falls_behind_the_ring_gets_lost_events():
+    ring = GatedRing(capacity=3)
+    server = serve_observer(ring, "127.0.0.1:0")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        ring.append(event(0))
+        call = stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1, follow=True))
+        assert next(call).flow.source.pod_name == "pod-0"
+        # The daemon appends 39 more while the client's stream waits: appending never waits for
+        # a reader, and the reader then finds only the ring's last 3, the rest counted as lost.
+        for i in range(1, 40):
+            ring.append(event(i))
+        ring.gate.set()
+        lost = 0
+        names: list[str] = []
+        while not names or names[-1] != "pod-39":
+            response = next(call)
+            if response.HasField("lost_events"):
+                assert response.lost_events.source == flow_pb2.HUBBLE_RING_BUFFER
+                assert response.node_name == "hushflow"
+                lost += response.lost_events.num_events_lost
+            else:
+                names.append(response.flow.source.pod_name)
+        assert lost + len(names) == 39
+        assert lost >= 36
+        assert ring.seen == 40
+        call.cancel()
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def test_ring_overflow_drops_the_oldest():
+    ring = EventRing(capacity=3)
+    for i in range(5):
+        ring.append(event(i))
+    lost, slots, following = ring.read_from(1)
+    assert (lost, [s.data["flow"]["source"]["pod_name"] for s in slots], following) == (2, ["pod-2", "pod-3", "pod-4"], 6)
+    assert (len(ring), ring.seen) == (3, 5)
+
+
+def test_server_status_counts(served):
+    ring, _server, channel = served
+    for i in range(12):
+        ring.append(event(i))
+    ring.append({"lost_events": {"num_events_lost": 3}})  # not a flow: not kept
+    status = stub(channel).ServerStatus(observer_pb2.ServerStatusRequest())
+    assert (status.num_flows, status.max_flows, status.seen_flows) == (10, 10, 12)
+    assert status.num_connected_nodes.value == 1
+    assert status.version == "hushflow test"
+    assert status.uptime_ns > 0
+
+
+def test_health_reports_the_observer_serving(served):
+    _ring, _server, channel = served
+    health = health_pb2_grpc.HealthStub(channel)
+    answer = health.Check(health_pb2.HealthCheckRequest(service="hubble.server.Observer"))
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("method", ["GetAgentEvents", "GetDebugEvents"])
+def test_agent_and_debug_events_are_unimplemented(served, method):
+    _ring, _server, channel = served
+    call = channel.unary_stream(f"/observer.Observer/{method}", request_serializer=lambda b: b,
+                                response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as err:
+        list(call(b""))
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reflection_lists_the_observer(served):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    _ring, _server, channel = served
+    answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for s in next(answers).list_services_response.service}
+    assert {"observer.Observer", "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:99999", "unix://", "[::1:4245"])
+def test_bad_addresses_are_refused(address):
+    with pytest.raises(ServeError, match="--serve"):
+        serve_observer(EventRing(), address)
+
+
+def test_an_address_in_use_is_refused(served):
+    _ring, server, _channel = served
+    with pytest.raises(ServeError, match="cannot serve"):
+        serve_observer(EventRing(), f"127.0.0.1:{server.port}")
+
+
+def test_unix_socket(tmp_path):
+    ring = EventRing()
+    ring.append(event(7))
+    server = serve_observer(ring, f"unix://{tmp_path}/observer.sock")
+    channel = grpc.insecure_channel(f"unix://{tmp_path}/observer.sock")
+    try:
+        assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=5))) == ["pod-7"]
+    finally:
+        channel.close()
+        server.stop(None)
