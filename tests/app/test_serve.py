@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from hushflow.app.daemon import Daemon, RunOptions
 from hushflow.app.serve import EventRing, ObserverServer, ServeError, serve_observer
 from hushflow.proto import flow_pb2, observer_pb2, observer_pb2_grpc
 
@@ -210,3 +214,66 @@ def test_unix_socket(tmp_path):
     finally:
         channel.close()
         server.stop(None)
+
+
+def test_an_event_that_does_not_encode_is_skipped_not_fatal(served):
+    ring, _server, channel = served
+    ring.append(event(1))
+    ring.append({"flow": {"time": "yesterday", "source": {"pod_name": 5}}, "time": "2026-12-01T10:00:02Z"})
+    ring.append(event(3))
+    assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=10))) == ["pod-1", "pod-3"]
+    request = observer_pb2.GetFlowsRequest(number=10)
+    request.whitelist.add().source_pod.append("shop/")
+    assert pods(stub(channel).GetFlows(request)) == ["pod-1", "pod-3"]
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
+
+
+def test_the_daemon_fills_the_ring_with_enriched_flows_a_client_reads(tmp_path):
+    daemon = Daemon(RunOptions(policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),),
+                               out_dir=str(tmp_path / "groups"), resolve=False, clock="flows",
+                               serve="127.0.0.1:0", serve_capacity=20))
+    assert daemon.ring is not None
+    assert daemon.run() == 0
+    assert (daemon.ring.seen, len(daemon.ring)) == (25, 20)  # every flow processed, the ring keeps 20
+    server = serve_observer(daemon.ring, "127.0.0.1:0")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        request = observer_pb2.GetFlowsRequest(number=(1 << 64) - 1)
+        request.whitelist.add().verdict.append(flow_pb2.DROPPED)
+        drops = list(stub(channel).GetFlows(request))
+        tagged = [d for d in drops if list(d.flow.policy_log) == ["app-explicit-traffic-blocked"]]
+        # The recorded flows carry no policy_log and no egress_denied_by: hushflow filled them.
+        assert tagged and all(d.flow.egress_denied_by[0].name == "app-external-block-policy" for d in tagged)
+        assert {d.flow.verdict for d in drops} == {flow_pb2.DROPPED}
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def hushflow_run(tmp_path: Path, *args: str) -> tuple[int, str]:
+    from hushflow.cli.run import run
+
+    result = CliRunner().invoke(run, ["--policies", str(EXAMPLE), "--input-file", str(EXAMPLE / "flows.jsonl"),
+                                      "--no-resolve", "--clock", "flows", "--out", str(tmp_path / "groups"),
+                                      "--metrics-address", "127.0.0.1:0", *args])
+    return result.exit_code, result.output
+
+
+def test_run_with_a_bad_serve_address_exits_2(tmp_path):
+    code, output = hushflow_run(tmp_path, "--serve", "localhost")
+    assert code == 2
+    assert "--serve 'localhost': give HOST:PORT" in output
+    assert "Traceback" not in output
+
+
+def test_run_with_a_serve_address_in_use_exits_2(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = hushflow_run(tmp_path, "--serve", f"127.0.0.1:{port}")
+    assert code == 2
+    assert f"error: cannot serve the Observer API on 127.0.0.1:{port}" in output
+    assert "Traceback" not in output

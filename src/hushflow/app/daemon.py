@@ -55,6 +55,7 @@ from hushflow.sinks.records import VerdictRecord
 if TYPE_CHECKING:  # types only: the resolver (dnspython) and the cluster client load when used
     from hushflow.app.cluster import Cluster
     from hushflow.app.pod_watch import PodWatch
+    from hushflow.app.serve import EventRing
     from hushflow.enforce.group_writes import GroupWrites
     from hushflow.enforce.learner import Change
     from hushflow.enforce.resolver import LookupFn, ResolveResult
@@ -104,6 +105,8 @@ class RunOptions:
     clock: str = "wall"  # or "flows": expire against flow time (replays)
     watch_pods: bool = False  # list/watch the cluster's pods: named ports resolve (app.pod_watch)
     pod_sync_timeout: float = 30.0  # seconds to wait for the first pod list before reading flows
+    serve: str | None = None  # serve the Observer API here from a ring of the processed events (app.serve)
+    serve_capacity: int = 4095  # that ring's size (Hubble's --hubble-event-buffer-capacity)
 
 
 @dataclass(slots=True)
@@ -166,6 +169,11 @@ class Daemon:
         self._applied_names: set[str] = set()
         self._bad_events_reported = -1e18  # this instance's groups found in the cluster at start
         self._unsaved = False  # a snapshot failed: the journal is kept until one lands
+        self.ring: EventRing | None = None  # --serve: the processed (enriched) events, for app.serve
+        if options.serve:
+            from hushflow.app.serve import EventRing
+
+            self.ring = EventRing(options.serve_capacity)
         self._setup(source)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -346,6 +354,7 @@ class Daemon:
         lock = self._lock
         process = self._process
         stopping = self.stopping.is_set
+        ring = self.ring
         try:
             for event in self.source.events():
                 read_at = monotonic()
@@ -355,6 +364,8 @@ class Daemon:
                         process(event, read_at)
                     except FLOW_SHAPE_ERRORS as exc:
                         self._again(event, read_at, exc)  # a flow of a shape hushflow did not expect
+                if ring is not None:  # appends and never waits: clients read the ring at their pace
+                    ring.append(event.data)
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
                 if stopping():

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
 from hushflow.flow.times import FlowTimes
 from hushflow.proto import flow_pb2, observer_pb2
 
@@ -53,12 +54,19 @@ class _Slot:
         self.time_ns = time_ns
         self.encoded: bytes | None = None
 
-    def response_bytes(self) -> bytes:
+    def response_bytes(self) -> bytes | None:
+        """The GetFlowsResponse bytes; None for an event of a shape that does not encode (it
+        came from hostile input and is skipped for every client)."""
         encoded = self.encoded
         if encoded is None:  # two readers may both encode it once; the result is the same
-            message = json_format.ParseDict(self.data, observer_pb2.GetFlowsResponse(), ignore_unknown_fields=True)
-            encoded = self.encoded = message.SerializeToString()
-        return encoded
+            try:
+                message = json_format.ParseDict(self.data, observer_pb2.GetFlowsResponse(),
+                                                ignore_unknown_fields=True)
+                encoded = message.SerializeToString()
+            except (json_format.ParseError, *FLOW_SHAPE_ERRORS):
+                encoded = b"\x00"  # not a valid response: the mark of "does not encode"
+            self.encoded = encoded
+        return None if encoded == b"\x00" else encoded
 
 
 class EventRing:
@@ -169,7 +177,12 @@ class ObserverService:
                     return False
                 if until is not None and slot.time_ns > until:
                     return False
-            return matches is None or bool(matches(slot.data))
+            if matches is None:
+                return True
+            try:
+                return bool(matches(slot.data))
+            except FLOW_SHAPE_ERRORS:  # an odd event (hostile input) matches no filter
+                return False
 
         _lost, slots, cursor = self.ring.read_from(1)
         history = [slot for slot in slots if wanted(slot)]
@@ -181,7 +194,9 @@ class ObserverService:
         for slot in history:
             if not context.is_active():
                 return
-            yield slot.response_bytes()
+            encoded = slot.response_bytes()
+            if encoded is not None:
+                yield encoded
         if not request.follow or request.first:
             return
         while context.is_active() and not self.stopping.is_set():
@@ -192,7 +207,9 @@ class ObserverService:
                 if until is not None and slot.time_ns is not None and slot.time_ns > until:
                     return
                 if wanted(slot):
-                    yield slot.response_bytes()
+                    encoded = slot.response_bytes()
+                    if encoded is not None:
+                        yield encoded
             cursor = cursor_after
             self.ring.wait_beyond(cursor - 1, _POLL_SECONDS)
 

@@ -12,7 +12,8 @@ from rich.table import Table
 from hushflow.cli.options import cilium_version_option, cluster_name_option, protect_cidr_option
 
 if TYPE_CHECKING:
-    from hushflow.app.daemon import RunSummary
+    from hushflow.app.daemon import Daemon, RunOptions, RunSummary
+    from hushflow.app.serve import ObserverServer
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -42,6 +43,12 @@ if TYPE_CHECKING:
               help="Serve /metrics, /healthz and /readyz here. [::]:PORT (or :PORT) listens on every IPv6 and "
                    "IPv4 address (dual-stack; IPv4 only on a host without IPv6), 0.0.0.0:PORT on IPv4 only, "
                    "[IPV6]:PORT, IPV4:PORT or NAME:PORT on one address.")
+@click.option("--serve", metavar="ADDRESS", callback=lambda _ctx, _param, value: _serve_address(value),
+              help="Serve Hubble's Observer API (GetFlows, ServerStatus, health, reflection) here, host:port "
+                   "or unix:///PATH, from a ring of the last --serve-buffer-capacity enriched flows: point "
+                   "`hubble observe --server` at it.")
+@click.option("--serve-buffer-capacity", type=click.IntRange(1, 1 << 20), default=4095, show_default=True,
+              help="Flows the --serve ring keeps (like Hubble's --hubble-event-buffer-capacity).")
 @click.option("--events", multiple=True, metavar="SINK",
               help="Unexpected drops as JSON events: stdout, file:PATH or an http(s):// webhook; repeatable. "
                    "Webhooks follow no redirects: a 3xx answer is a failed delivery, reported once with where "
@@ -128,6 +135,7 @@ def run(**kwargs: Any) -> None:
         cluster_name=kwargs["cluster_name"], default_local_cluster=kwargs["policy_default_local_cluster"],
         clock=clock, watch_pods=kwargs["watch_pods"],
         metric_context=_metric_context(kwargs["metric_labels"]),
+        serve=kwargs["serve"], serve_capacity=kwargs["serve_buffer_capacity"],
     )
     try:
         # Mistakes the run can see alone come first, before any policy is read or server dialled.
@@ -145,12 +153,16 @@ def run(**kwargs: Any) -> None:
     except OSError as exc:  # the disk changed since the checks (a directory removed, a mount gone)
         click.echo(f"error: cannot start: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         sys.exit(2)
+    observer = _serve_observer(daemon, options)
     try:
         code = run_daemon(daemon, options.metrics_address, linger=options.linger,
                           say=lambda message: click.echo(message, err=True))
     except OSError as exc:
         click.echo(f"error: cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}", err=True)
         sys.exit(2)
+    finally:
+        if observer is not None:
+            observer.stop()
     print_summary(daemon.summary, Console(file=sys.stdout))
     sys.exit(code)
 
@@ -163,6 +175,36 @@ def _metrics_address(text: str) -> str:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--metrics-address") from None
     return text
+
+
+def _serve_address(text: str | None) -> str | None:
+    from hushflow.app.serve import ServeError, parse_serve_address
+
+    if text is None:
+        return None
+    try:
+        parse_serve_address(text)
+    except ServeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--serve") from None
+    return text
+
+
+def _serve_observer(daemon: Daemon, options: RunOptions) -> ObserverServer | None:
+    """Start the Observer server of --serve on the daemon's ring (None without it); exit 2 when
+    the address cannot be served."""
+    if daemon.ring is None or options.serve is None:
+        return None
+    from hushflow import __version__
+    from hushflow.app.serve import ServeError, serve_observer
+
+    try:
+        observer = serve_observer(daemon.ring, options.serve, node_name=options.instance or "hushflow",
+                                  version=f"hushflow {__version__}")
+    except ServeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"serving the Observer API on {options.serve}", err=True)
+    return observer
 
 
 def _metric_context(text: str) -> frozenset[str]:
