@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hushflow.app.daemon import Daemon, RunOptions
 from hushflow.app.serve import EventRing, ObserverServer, ServeError, serve_observer
-from hushflow.proto import flow_pb2, observer_pb2, observer_pb2_grpc
+from hushflow.proto import flow_pb2, observer_pb2, observer_pb2_grpc, relay_pb2
 
 
 def event(i: int, verdict: str = "FORWARDED", namespace: str = "shop") -> dict:
@@ -277,3 +277,21 @@ def test_run_with_a_serve_address_in_use_exits_2(tmp_path):
     assert code == 2
     assert f"error: cannot serve the Observer API on 127.0.0.1:{port}" in output
     assert "Traceback" not in output
+
+
+def test_get_nodes_names_this_hushflow(served):
+    ring, _server, channel = served
+    ring.append(event(1))
+    (node,) = stub(channel).GetNodes(observer_pb2.GetNodesRequest()).nodes
+    assert (node.name, node.version, node.state) == ("kind-worker", "hushflow test", relay_pb2.NODE_CONNECTED)
+    assert (node.num_flows, node.max_flows, node.seen_flows) == (1, 10, 1)
+    assert node.address == "127.0.0.1:0"
+
+
+def test_get_namespaces_lists_those_of_the_flows_in_the_ring(served):
+    ring, _server, channel = served
+    for i, namespace in enumerate(["shop", "zoo", "shop"] + ["late"] * 9):
+        ring.append(event(i, namespace=namespace))
+    answer = stub(channel).GetNamespaces(observer_pb2.GetNamespacesRequest())
+    # "zoo" left the ring (capacity 10); "db" is every flow's destination
+    assert [(n.cluster, n.namespace) for n in answer.namespaces] == [("", "db"), ("", "late"), ("", "shop")]

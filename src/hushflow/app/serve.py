@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
 from hushflow.flow.times import FlowTimes
-from hushflow.proto import flow_pb2, observer_pb2
+from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
 
 #: Hubble's --hubble-event-buffer-capacity default.
 DEFAULT_CAPACITY = 4095
@@ -80,7 +80,6 @@ class EventRing:
         self._seen = 0  # events ever appended; the newest has this number
         self._changed = threading.Condition(threading.Lock())
         self._times = FlowTimes()
-        self.namespaces: set[str] = set()
 
     def append(self, event: Mapping[str, Any]) -> None:
         """Called by the pipeline for each processed event; only flows are kept."""
@@ -96,16 +95,25 @@ class EventRing:
             except ValueError:
                 time_ns = None
         slot = _Slot(dict(event), time_ns)
-        for side in ("source", "destination"):
-            endpoint = flow.get(side)
-            if isinstance(endpoint, dict):
-                namespace = endpoint.get("namespace")
-                if isinstance(namespace, str) and namespace:
-                    self.namespaces.add(namespace)
         with self._changed:
             self._slots.append(slot)
             self._seen += 1
             self._changed.notify_all()
+
+    def namespaces(self) -> list[tuple[str, str]]:
+        """(cluster, namespace) of the flows in the ring, sorted: each endpoint's namespace."""
+        with self._changed:
+            slots = list(self._slots)
+        found: set[tuple[str, str]] = set()
+        for slot in slots:
+            flow = slot.data["flow"]
+            for side in ("source", "destination"):
+                endpoint = flow.get(side)
+                if isinstance(endpoint, dict):
+                    namespace, cluster = endpoint.get("namespace"), endpoint.get("cluster_name", "")
+                    if isinstance(namespace, str) and namespace and isinstance(cluster, str):
+                        found.add((cluster, namespace))
+        return sorted(found)
 
     @property
     def seen(self) -> int:
@@ -151,6 +159,7 @@ class ObserverService:
         self.ring = ring
         self.node_name = node_name
         self.version = version
+        self.address = ""  # where it listens, once bound
         self._monotonic = monotonic
         self._started = monotonic()
         self.stopping = threading.Event()
@@ -224,11 +233,32 @@ class ObserverService:
         response.num_unavailable_nodes.value = 0
         return response
 
+    def get_nodes(self, _request: Any, _context: grpc.ServicerContext) -> observer_pb2.GetNodesResponse:
+        """One node: this hushflow (a Relay lists each node it connects to)."""
+        node = observer_pb2.Node(
+            name=self.node_name, version=self.version, address=self.address, state=relay_pb2.NODE_CONNECTED,
+            uptime_ns=int((self._monotonic() - self._started) * 1e9),
+            num_flows=len(self.ring), max_flows=self.ring.capacity, seen_flows=self.ring.seen,
+        )
+        return observer_pb2.GetNodesResponse(nodes=[node])
+
+    def get_namespaces(self, _request: Any, _context: grpc.ServicerContext) -> observer_pb2.GetNamespacesResponse:
+        """The namespaces of the flows in the ring (Hubble: of its flows of the last hour)."""
+        namespaces = self.ring.namespaces()
+        return observer_pb2.GetNamespacesResponse(namespaces=[
+            observer_pb2.Namespace(cluster=cluster, namespace=namespace) for cluster, namespace in namespaces])
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(OBSERVER_SERVICE, {
             "GetFlows": grpc.unary_stream_rpc_method_handler(
                 self.get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString,
                 response_serializer=_identity),
+            "GetNodes": grpc.unary_unary_rpc_method_handler(
+                self.get_nodes, request_deserializer=observer_pb2.GetNodesRequest.FromString,
+                response_serializer=observer_pb2.GetNodesResponse.SerializeToString),
+            "GetNamespaces": grpc.unary_unary_rpc_method_handler(
+                self.get_namespaces, request_deserializer=observer_pb2.GetNamespacesRequest.FromString,
+                response_serializer=observer_pb2.GetNamespacesResponse.SerializeToString),
             "ServerStatus": grpc.unary_unary_rpc_method_handler(
                 self.server_status, request_deserializer=observer_pb2.ServerStatusRequest.FromString,
                 response_serializer=observer_pb2.ServerStatusResponse.SerializeToString),
@@ -292,5 +322,6 @@ def serve_observer(ring: EventRing, address: str, *, node_name: str = "hushflow"
         raise ServeError(f"cannot serve the Observer API on {address}: {exc}") from None
     if port == 0 and not target.startswith("unix:"):
         raise ServeError(f"cannot serve the Observer API on {address}: the address is in use or not available")
+    service.address = address
     server.start()
     return ObserverServer(server, service, address, port)

@@ -44,6 +44,16 @@ class ObserverStub:
                 request_serializer=hushflow_dot_proto_dot_observer__pb2.GetFlowsRequest.SerializeToString,
                 response_deserializer=hushflow_dot_proto_dot_observer__pb2.GetFlowsResponse.FromString,
                 _registered_method=True)
+        self.GetNodes = channel.unary_unary(
+                '/observer.Observer/GetNodes',
+                request_serializer=hushflow_dot_proto_dot_observer__pb2.GetNodesRequest.SerializeToString,
+                response_deserializer=hushflow_dot_proto_dot_observer__pb2.GetNodesResponse.FromString,
+                _registered_method=True)
+        self.GetNamespaces = channel.unary_unary(
+                '/observer.Observer/GetNamespaces',
+                request_serializer=hushflow_dot_proto_dot_observer__pb2.GetNamespacesRequest.SerializeToString,
+                response_deserializer=hushflow_dot_proto_dot_observer__pb2.GetNamespacesResponse.FromString,
+                _registered_method=True)
         self.ServerStatus = channel.unary_unary(
                 '/observer.Observer/ServerStatus',
                 request_serializer=hushflow_dot_proto_dot_observer__pb2.ServerStatusRequest.SerializeToString,
@@ -63,6 +73,20 @@ class ObserverServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNodes(self, request, context):
+        """The nodes the server knows (Relay: all it connects to).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNamespaces(self, request, context):
+        """The namespaces of the flows the server holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ServerStatus(self, request, context):
         """Details about the running Hubble server or Relay.
         """
@@ -77,6 +101,16 @@ def add_ObserverServicer_to_server(servicer, server):
                     servicer.GetFlows,
                     request_deserializer=hushflow_dot_proto_dot_observer__pb2.GetFlowsRequest.FromString,
                     response_serializer=hushflow_dot_proto_dot_observer__pb2.GetFlowsResponse.SerializeToString,
+            ),
+            'GetNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodes,
+                    request_deserializer=hushflow_dot_proto_dot_observer__pb2.GetNodesRequest.FromString,
+                    response_serializer=hushflow_dot_proto_dot_observer__pb2.GetNodesResponse.SerializeToString,
+            ),
+            'GetNamespaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNamespaces,
+                    request_deserializer=hushflow_dot_proto_dot_observer__pb2.GetNamespacesRequest.FromString,
+                    response_serializer=hushflow_dot_proto_dot_observer__pb2.GetNamespacesResponse.SerializeToString,
             ),
             'ServerStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerStatus,
@@ -113,6 +147,60 @@ class Observer:
             '/observer.Observer/GetFlows',
             hushflow_dot_proto_dot_observer__pb2.GetFlowsRequest.SerializeToString,
             hushflow_dot_proto_dot_observer__pb2.GetFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/observer.Observer/GetNodes',
+            hushflow_dot_proto_dot_observer__pb2.GetNodesRequest.SerializeToString,
+            hushflow_dot_proto_dot_observer__pb2.GetNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNamespaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/observer.Observer/GetNamespaces',
+            hushflow_dot_proto_dot_observer__pb2.GetNamespacesRequest.SerializeToString,
+            hushflow_dot_proto_dot_observer__pb2.GetNamespacesResponse.FromString,
             options,
             channel_credentials,
             insecure,
