@@ -227,6 +227,13 @@ def test_an_event_that_does_not_encode_is_skipped_not_fatal(served):
     assert pods(stub(channel).GetFlows(request)) == ["pod-1", "pod-3"]
 
 
+#: The hubble CLI's defaults.FieldMask (1.19.4): sent with compact, dict and table output.
+HUBBLE_DEFAULT_FIELD_MASK = (
+    "time", "verdict", "ethernet", "IP", "l4", "source.identity", "source.namespace", "source.pod_name",
+    "destination.identity", "destination.namespace", "destination.pod_name", "Type", "node_name", "l7",
+    "event_type", "source_service", "destination_service", "is_reply", "Summary", "ip_trace_id",
+)
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
 
 
@@ -295,3 +302,43 @@ def test_get_namespaces_lists_those_of_the_flows_in_the_ring(served):
     answer = stub(channel).GetNamespaces(observer_pb2.GetNamespacesRequest())
     # "zoo" left the ring (capacity 10); "db" is every flow's destination
     assert [(n.cluster, n.namespace) for n in answer.namespaces] == [("", "db"), ("", "late"), ("", "shop")]
+
+
+def test_the_calls_of_hubble_status_observe_and_list_in_their_order(served):
+    """What the hubble CLI 1.19.4 sends (read from its cmd/status, cmd/observe, cmd/list), in
+    that order, and what it would print from the answers."""
+    ring, _server, channel = served
+    for i in range(4):
+        flow_event = event(i, verdict="DROPPED" if i == 2 else "FORWARDED")
+        if i == 2:  # a policy-verdict drop, enriched: the rule that denied it
+            flow_event["flow"].update(event_type={"type": 5}, traffic_direction="EGRESS",
+                                      egress_denied_by=[{"name": "block-db", "namespace": "shop"}])
+        ring.append(flow_event)
+    # `hubble status`: the health check of hubble.server.Observer first, ServerStatus only if SERVING
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="hubble.server.Observer"))
+    assert health.status == health_pb2.HealthCheckResponse.SERVING  # prints "Healthcheck (via ...): Ok"
+    status = stub(channel).ServerStatus(observer_pb2.ServerStatusRequest())
+    # its compact printer: the flows ratio, and the node count over connected + unavailable
+    assert f"{status.num_flows}/{status.max_flows} ({status.num_flows / status.max_flows * 100:.2f}%)" == "4/10 (40.00%)"
+    assert status.HasField("num_connected_nodes") and status.HasField("num_unavailable_nodes")
+    assert (status.num_connected_nodes.value, status.num_connected_nodes.value
+            + status.num_unavailable_nodes.value) == (1, 1)  # "Connected Nodes: 1/1"
+    # `hubble observe --server ADDR --verdict DROPPED --print-policy-names`: no --last, no
+    # --follow: number 20 (its default print count), the verdict as one whitelist FlowFilter,
+    # and (compact output, --use-default-field-masks on by default) its default field mask,
+    # which names neither traffic_direction nor egress_denied_by.
+    request = observer_pb2.GetFlowsRequest(number=20)
+    request.whitelist.add().verdict.append(flow_pb2.DROPPED)
+    request.field_mask.paths.extend(HUBBLE_DEFAULT_FIELD_MASK)
+    (drop,) = stub(channel).GetFlows(request)
+    assert (drop.flow.source.pod_name, list(drop.flow.policy_log)) == ("pod-2", ["tag-2"])
+    assert drop.node_name == "kind-worker" and drop.HasField("time")
+    # Its printer names the policies of a policy-verdict event by the traffic direction: both
+    # must reach it, so the mask is not applied (yet) and the enrichment survives.
+    assert drop.flow.event_type.type == 5 and drop.flow.traffic_direction == flow_pb2.EGRESS
+    assert [p.name for p in drop.flow.egress_denied_by] == ["block-db"]  # "DENIED (block-db)"
+    # `hubble list nodes`, then `hubble list namespaces`
+    (node,) = stub(channel).GetNodes(observer_pb2.GetNodesRequest()).nodes
+    assert (node.name, relay_pb2.NodeState.Name(node.state)) == ("kind-worker", "NODE_CONNECTED")
+    namespaces = stub(channel).GetNamespaces(observer_pb2.GetNamespacesRequest()).namespaces
+    assert [n.namespace for n in namespaces] == ["db", "shop"]
