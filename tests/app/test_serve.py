@@ -137,6 +137,7 @@ def test_a_client_that_falls_behind_the_ring_gets_lost_events():
                 names.append(response.flow.source.pod_name)
         assert lost + len(names) == 39
         assert lost >= 36
+        assert server.service.lost_to_clients == lost
         assert ring.seen == 40
         call.cancel()
     finally:

@@ -160,6 +160,8 @@ class ObserverService:
         self.node_name = node_name
         self.version = version
         self.address = ""  # where it listens, once bound
+        self.lost_to_clients = 0  # events readers fell too far behind to get (all clients together)
+        self._count_lock = threading.Lock()
         self._monotonic = monotonic
         self._started = monotonic()
         self.stopping = threading.Event()
@@ -211,6 +213,8 @@ class ObserverService:
         while context.is_active() and not self.stopping.is_set():
             lost, slots, cursor_after = self.ring.read_from(cursor)
             if lost:
+                with self._count_lock:
+                    self.lost_to_clients += lost
                 yield _lost_event_bytes(lost, self.node_name)
             for slot in slots:
                 if until is not None and slot.time_ns is not None and slot.time_ns > until:
