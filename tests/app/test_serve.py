@@ -343,3 +343,17 @@ def test_the_calls_of_hubble_status_observe_and_list_in_their_order(served):
     assert (node.name, relay_pb2.NodeState.Name(node.state)) == ("kind-worker", "NODE_CONNECTED")
     namespaces = stub(channel).GetNamespaces(observer_pb2.GetNamespacesRequest()).namespaces
     assert [n.namespace for n in namespaces] == ["db", "shop"]
+
+
+def test_a_cel_filter_on_the_enriched_policy_log_is_honoured_server_side(served):
+    ring, _server, channel = served
+    for i in range(4):
+        ring.append(event(i))
+    request = observer_pb2.GetFlowsRequest(number=10)
+    request.whitelist.add().experimental.cel_expression.append("'tag-2' in _flow.policy_log")
+    assert pods(stub(channel).GetFlows(request)) == ["pod-2"]
+    bad = observer_pb2.GetFlowsRequest(number=10)
+    bad.whitelist.add().experimental.cel_expression.append("_flow.(")
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub(channel).GetFlows(bad))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
