@@ -24,11 +24,9 @@ engine does not call it yet; loading only validates and counts the objects.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 from jsonschema.protocols import Validator
@@ -37,7 +35,7 @@ from hushflow.policy.diagnostics import Diagnostic, Severity
 from hushflow.policy.labels import NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, Requirement, Selector
 from hushflow.policy.model import CLUSTER_KEY, Direction, PolicyRef
 from hushflow.policy.names import subdomain_problem
-from hushflow.policy.schema import describe_error, strict_validator
+from hushflow.policy.schema import bundled_schema, describe_error, strict_validator
 from hushflow.policy.source import FieldPath, Location
 from hushflow.policy.yamlsource import Manifest
 
@@ -57,16 +55,9 @@ ACTIONS = ("Accept", "Deny", "Pass")
 _PORT_PROTOCOLS = ("tcp", "udp", "sctp")
 
 @cache
-def _schema(file_name: str) -> dict[str, Any]:
-    text = resources.files("hushflow.policy").joinpath("schemas", file_name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@cache
 def validator() -> Validator:
     """The v0.2.0 experimental-channel schema (RE2 patterns, int32 and cidr formats as for Cilium's)."""
-    return strict_validator(_schema(SCHEMA_FILE))
+    return strict_validator(bundled_schema(SCHEMA_FILE))
 
 
 def _schema_problems(data: dict[str, Any]) -> Iterator[tuple[FieldPath, str, str]]:

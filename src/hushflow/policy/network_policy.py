@@ -47,11 +47,9 @@ only with a numeric port and not below it; policyTypes only Ingress/Egress, at m
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from jsonschema import ValidationError
@@ -71,7 +69,7 @@ from hushflow.policy.model import (
     Rule,
 )
 from hushflow.policy.names import subdomain_problem
-from hushflow.policy.schema import describe_error, strict_validator  # shared wording and RE2 patterns
+from hushflow.policy.schema import bundled_schema, describe_error, strict_validator  # shared wording and RE2 patterns
 from hushflow.policy.source import FieldPath, Location
 from hushflow.policy.yamlsource import Manifest
 
@@ -91,8 +89,7 @@ _PEER_FIELD = {"ingress": ("from", "fromEndpoints", "fromCIDRSet"), "egress": ("
 def _validator() -> Any:
     """The bundled schema with its `$defs` inlined (it has no cycles): resolving `$ref` on every
     object costs jsonschema about twice the time of the inlined form."""
-    text = resources.files("hushflow.policy").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
-    schema = json.loads(text)
+    schema = bundled_schema(SCHEMA_FILE)
     return strict_validator(_inline(schema, schema.get("$defs", {})))
 
 

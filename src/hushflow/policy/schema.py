@@ -100,7 +100,8 @@ _CiliumValidator = jsonschema.validators.extend(Draft7Validator, {"pattern": _re
 
 
 @cache
-def _schema(file_name: str) -> dict[str, Any]:
+def bundled_schema(file_name: str) -> dict[str, Any]:
+    """A JSON schema of `policy/schemas/`, read once (never mutate it: it is shared)."""
     text = resources.files("hushflow.policy").joinpath("schemas", file_name).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
@@ -119,13 +120,13 @@ def validator_for(
 
 @cache
 def _validator_of(file_name: str) -> Validator:
-    return _CiliumValidator(_schema(file_name), format_checker=_FORMATS)
+    return _CiliumValidator(bundled_schema(file_name), format_checker=_FORMATS)
 
 
 @cache
 def fqdn_selector_validator(cilium_version: tuple[int, int] = DEFAULT_SCHEMA_VERSION) -> Validator:
     """The schema of one `toFQDNs` entry, for hushflow's FQDN-deny extension."""
-    cnp = _schema(_file_for(schema_version_for(cilium_version), "ciliumnetworkpolicy_v2.json"))
+    cnp = bundled_schema(_file_for(schema_version_for(cilium_version), "ciliumnetworkpolicy_v2.json"))
     egress = cnp["properties"]["spec"]["properties"]["egress"]
     item_schema = egress["items"]["properties"]["toFQDNs"]["items"]
     return _CiliumValidator(item_schema, format_checker=_FORMATS)
