@@ -228,10 +228,8 @@ class Attributor:
             self._derived_memo.clear()
         if decision.tier_rule is not None:
             # Decided in a ClusterNetworkPolicy tier (engine.tiers): that entry is responsible.
-            hit = decision.outcome == ("allowed" if observed == "allowed" else "denied")
-            tier_rules: tuple[Rule, ...] = (
-                (decision.tier_rule,) if hit and observed in ("allowed", "audit", "denied") else ()
-            )
+            named_for = {"allowed": "allowed", "audit": "denied", "denied": "denied"}.get(observed)
+            tier_rules: tuple[Rule, ...] = (decision.tier_rule,) if decision.outcome == named_for else ()
             tier_entries = [policy_entry(rule.policy, [rule]) for rule in tier_rules]
             tier_derived = (tier_rules, (), tier_entries, _names(tier_entries))
             self._derived_memo[key] = (decision, tier_derived)

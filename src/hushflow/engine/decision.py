@@ -246,14 +246,8 @@ class PolicyEngine:
             inner = None  # not enforced: no such policy selects the endpoint here
         tiered = self.tiers.decide(conn, self._label_map(local_labels), self._label_map(conn.peer_labels), names,
                                    inner)
-        if outcome == "unknown" and tiered.tier != "Admin":
-            return decision
-        if tiered.tier == "NetworkPolicy" or (tiered.tier == "default" and outcome == "not-enforced"):
-            if tiered.passed:
-                return replace(decision, passed=tiered.passed)
-            return decision
-        if tiered.tier == "default":
-            return decision
+        if tiered.rule is None:  # the CNP tier decided (an unknown stays unknown), or the default
+            return replace(decision, passed=tiered.passed) if tiered.passed else decision
         return Decision(
             conn.direction, "allowed" if tiered.verdict == "allow" else "denied",
             subject_rules=decision.subject_rules, tier=tiered.tier, tier_rule=tiered.rule, passed=tiered.passed,

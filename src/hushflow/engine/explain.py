@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hushflow.engine.attribution import Attribution, Attributor
-from hushflow.engine.decision import RuleMatch
+from hushflow.engine.decision import Decision, RuleMatch
 from hushflow.flow.connection import Connection, connection_of
 from hushflow.flow.times import flow_time
 from hushflow.policy.model import CCNP, CNP, Rule
@@ -78,7 +78,7 @@ def explain_flow(attributor: Attributor, event: dict[str, Any], origin: str = ""
     return render(attributor, flow, conn, attribution, origin)
 
 
-def _tier_lines(decision: Any, direction: str, local: str) -> list[str]:
+def _tier_lines(decision: Decision, direction: str, local: str) -> list[str]:
     """The ClusterNetworkPolicy tiers' part (engine.tiers): which entry decided, and the Pass
     entries that handed the connection on."""
     lines = []
