@@ -26,7 +26,7 @@ import grpc
 from google.protobuf import json_format
 
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
-from hushflow.flow.times import FlowTimes
+from hushflow.flow.times import parse_timestamp
 from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
 
 #: Hubble's --hubble-event-buffer-capacity default.
@@ -45,14 +45,28 @@ class ServeError(Exception):
 
 
 class _Slot:
-    """One event of the ring: the dict, its time in ns (or None), its bytes once encoded."""
+    """One event of the ring: the dict, its bytes once encoded, its time once a since/until
+    request asks (parsed then, not on the pipeline's path: most requests have no window)."""
 
-    __slots__ = ("data", "encoded", "time_ns")
+    __slots__ = ("_time_ns", "data", "encoded")
 
-    def __init__(self, data: dict[str, Any], time_ns: int | None) -> None:
+    def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
-        self.time_ns = time_ns
         self.encoded: bytes | None = None
+        self._time_ns: int | bool | None = False  # False: not parsed yet
+
+    @property
+    def time_ns(self) -> int | None:
+        """The event's time in ns, None when it has none that parses."""
+        cached = self._time_ns
+        if cached is False:
+            text = self.data.get("time", self.data["flow"].get("time"))
+            try:
+                seconds, nanos = parse_timestamp(text) if isinstance(text, str) else (None, 0)
+            except ValueError:
+                seconds = None
+            cached = self._time_ns = None if seconds is None else seconds * 1_000_000_000 + nanos
+        return cached
 
     def response_bytes(self) -> bytes | None:
         """The GetFlowsResponse bytes; None for an event of a shape that does not encode (it
@@ -79,22 +93,13 @@ class EventRing:
         self._slots: deque[_Slot] = deque(maxlen=capacity)
         self._seen = 0  # events ever appended; the newest has this number
         self._changed = threading.Condition(threading.Lock())
-        self._times = FlowTimes()
 
     def append(self, event: Mapping[str, Any]) -> None:
         """Called by the pipeline for each processed event; only flows are kept."""
         flow = event.get("flow")
         if not isinstance(flow, dict):
             return
-        time_ns: int | None = None
-        text = event.get("time", flow.get("time"))
-        if isinstance(text, str):
-            try:
-                seconds, nanos = self._times.parse(text)
-                time_ns = seconds * 1_000_000_000 + nanos
-            except ValueError:
-                time_ns = None
-        slot = _Slot(dict(event), time_ns)
+        slot = _Slot(dict(event))
         with self._changed:
             self._slots.append(slot)
             self._seen += 1
@@ -182,11 +187,12 @@ class ObserverService:
 
         def wanted(slot: _Slot) -> bool:
             if since is not None or until is not None:
-                if slot.time_ns is None:
+                at = slot.time_ns
+                if at is None:
                     return False
-                if since is not None and slot.time_ns < since:
+                if since is not None and at < since:
                     return False
-                if until is not None and slot.time_ns > until:
+                if until is not None and at > until:
                     return False
             if matches is None:
                 return True
