@@ -338,6 +338,11 @@ class Daemon:
         if options.hubble_server:
             from hushflow.flow.sources import HubbleSource
 
+            if options.serve:
+                # Served flows go to the hubble CLI and Hubble UI: ask Hubble for every flow
+                # and every field, not only what the pipeline reads (the upstream allowlist and
+                # field mask would leave clients ~30 % of the flows, cut down).
+                return HubbleSource(options.hubble_server, options.tls, allowlist=(), field_mask=())
             return HubbleSource(options.hubble_server, options.tls)
         if options.input_files:
             missing = [path for path in options.input_files if path != "-" and not Path(path).exists()]
