@@ -52,11 +52,11 @@ FUZZ_SECONDS ?= 600
 fuzz: $(STAMP)
 	HUSHFLOW_FUZZ=long FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest tests/fuzz -m fuzz -p no:cacheprovider
 
-## proto: regenerate src/hushflow/proto/*_pb2.py(i) and observer_pb2_grpc.py from the .proto files (needs grpcio-tools, in the test extra)
-PROTOS := src/hushflow/proto/flow.proto src/hushflow/proto/relay.proto src/hushflow/proto/observer.proto
+## proto: regenerate src/hushflow/proto/*_pb2.py(i) and *_pb2_grpc.py from the .proto files (needs grpcio-tools, in the test extra)
+PROTOS := src/hushflow/proto/flow.proto src/hushflow/proto/relay.proto src/hushflow/proto/observer.proto src/hushflow/proto/peer.proto
 PROTOC := $(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src
-# Only observer.proto declares a service; the gRPC plugin would write empty modules for the others.
-GRPC_PROTOC := $(BIN)/python -m grpc_tools.protoc -I src --grpc_python_out=src src/hushflow/proto/observer.proto
+# Only observer.proto and peer.proto declare a service; the gRPC plugin would write empty modules for the others.
+GRPC_PROTOC := $(BIN)/python -m grpc_tools.protoc -I src --grpc_python_out=src src/hushflow/proto/observer.proto src/hushflow/proto/peer.proto
 # The generated gRPC stubs are untyped and not lint-clean: the header excludes them from ruff and mypy.
 proto: $(STAMP)
 	$(PROTOC) $(PROTOS)
@@ -64,9 +64,10 @@ proto: $(STAMP)
 	for f in src/hushflow/proto/*_pb2.py src/hushflow/proto/*_pb2.pyi; do \
 	  { echo "# Generated from the .proto next to it by \`make proto\`: $(PROTOC) $(PROTOS)"; cat $$f; } > $$f.tmp && mv $$f.tmp $$f; \
 	done
-	f=src/hushflow/proto/observer_pb2_grpc.py; \
+	for f in src/hushflow/proto/*_pb2_grpc.py; do \
 	  { echo "# Generated from the .proto next to it by \`make proto\`: $(GRPC_PROTOC)"; \
-	    echo "# ruff: noqa"; echo "# mypy: ignore-errors"; cat $$f; } > $$f.tmp && mv $$f.tmp $$f
+	    echo "# ruff: noqa"; echo "# mypy: ignore-errors"; cat $$f; } > $$f.tmp && mv $$f.tmp $$f; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lint.py
