@@ -45,8 +45,15 @@ def stub(channel: grpc.Channel) -> observer_pb2_grpc.ObserverStub:
     return observer_pb2_grpc.ObserverStub(channel)
 
 
+def flows(responses: object) -> list[observer_pb2.GetFlowsResponse]:
+    """The flow responses, after the node_status every call starts with (as Relay's do)."""
+    responses = list(responses)  # type: ignore[call-overload]
+    assert responses[0].WhichOneof("response_types") == "node_status"
+    return [r for r in responses[1:] if r.HasField("flow")]
+
+
 def pods(responses: object) -> list[str]:
-    return [r.flow.source.pod_name for r in responses]  # type: ignore[attr-defined]
+    return [r.flow.source.pod_name for r in flows(responses)]
 
 
 def test_get_flows_last_and_first_number(served):
@@ -55,7 +62,7 @@ def test_get_flows_last_and_first_number(served):
         ring.append(event(i))
     assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=2))) == ["pod-3", "pod-4"]
     assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=2, first=True))) == ["pod-0", "pod-1"]
-    first = next(iter(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1))))
+    (first,) = flows(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1)))
     assert first.node_name == "kind-worker"
     assert (first.time.seconds % 60, first.time.nanos) == (4, 123)
     assert list(first.flow.policy_log) == ["tag-4"]  # the enrichment reaches the client
@@ -87,6 +94,7 @@ def test_follow_receives_a_later_event_then_the_client_cancels(served):
     ring, _server, channel = served
     ring.append(event(0))
     call = stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1, follow=True))
+    assert next(call).HasField("node_status")
     received = [next(call).flow.source.pod_name]
     ring.append(event(1))
     received.append(next(call).flow.source.pod_name)
@@ -119,6 +127,7 @@ def test_a_client_that_falls_behind_the_ring_gets_lost_events():
     try:
         ring.append(event(0))
         call = stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1, follow=True))
+        assert next(call).node_status.node_names == ["hushflow"]
         assert next(call).flow.source.pod_name == "pod-0"
         # The daemon appends 39 more while the client's stream waits: appending never waits for
         # a reader, and the reader then finds only the ring's last 3, the rest counted as lost.
@@ -250,7 +259,7 @@ def test_the_daemon_fills_the_ring_with_enriched_flows_a_client_reads(tmp_path):
     try:
         request = observer_pb2.GetFlowsRequest(number=(1 << 64) - 1)
         request.whitelist.add().verdict.append(flow_pb2.DROPPED)
-        drops = list(stub(channel).GetFlows(request))
+        drops = flows(stub(channel).GetFlows(request))
         tagged = [d for d in drops if list(d.flow.policy_log) == ["app-explicit-traffic-blocked"]]
         # The recorded flows carry no policy_log and no egress_denied_by: hushflow filled them.
         assert tagged and all(d.flow.egress_denied_by[0].name == "app-external-block-policy" for d in tagged)
@@ -331,13 +340,20 @@ def test_the_calls_of_hubble_status_observe_and_list_in_their_order(served):
     request = observer_pb2.GetFlowsRequest(number=20)
     request.whitelist.add().verdict.append(flow_pb2.DROPPED)
     request.field_mask.paths.extend(HUBBLE_DEFAULT_FIELD_MASK)
-    (drop,) = stub(channel).GetFlows(request)
-    assert (drop.flow.source.pod_name, list(drop.flow.policy_log)) == ("pod-2", ["tag-2"])
+    status_event, drop = stub(channel).GetFlows(request)
+    # Like Relay's answer, it starts with the nodes it will hear from; the CLI prints nothing
+    # for it in compact output.
+    assert (relay_pb2.NodeState.Name(status_event.node_status.state_change),
+            list(status_event.node_status.node_names)) == ("NODE_CONNECTED", ["kind-worker"])
+    assert drop.flow.source.pod_name == "pod-2"
     assert drop.node_name == "kind-worker" and drop.HasField("time")
-    # Its printer names the policies of a policy-verdict event by the traffic direction: both
-    # must reach it, so the mask is not applied (yet) and the enrichment survives.
+    # The mask is applied: policy_log is not in it, so it is cut, as Hubble cuts it ...
+    assert list(drop.flow.policy_log) == [] and drop.flow.source.labels == []
+    # ... but its printer names the policies of a policy-verdict event by the traffic
+    # direction, which 1.19's default mask leaves out (cilium#41912): hushflow serves that
+    # mask as Cilium fixed it (cilium#46672), so the rule reaches the printer.
     assert drop.flow.event_type.type == 5 and drop.flow.traffic_direction == flow_pb2.EGRESS
-    assert [p.name for p in drop.flow.egress_denied_by] == ["block-db"]  # "DENIED (block-db)"
+    assert [p.name for p in drop.flow.egress_denied_by] == ["block-db"]  # "EGRESS DENIED BY block-db"
     # `hubble list nodes`, then `hubble list namespaces`
     (node,) = stub(channel).GetNodes(observer_pb2.GetNodesRequest()).nodes
     assert (node.name, relay_pb2.NodeState.Name(node.state)) == ("kind-worker", "NODE_CONNECTED")
@@ -357,3 +373,173 @@ def test_a_cel_filter_on_the_enriched_policy_log_is_honoured_server_side(served)
     with pytest.raises(grpc.RpcError) as err:
         list(stub(channel).GetFlows(bad))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# -- field masks, Hubble's reading rules, flows_rate ----------------------------------------------
+
+
+def masked_request(*paths: str, experimental: bool = False, **fields: object) -> observer_pb2.GetFlowsRequest:
+    request = observer_pb2.GetFlowsRequest(**fields)  # type: ignore[arg-type]
+    (request.experimental.field_mask if experimental else request.field_mask).paths.extend(paths)
+    return request
+
+
+@pytest.mark.parametrize("experimental", [False, True], ids=["field_mask", "experimental.field_mask"])
+def test_a_field_mask_cuts_each_flow_server_side(served, experimental):
+    ring, _server, channel = served
+    ring.append(event(0))
+    (response,) = flows(stub(channel).GetFlows(
+        masked_request("source.pod_name", "verdict", "time", experimental=experimental, number=1)))
+    flow = response.flow
+    assert (flow.source.pod_name, flow.verdict) == ("pod-0", flow_pb2.FORWARDED)
+    # What the mask does not name is not sent: the namespace beside the pod, the destination,
+    # the node name (so the response's node_name, built from the masked flow, is empty too).
+    assert (flow.source.namespace, flow.HasField("destination"), list(flow.policy_log)) == ("", False, [])
+    assert response.node_name == "" and response.time == flow.time
+
+
+def test_the_request_field_mask_wins_over_the_experimental_one(served):
+    ring, _server, channel = served
+    ring.append(event(0))
+    request = masked_request("verdict", number=1)
+    request.experimental.field_mask.paths.append("source")
+    (response,) = flows(stub(channel).GetFlows(request))
+    assert not response.flow.HasField("source") and response.flow.verdict == flow_pb2.FORWARDED
+
+
+@pytest.mark.parametrize("path", ["nonsense", "source.nonsense", "policy_log.name", "verdict.x"])
+def test_an_invalid_field_mask_is_invalid_argument(served, path):
+    ring, _server, channel = served
+    ring.append(event(0))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub(channel).GetFlows(masked_request(path, number=1)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "field mask" in err.value.details()
+
+
+def test_only_the_hubble_cli_1_19_default_mask_gets_the_policy_fields_added(served):
+    from hushflow.app.serve import HUBBLE_CLI_1_19_DEFAULT_MASK
+
+    ring, _server, channel = served
+    flow_event = event(0, verdict="DROPPED")
+    flow_event["flow"].update(traffic_direction="EGRESS", egress_denied_by=[{"name": "block-db"}])
+    ring.append(flow_event)
+    (cli,) = flows(stub(channel).GetFlows(masked_request(*sorted(HUBBLE_CLI_1_19_DEFAULT_MASK), number=1)))
+    assert [p.name for p in cli.flow.egress_denied_by] == ["block-db"]
+    # one path fewer is another mask: applied exactly as sent
+    fewer = sorted(HUBBLE_CLI_1_19_DEFAULT_MASK - {"ip_trace_id"})
+    (other,) = flows(stub(channel).GetFlows(masked_request(*fewer, number=1)))
+    assert list(other.flow.egress_denied_by) == [] and other.flow.traffic_direction == flow_pb2.TRAFFIC_DIRECTION_UNKNOWN
+
+
+def test_each_flow_is_masked_once_however_many_clients_ask_with_that_mask(served, monkeypatch):
+    from hushflow.app import serve
+
+    ring, _server, channel = served
+    for i in range(3):
+        ring.append(event(i))
+    calls = []
+    real = serve.masked_response
+    monkeypatch.setattr(serve, "masked_response", lambda *a: calls.append(1) or real(*a))
+    for _client in range(4):
+        assert pods(stub(channel).GetFlows(masked_request("source.pod_name", number=3))) == ["pod-0", "pod-1", "pod-2"]
+    assert len(calls) == 3
+    # and the unmasked bytes, encoded once, are the same object for every client
+    _lost, slots, _next = ring.read_from(1)
+    assert all(slot.response_bytes() is slot.response_bytes() for slot in slots)
+
+
+def test_a_slot_keeps_the_bytes_of_a_few_masks_only(served):
+    ring, _server, channel = served
+    ring.append(event(0))
+    fields = ["verdict", "time", "uuid", "node_name", "source", "destination", "IP", "l4"]
+    for field in fields:  # a client asking with a new mask each call
+        assert len(flows(stub(channel).GetFlows(masked_request(field, number=1)))) == 1
+    _lost, (slot,), _next = ring.read_from(1)
+    assert slot.masked is not None and len(slot.masked) == 4
+
+
+def test_first_with_follow_is_refused_as_hubble_refuses_it(served):
+    _ring, _server, channel = served
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=1, first=True, follow=True)))
+    assert (err.value.code(), err.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                       "first cannot be specified with follow")
+
+
+def test_no_number_without_follow_reads_the_whole_ring(served):
+    """Hubble's eventsReader stops at `number` only when it is above 0."""
+    ring, _server, channel = served
+    for i in range(4):
+        ring.append(event(i))
+    assert pods(stub(channel).GetFlows(observer_pb2.GetFlowsRequest())) == ["pod-0", "pod-1", "pod-2", "pod-3"]
+
+
+def test_since_wins_over_number_which_then_counts_from_since(served):
+    """Hubble's newRingReader: `since` takes precedence over number (--first and --last); the
+    reader then stops after `number` flows: the first N from `since`, not the last N."""
+    ring, _server, channel = served
+    for i in range(6):
+        ring.append(event(i))
+    request = observer_pb2.GetFlowsRequest(number=2)
+    request.since.FromJsonString("2026-12-01T10:00:02Z")
+    assert pods(stub(channel).GetFlows(request)) == ["pod-2", "pod-3"]
+
+
+def test_until_ends_a_following_call_at_the_first_later_flow(served):
+    ring, _server, channel = served
+    ring.append(event(0))
+    request = observer_pb2.GetFlowsRequest(number=1, follow=True)
+    request.until.FromJsonString("2026-12-01T10:00:02Z")
+    call = stub(channel).GetFlows(request)
+    assert next(call).HasField("node_status")
+    assert next(call).flow.source.pod_name == "pod-0"
+    ring.append(event(1))
+    assert next(call).flow.source.pod_name == "pod-1"
+    ring.append(event(5))  # after `until`: the call ends, though it follows
+    with pytest.raises(StopIteration):
+        next(call)
+
+
+def test_last_n_counts_matching_flows_only(served):
+    ring, _server, channel = served
+    for i in range(8):
+        ring.append(event(i, verdict="DROPPED" if i in (1, 4) else "FORWARDED"))
+    request = observer_pb2.GetFlowsRequest(number=2)
+    request.whitelist.add().verdict.append(flow_pb2.DROPPED)
+    assert pods(stub(channel).GetFlows(request)) == ["pod-1", "pod-4"]
+
+
+def test_flows_rate_is_the_last_minutes_flows_per_second():
+    clock = [1000.0]
+    ring = EventRing(capacity=100, monotonic=lambda: clock[0])
+    for _ in range(30):  # 30 flows a minute and a half ago
+        ring.append(event(0))
+    clock[0] += 90
+    for _ in range(120):  # 120 in the last 30 s; the ring keeps 100 of them
+        ring.append(event(1))
+        clock[0] += 0.25
+    # the ring wrapped within the minute: the rate is over the 25 s its 100 flows cover
+    assert ring.flows_rate() == pytest.approx(100 / 25.0)
+    clock[0] += 50  # now only the last 40 are within the minute
+    assert ring.flows_rate() == pytest.approx(40 / 60.0)
+    assert EventRing(capacity=5).flows_rate() == 0.0
+
+
+def test_server_status_reports_the_flows_rate(served):
+    ring, _server, channel = served
+    ring.append(event(0))
+    assert stub(channel).ServerStatus(observer_pb2.ServerStatusRequest()).flows_rate > 0
+
+
+def test_an_instance_a_relay_aggregates_sends_no_node_status():
+    ring = EventRing(capacity=5)
+    ring.append(event(0))
+    server = serve_observer(ring, "127.0.0.1:0", announce_nodes=False)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        (only,) = stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=5))
+        assert only.flow.source.pod_name == "pod-0"
+    finally:
+        channel.close()
+        server.stop(None)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
+from hushflow.flow.field_mask import field_mask_tree, masked_response
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
 from hushflow.flow.times import parse_timestamp
 from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
@@ -38,6 +39,22 @@ OBSERVER_SERVICE = "observer.Observer"
 _POLL_SECONDS = 0.2
 #: 2^64-1: `hubble observe --all`.
 _ALL = (1 << 64) - 1
+#: Distinct field masks whose bytes a slot keeps.
+_MASKS_CACHED = 4
+#: The hubble CLI's default field mask up to 1.19 (hubble/pkg/defaults FieldMask).
+HUBBLE_CLI_1_19_DEFAULT_MASK = frozenset((
+    "time", "verdict", "ethernet", "IP", "l4", "source.identity", "source.namespace",
+    "source.pod_name", "destination.identity", "destination.namespace", "destination.pod_name",
+    "Type", "node_name", "l7", "event_type", "source_service", "destination_service", "is_reply",
+    "Summary", "ip_trace_id",
+))
+#: What cilium#46672 added to that default so the printer sees policy verdicts whole.
+HUBBLE_CLI_DEFAULT_MASK_FIX = ("traffic_direction", "policy_match_type", "ingress_allowed_by",
+                               "ingress_denied_by", "egress_allowed_by", "egress_denied_by")
+#: ServerStatus.flows_rate: flows per second over the last minute (Hubble's getFlowRate).
+_RATE_WINDOW = 60.0
+
+FieldMaskKey = tuple[str, ...]
 
 
 class ServeError(Exception):
@@ -48,11 +65,13 @@ class _Slot:
     """One event of the ring: the dict, its bytes once encoded, its time once a since/until
     request asks (parsed then, not on the pipeline's path: most requests have no window)."""
 
-    __slots__ = ("_time_ns", "data", "encoded")
+    __slots__ = ("_time_ns", "arrived", "data", "encoded", "masked")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], arrived: float = 0.0) -> None:
         self.data = data
+        self.arrived = arrived  # monotonic seconds when the pipeline appended it (flows_rate)
         self.encoded: bytes | None = None
+        self.masked: dict[FieldMaskKey, bytes] | None = None  # bytes under each field mask asked
         self._time_ns: int | bool | None = False  # False: not parsed yet
 
     @property
@@ -83,13 +102,66 @@ class _Slot:
         return None if encoded == b"\x00" else encoded
 
 
+    def masked_bytes(self, mask: FieldMask) -> bytes | None:
+        """The response bytes under ``mask``, encoded once per slot and mask, however many
+        clients ask with the same mask (the hubble CLI's default mask is the common case)."""
+        cache = self.masked
+        if cache is not None:
+            found = cache.get(mask.key)
+            if found is not None:
+                return None if found == b"\x00" else found
+        full = self.response_bytes()
+        if full is None:
+            return None
+        response = observer_pb2.GetFlowsResponse.FromString(full)
+        encoded = masked_response(response, mask.tree).SerializeToString()
+        if cache is None:
+            cache = self.masked = {}
+        if len(cache) < _MASKS_CACHED:  # a client sending a new mask per call cannot grow it
+            cache[mask.key] = encoded
+        return encoded
+
+
+class FieldMask:
+    """A request's field mask, checked and compiled once per call."""
+
+    __slots__ = ("key", "paths", "tree")
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = tuple(sorted(set(paths)))
+        self.key: FieldMaskKey = self.paths
+        self.tree = field_mask_tree(flow_pb2.Flow.DESCRIPTOR, self.paths)  # ValueError when invalid
+
+
+def request_field_mask(request: observer_pb2.GetFlowsRequest) -> FieldMask | None:
+    """The mask a GetFlows request asks for, as Hubble reads it: ``field_mask``, else
+    ``experimental.field_mask`` (kept by Hubble for clients of 1.16 and older); None for
+    "every field". Raises ValueError for a path that names no Flow field.
+
+    The hubble CLI up to 1.19 sends, for its compact/dict/table output, a default mask that
+    leaves out what its own printer needs for policy verdicts (traffic direction, match type,
+    the allowed-by/denied-by policies): ``--print-policy-names`` then prints nothing
+    (cilium#41912). Cilium fixed the CLI's default mask (cilium#46672) by adding those six
+    fields; hushflow serves exactly that old default mask as the fixed one, so the CLI
+    1.19.4 shows the rule on a drop unchanged. Any other mask is applied as sent.
+    """
+    paths = list(request.field_mask.paths) or list(request.experimental.field_mask.paths)
+    if not paths:
+        return None
+    if frozenset(paths) == HUBBLE_CLI_1_19_DEFAULT_MASK:
+        paths += HUBBLE_CLI_DEFAULT_MASK_FIX
+    return FieldMask(paths)
+
+
 class EventRing:
     """The last `capacity` flow events the daemon processed, numbered from 1 in arrival order."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, *,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if capacity < 1:
             raise ValueError("the ring capacity must be at least 1")
         self.capacity = capacity
+        self._monotonic = monotonic
         self._slots: deque[_Slot] = deque(maxlen=capacity)
         self._seen = 0  # events ever appended; the newest has this number
         self._changed = threading.Condition(threading.Lock())
@@ -99,7 +171,7 @@ class EventRing:
         flow = event.get("flow")
         if not isinstance(flow, dict):
             return
-        slot = _Slot(dict(event))
+        slot = _Slot(dict(event), self._monotonic())
         with self._changed:
             self._slots.append(slot)
             self._seen += 1
@@ -119,6 +191,25 @@ class EventRing:
                     if isinstance(namespace, str) and namespace and isinstance(cluster, str):
                         found.add((cluster, namespace))
         return sorted(found)
+
+    def flows_rate(self) -> float:
+        """Flows per second over the last minute, or over the time the ring covers when it has
+        wrapped within the minute (Hubble's getFlowRate; by arrival, not by the flows' own
+        times, which a replayed file makes old)."""
+        now = self._monotonic()
+        with self._changed:
+            slots = list(self._slots)
+            wrapped = self._seen > len(slots)
+        count, since = 0, now - _RATE_WINDOW
+        for slot in reversed(slots):
+            if slot.arrived < since:
+                break
+            count += 1
+        else:
+            if wrapped and slots:
+                since = slots[0].arrived  # the whole ring is within the minute
+        span = now - since
+        return count / span if span > 0 else 0.0
 
     @property
     def seen(self) -> int:
@@ -147,6 +238,14 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+def _node_status_bytes(node_name: str) -> bytes:
+    message = observer_pb2.GetFlowsResponse(node_name=node_name)
+    message.node_status.state_change = relay_pb2.NODE_CONNECTED
+    message.node_status.node_names.append(node_name)
+    message.time.GetCurrentTime()
+    return message.SerializeToString()
+
+
 def _lost_event_bytes(count: int, node_name: str) -> bytes:
     message = observer_pb2.GetFlowsResponse(node_name=node_name)
     message.lost_events.source = flow_pb2.HUBBLE_RING_BUFFER
@@ -160,9 +259,12 @@ class ObserverService:
     answer for a method no handler knows): GetAgentEvents, GetDebugEvents."""
 
     def __init__(self, ring: EventRing, *, node_name: str = "hushflow", version: str = "",
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 announce_nodes: bool = True, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.ring = ring
         self.node_name = node_name
+        # Like Relay, a GetFlows answer starts with a node_status naming this node; an instance
+        # that a Relay aggregates (per-node deployment) answers as a node's Hubble: without it.
+        self.announce_nodes = announce_nodes
         self.version = version
         self.address = ""  # where it listens, once bound
         self.lost_to_clients = 0  # events readers fell too far behind to get (all clients together)
@@ -174,26 +276,36 @@ class ObserverService:
     # -- GetFlows ----------------------------------------------------------------------------
 
     def get_flows(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Hubble's GetFlows over the ring (pkg/hubble/observer: newRingReader, eventsReader):
+
+        - ``first`` with ``follow`` is refused (INVALID_ARGUMENT), as Hubble refuses it;
+        - ``since`` decides where reading starts and ``number`` then caps the flows sent (the
+          first N after ``since``); without ``since``, ``first`` takes the oldest N and otherwise
+          the newest N; ``number`` 0 without ``follow`` reads the whole ring, with ``follow``
+          only new flows;
+        - the first flow after ``until`` ends the call, following or not;
+        - filters are evaluated on the enriched flow; the field mask cuts each response.
+        """
         from hushflow.filter import FilterError, compile_filters
 
+        if request.first and request.follow:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
         allow = [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in request.whitelist]
         deny = [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in request.blacklist]
         try:
             matches = compile_filters(allow, deny).matches if allow or deny else None
         except FilterError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            mask = request_field_mask(request)
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid field mask: {exc}")
         since = _ns(request.since) if request.HasField("since") else None
         until = _ns(request.until) if request.HasField("until") else None
+        encode: Callable[[_Slot], bytes | None] = (
+            _Slot.response_bytes if mask is None else lambda slot: slot.masked_bytes(mask))
 
-        def wanted(slot: _Slot) -> bool:
-            if since is not None or until is not None:
-                at = slot.time_ns
-                if at is None:
-                    return False
-                if since is not None and at < since:
-                    return False
-                if until is not None and at > until:
-                    return False
+        def matching(slot: _Slot) -> bool:
             if matches is None:
                 return True
             try:
@@ -201,36 +313,43 @@ class ObserverService:
             except FLOW_SHAPE_ERRORS:  # an odd event (hostile input) matches no filter
                 return False
 
+        if self.announce_nodes:
+            # Relay first tells the client which nodes it will hear from.
+            yield _node_status_bytes(self.node_name)
         _lost, slots, cursor = self.ring.read_from(1)
-        history = [slot for slot in slots if wanted(slot)]
+        start = _start_index(slots, request, since, matching)
         number = request.number
-        if number == 0 and since is None and until is None:
-            history = []  # Hubble: no number and no time range: nothing of the past
-        elif number and number != _ALL:
-            history = history[:number] if request.first else history[-number:]
-        for slot in history:
-            if not context.is_active():
-                return
-            encoded = slot.response_bytes()
-            if encoded is not None:
+        limit = number if not request.follow and 0 < number < _ALL else None
+        windowed = since is not None or until is not None
+        sent = 0
+        while True:
+            for slot in slots[start:]:
+                if windowed:
+                    at = slot.time_ns
+                    if at is None:
+                        continue  # no time to compare (hostile input): outside any window
+                    if until is not None and at > until:
+                        return  # Hubble: the first flow past `until` ends the call
+                    if since is not None and at < since:
+                        continue
+                if not matching(slot):
+                    continue
+                encoded = encode(slot)
+                if encoded is None:
+                    continue
                 yield encoded
-        if not request.follow or request.first:
-            return
-        while context.is_active() and not self.stopping.is_set():
-            lost, slots, cursor_after = self.ring.read_from(cursor)
+                sent += 1
+                if limit is not None and sent >= limit:
+                    return
+            if not request.follow or not context.is_active() or self.stopping.is_set():
+                return
+            self.ring.wait_beyond(cursor - 1, _POLL_SECONDS)
+            lost, slots, cursor = self.ring.read_from(cursor)
+            start = 0
             if lost:
                 with self._count_lock:
                     self.lost_to_clients += lost
                 yield _lost_event_bytes(lost, self.node_name)
-            for slot in slots:
-                if until is not None and slot.time_ns is not None and slot.time_ns > until:
-                    return
-                if wanted(slot):
-                    encoded = slot.response_bytes()
-                    if encoded is not None:
-                        yield encoded
-            cursor = cursor_after
-            self.ring.wait_beyond(cursor - 1, _POLL_SECONDS)
 
     # -- status --------------------------------------------------------------------------------
 
@@ -239,6 +358,7 @@ class ObserverService:
             num_flows=len(self.ring), max_flows=self.ring.capacity, seen_flows=self.ring.seen,
             uptime_ns=int((self._monotonic() - self._started) * 1e9), version=self.version,
         )
+        response.flows_rate = self.ring.flows_rate()
         response.num_connected_nodes.value = 1
         response.num_unavailable_nodes.value = 0
         return response
@@ -275,6 +395,31 @@ class ObserverService:
         })
 
 
+def _start_index(slots: list[_Slot], request: observer_pb2.GetFlowsRequest, since: int | None,
+                 matching: Callable[[_Slot], bool]) -> int:
+    """Where a call starts reading the ring, as Hubble's newRingReader finds it: the oldest for
+    ``first``; past the end for a follow of new flows only; otherwise walking back from the
+    newest over the matching flows until ``number`` of them, or the first one before
+    ``since`` (which wins over ``number``), or the oldest."""
+    if request.first and since is None:
+        return 0
+    if request.follow and request.number == 0 and since is None:
+        return len(slots)
+    count = 0
+    for index in range(len(slots) - 1, -1, -1):
+        slot = slots[index]
+        if not matching(slot):
+            continue
+        count += 1
+        if since is not None:
+            at = slot.time_ns
+            if at is not None and at < since:
+                return index + 1
+        elif count == request.number:
+            return index
+    return 0
+
+
 def _ns(timestamp: Any) -> int:
     return int(timestamp.seconds) * 1_000_000_000 + int(timestamp.nanos)
 
@@ -308,14 +453,16 @@ def parse_serve_address(text: str) -> str:
 
 
 def serve_observer(ring: EventRing, address: str, *, node_name: str = "hushflow", version: str = "",
-                   max_workers: int = 16) -> ObserverServer:
-    """Start serving Observer, health and reflection on `address`. Raises ServeError when the
-    address is malformed or cannot be bound (in use, no permission)."""
+                   max_workers: int = 16, announce_nodes: bool = True,
+                   credentials: grpc.ServerCredentials | None = None) -> ObserverServer:
+    """Start serving Observer, health and reflection on `address`, with TLS when `credentials`
+    are given (app.serve_tls). Raises ServeError when the address is malformed or cannot be
+    bound (in use, no permission)."""
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
     target = parse_serve_address(address)
-    service = ObserverService(ring, node_name=node_name, version=version)
+    service = ObserverService(ring, node_name=node_name, version=version, announce_nodes=announce_nodes)
     # Each following client holds a worker thread; past the limit new calls get RESOURCE_EXHAUSTED.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="hushflow-serve"),
                          maximum_concurrent_rpcs=max_workers - 2, options=[("grpc.so_reuseport", 0)])
@@ -327,7 +474,8 @@ def serve_observer(ring: EventRing, address: str, *, node_name: str = "hushflow"
     reflection.enable_server_reflection(
         (OBSERVER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(target)
+        port = (server.add_insecure_port(target) if credentials is None
+                else server.add_secure_port(target, credentials))
     except RuntimeError as exc:  # grpcio raises RuntimeError when it cannot bind
         raise ServeError(f"cannot serve the Observer API on {address}: {exc}") from None
     if port == 0 and not target.startswith("unix:"):

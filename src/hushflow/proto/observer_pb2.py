@@ -32,7 +32,7 @@ from hushflow.proto import relay_pb2 as hushflow_dot_proto_dot_relay__pb2
 
 from hushflow.proto.flow_pb2 import *
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dhushflow/proto/observer.proto\x12\x08observer\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x19hushflow/proto/flow.proto\x1a\x1ahushflow/proto/relay.proto\"\x15\n\x13ServerStatusRequest\"\x9b\x02\n\x14ServerStatusResponse\x12\x11\n\tnum_flows\x18\x01 \x01(\x04\x12\x11\n\tmax_flows\x18\x02 \x01(\x04\x12\x12\n\nseen_flows\x18\x03 \x01(\x04\x12\x11\n\tuptime_ns\x18\x04 \x01(\x04\x12\x39\n\x13num_connected_nodes\x18\x05 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\x12;\n\x15num_unavailable_nodes\x18\x06 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\x12\x19\n\x11unavailable_nodes\x18\x07 \x03(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x12\n\nflows_rate\x18\t \x01(\x01\"\x97\x03\n\x0fGetFlowsRequest\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\t \x01(\x08\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12#\n\tblacklist\x18\x05 \x03(\x0b\x32\x10.flow.FlowFilter\x12#\n\twhitelist\x18\x06 \x03(\x0b\x32\x10.flow.FlowFilter\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nfield_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12=\n\x0c\x65xperimental\x18\xe7\x07 \x01(\x0b\x32&.observer.GetFlowsRequest.Experimental\x12*\n\nextensions\x18\xf0\x93\t \x01(\x0b\x32\x14.google.protobuf.Any\x1a\x14\n\x0c\x45xperimentalJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03\"\xd6\x01\n\x10GetFlowsResponse\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\n.flow.FlowH\x00\x12-\n\x0bnode_status\x18\x02 \x01(\x0b\x32\x16.relay.NodeStatusEventH\x00\x12&\n\x0blost_events\x18\x03 \x01(\x0b\x32\x0f.flow.LostEventH\x00\x12\x12\n\tnode_name\x18\xe8\x07 \x01(\t\x12)\n\x04time\x18\xe9\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0eresponse_types\"\x11\n\x0fGetNodesRequest\"1\n\x10GetNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.observer.Node\"\xc0\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x1f\n\x05state\x18\x04 \x01(\x0e\x32\x10.relay.NodeState\x12\x1a\n\x03tls\x18\x05 \x01(\x0b\x32\r.observer.TLS\x12\x11\n\tuptime_ns\x18\x06 \x01(\x04\x12\x11\n\tnum_flows\x18\x07 \x01(\x04\x12\x11\n\tmax_flows\x18\x08 \x01(\x04\x12\x12\n\nseen_flows\x18\t \x01(\x04\"+\n\x03TLS\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x13\n\x0bserver_name\x18\x02 \x01(\t\"\x16\n\x14GetNamespacesRequest\"@\n\x15GetNamespacesResponse\x12\'\n\nnamespaces\x18\x01 \x03(\x0b\x32\x13.observer.Namespace\"/\n\tNamespace\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"\xa3\x02\n\x0b\x45xportEvent\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\n.flow.FlowH\x00\x12-\n\x0bnode_status\x18\x02 \x01(\x0b\x32\x16.relay.NodeStatusEventH\x00\x12&\n\x0blost_events\x18\x03 \x01(\x0b\x32\x0f.flow.LostEventH\x00\x12\'\n\x0b\x61gent_event\x18\x04 \x01(\x0b\x32\x10.flow.AgentEventH\x00\x12\'\n\x0b\x64\x65\x62ug_event\x18\x05 \x01(\x0b\x32\x10.flow.DebugEventH\x00\x12\x12\n\tnode_name\x18\xe8\x07 \x01(\t\x12)\n\x04time\x18\xe9\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0eresponse_types2\xbb\x02\n\x08Observer\x12\x45\n\x08GetFlows\x12\x19.observer.GetFlowsRequest\x1a\x1a.observer.GetFlowsResponse\"\x00\x30\x01\x12\x43\n\x08GetNodes\x12\x19.observer.GetNodesRequest\x1a\x1a.observer.GetNodesResponse\"\x00\x12R\n\rGetNamespaces\x12\x1e.observer.GetNamespacesRequest\x1a\x1f.observer.GetNamespacesResponse\"\x00\x12O\n\x0cServerStatus\x12\x1d.observer.ServerStatusRequest\x1a\x1e.observer.ServerStatusResponse\"\x00P\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dhushflow/proto/observer.proto\x12\x08observer\x1a\x19google/protobuf/any.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x19hushflow/proto/flow.proto\x1a\x1ahushflow/proto/relay.proto\"\x15\n\x13ServerStatusRequest\"\x9b\x02\n\x14ServerStatusResponse\x12\x11\n\tnum_flows\x18\x01 \x01(\x04\x12\x11\n\tmax_flows\x18\x02 \x01(\x04\x12\x12\n\nseen_flows\x18\x03 \x01(\x04\x12\x11\n\tuptime_ns\x18\x04 \x01(\x04\x12\x39\n\x13num_connected_nodes\x18\x05 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\x12;\n\x15num_unavailable_nodes\x18\x06 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\x12\x19\n\x11unavailable_nodes\x18\x07 \x03(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x12\n\nflows_rate\x18\t \x01(\x01\"\xc1\x03\n\x0fGetFlowsRequest\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\t \x01(\x08\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12#\n\tblacklist\x18\x05 \x03(\x0b\x32\x10.flow.FlowFilter\x12#\n\twhitelist\x18\x06 \x03(\x0b\x32\x10.flow.FlowFilter\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nfield_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12=\n\x0c\x65xperimental\x18\xe7\x07 \x01(\x0b\x32&.observer.GetFlowsRequest.Experimental\x12*\n\nextensions\x18\xf0\x93\t \x01(\x0b\x32\x14.google.protobuf.Any\x1a>\n\x0c\x45xperimental\x12.\n\nfield_mask\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskJ\x04\x08\x02\x10\x03\"\xd6\x01\n\x10GetFlowsResponse\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\n.flow.FlowH\x00\x12-\n\x0bnode_status\x18\x02 \x01(\x0b\x32\x16.relay.NodeStatusEventH\x00\x12&\n\x0blost_events\x18\x03 \x01(\x0b\x32\x0f.flow.LostEventH\x00\x12\x12\n\tnode_name\x18\xe8\x07 \x01(\t\x12)\n\x04time\x18\xe9\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0eresponse_types\"\x11\n\x0fGetNodesRequest\"1\n\x10GetNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.observer.Node\"\xc0\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x1f\n\x05state\x18\x04 \x01(\x0e\x32\x10.relay.NodeState\x12\x1a\n\x03tls\x18\x05 \x01(\x0b\x32\r.observer.TLS\x12\x11\n\tuptime_ns\x18\x06 \x01(\x04\x12\x11\n\tnum_flows\x18\x07 \x01(\x04\x12\x11\n\tmax_flows\x18\x08 \x01(\x04\x12\x12\n\nseen_flows\x18\t \x01(\x04\"+\n\x03TLS\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x13\n\x0bserver_name\x18\x02 \x01(\t\"\x16\n\x14GetNamespacesRequest\"@\n\x15GetNamespacesResponse\x12\'\n\nnamespaces\x18\x01 \x03(\x0b\x32\x13.observer.Namespace\"/\n\tNamespace\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"\xa3\x02\n\x0b\x45xportEvent\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\n.flow.FlowH\x00\x12-\n\x0bnode_status\x18\x02 \x01(\x0b\x32\x16.relay.NodeStatusEventH\x00\x12&\n\x0blost_events\x18\x03 \x01(\x0b\x32\x0f.flow.LostEventH\x00\x12\'\n\x0b\x61gent_event\x18\x04 \x01(\x0b\x32\x10.flow.AgentEventH\x00\x12\'\n\x0b\x64\x65\x62ug_event\x18\x05 \x01(\x0b\x32\x10.flow.DebugEventH\x00\x12\x12\n\tnode_name\x18\xe8\x07 \x01(\t\x12)\n\x04time\x18\xe9\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0eresponse_types2\xbb\x02\n\x08Observer\x12\x45\n\x08GetFlows\x12\x19.observer.GetFlowsRequest\x1a\x1a.observer.GetFlowsResponse\"\x00\x30\x01\x12\x43\n\x08GetNodes\x12\x19.observer.GetNodesRequest\x1a\x1a.observer.GetNodesResponse\"\x00\x12R\n\rGetNamespaces\x12\x1e.observer.GetNamespacesRequest\x1a\x1f.observer.GetNamespacesResponse\"\x00\x12O\n\x0cServerStatus\x12\x1d.observer.ServerStatusRequest\x1a\x1e.observer.ServerStatusResponse\"\x00P\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,27 +44,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVERSTATUSRESPONSE']._serialized_start=248
   _globals['_SERVERSTATUSRESPONSE']._serialized_end=531
   _globals['_GETFLOWSREQUEST']._serialized_start=534
-  _globals['_GETFLOWSREQUEST']._serialized_end=941
+  _globals['_GETFLOWSREQUEST']._serialized_end=983
   _globals['_GETFLOWSREQUEST_EXPERIMENTAL']._serialized_start=915
-  _globals['_GETFLOWSREQUEST_EXPERIMENTAL']._serialized_end=935
-  _globals['_GETFLOWSRESPONSE']._serialized_start=944
-  _globals['_GETFLOWSRESPONSE']._serialized_end=1158
-  _globals['_GETNODESREQUEST']._serialized_start=1160
-  _globals['_GETNODESREQUEST']._serialized_end=1177
-  _globals['_GETNODESRESPONSE']._serialized_start=1179
-  _globals['_GETNODESRESPONSE']._serialized_end=1228
-  _globals['_NODE']._serialized_start=1231
-  _globals['_NODE']._serialized_end=1423
-  _globals['_TLS']._serialized_start=1425
-  _globals['_TLS']._serialized_end=1468
-  _globals['_GETNAMESPACESREQUEST']._serialized_start=1470
-  _globals['_GETNAMESPACESREQUEST']._serialized_end=1492
-  _globals['_GETNAMESPACESRESPONSE']._serialized_start=1494
-  _globals['_GETNAMESPACESRESPONSE']._serialized_end=1558
-  _globals['_NAMESPACE']._serialized_start=1560
-  _globals['_NAMESPACE']._serialized_end=1607
-  _globals['_EXPORTEVENT']._serialized_start=1610
-  _globals['_EXPORTEVENT']._serialized_end=1901
-  _globals['_OBSERVER']._serialized_start=1904
-  _globals['_OBSERVER']._serialized_end=2219
+  _globals['_GETFLOWSREQUEST_EXPERIMENTAL']._serialized_end=977
+  _globals['_GETFLOWSRESPONSE']._serialized_start=986
+  _globals['_GETFLOWSRESPONSE']._serialized_end=1200
+  _globals['_GETNODESREQUEST']._serialized_start=1202
+  _globals['_GETNODESREQUEST']._serialized_end=1219
+  _globals['_GETNODESRESPONSE']._serialized_start=1221
+  _globals['_GETNODESRESPONSE']._serialized_end=1270
+  _globals['_NODE']._serialized_start=1273
+  _globals['_NODE']._serialized_end=1465
+  _globals['_TLS']._serialized_start=1467
+  _globals['_TLS']._serialized_end=1510
+  _globals['_GETNAMESPACESREQUEST']._serialized_start=1512
+  _globals['_GETNAMESPACESREQUEST']._serialized_end=1534
+  _globals['_GETNAMESPACESRESPONSE']._serialized_start=1536
+  _globals['_GETNAMESPACESRESPONSE']._serialized_end=1600
+  _globals['_NAMESPACE']._serialized_start=1602
+  _globals['_NAMESPACE']._serialized_end=1649
+  _globals['_EXPORTEVENT']._serialized_start=1652
+  _globals['_EXPORTEVENT']._serialized_end=1943
+  _globals['_OBSERVER']._serialized_start=1946
+  _globals['_OBSERVER']._serialized_end=2261
 # @@protoc_insertion_point(module_scope)

@@ -328,8 +328,10 @@ class ServerStatusResponse(_message.Message):
 class GetFlowsRequest(_message.Message):
     __slots__ = ("number", "first", "follow", "blacklist", "whitelist", "since", "until", "field_mask", "experimental", "extensions")
     class Experimental(_message.Message):
-        __slots__ = ()
-        def __init__(self) -> None: ...
+        __slots__ = ("field_mask",)
+        FIELD_MASK_FIELD_NUMBER: _ClassVar[int]
+        field_mask: _field_mask_pb2.FieldMask
+        def __init__(self, field_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     FIRST_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
