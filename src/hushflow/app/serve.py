@@ -454,10 +454,11 @@ def parse_serve_address(text: str) -> str:
 
 def serve_observer(ring: EventRing, address: str, *, node_name: str = "hushflow", version: str = "",
                    max_workers: int = 16, announce_nodes: bool = True,
-                   credentials: grpc.ServerCredentials | None = None) -> ObserverServer:
+                   credentials: grpc.ServerCredentials | None = None,
+                   services: Iterable[tuple[str, grpc.GenericRpcHandler]] = ()) -> ObserverServer:
     """Start serving Observer, health and reflection on `address`, with TLS when `credentials`
-    are given (app.serve_tls). Raises ServeError when the address is malformed or cannot be
-    bound (in use, no permission)."""
+    are given (app.serve_tls), and the other `services` (name, handler: app.peer's Peer) beside it.
+    Raises ServeError when the address is malformed or cannot be bound (in use, no permission)."""
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
@@ -466,13 +467,15 @@ def serve_observer(ring: EventRing, address: str, *, node_name: str = "hushflow"
     # Each following client holds a worker thread; past the limit new calls get RESOURCE_EXHAUSTED.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="hushflow-serve"),
                          maximum_concurrent_rpcs=max_workers - 2, options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((service.handler(),))
+    services = tuple(services)
+    server.add_generic_rpc_handlers((service.handler(), *(handler for _name, handler in services)))
     health_servicer = health.HealthServicer()
     health_servicer.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (OBSERVER_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        (OBSERVER_SERVICE, *(name for name, _handler in services), health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server)
     try:
         port = (server.add_insecure_port(target) if credentials is None
                 else server.add_secure_port(target, credentials))
