@@ -245,6 +245,13 @@ EVENTS_EMITTED_TOTAL = MetricSpec(
     "Alert events handed to a sink, by sink and outcome.",
     ("sink", "outcome"),
 )
+SERVE_TLS_RELOAD_ERRORS_TOTAL = MetricSpec(
+    "hushflow_serve_tls_reload_errors_total",
+    "counter",
+    "Changed --serve-tls-* files that did not load (half written, a key that does not match its certificate, "
+    "gone): --serve goes on with the last good certificate, which may expire; fix the files.",
+    (),
+)
 BUILD_INFO = MetricSpec(
     "hushflow_build_info",
     "gauge",
@@ -279,6 +286,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     PODS_INDEXED,
     ATTRIBUTION_DISAGREEMENTS_TOTAL,
     EVENTS_EMITTED_TOTAL,
+    SERVE_TLS_RELOAD_ERRORS_TOTAL,
     BUILD_INFO,
 )
 
