@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import grpc
@@ -14,7 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hushflow.app.daemon import Daemon, RunOptions
 from hushflow.app.serve import EventRing, ObserverServer, ServeError, serve_observer
+from hushflow.flow.proto_dict import response_bytes_to_event
+from hushflow.flow.reader import FlowEvent
 from hushflow.proto import flow_pb2, observer_pb2, observer_pb2_grpc, relay_pb2
+from hushflow.sinks.hubble_format import PrintOptions, make_printer
 
 
 def event(i: int, verdict: str = "FORWARDED", namespace: str = "shop") -> dict:
@@ -146,7 +151,7 @@ def test_a_client_that_falls_behind_the_ring_gets_lost_events():
                 names.append(response.flow.source.pod_name)
         assert lost + len(names) == 39
         assert lost >= 36
-        assert server.service.lost_to_clients == lost
+        assert ring.stats.lost_to_clients == lost
         assert ring.seen == 40
         call.cancel()
     finally:
@@ -321,8 +326,10 @@ def test_the_calls_of_hubble_status_observe_and_list_in_their_order(served):
     for i in range(4):
         flow_event = event(i, verdict="DROPPED" if i == 2 else "FORWARDED")
         if i == 2:  # a policy-verdict drop, enriched: the rule that denied it
-            flow_event["flow"].update(event_type={"type": 5}, traffic_direction="EGRESS",
-                                      egress_denied_by=[{"name": "block-db", "namespace": "shop"}])
+            flow_event["flow"].update(event_type={"type": 5}, traffic_direction="EGRESS", Summary="TCP Flags: SYN",
+                                      IP={"source": "10.0.1.7", "destination": "10.0.2.9", "ipVersion": "IPv4"},
+                                      egress_denied_by=[{"name": "block-db", "namespace": "shop",
+                                                         "kind": "CiliumNetworkPolicy"}])
         ring.append(flow_event)
     # `hubble status`: the health check of hubble.server.Observer first, ServerStatus only if SERVING
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="hubble.server.Observer"))
@@ -353,7 +360,15 @@ def test_the_calls_of_hubble_status_observe_and_list_in_their_order(served):
     # direction, which 1.19's default mask leaves out (cilium#41912): hushflow serves that
     # mask as Cilium fixed it (cilium#46672), so the rule reaches the printer.
     assert drop.flow.event_type.type == 5 and drop.flow.traffic_direction == flow_pb2.EGRESS
-    assert [p.name for p in drop.flow.egress_denied_by] == ["block-db"]  # "EGRESS DENIED BY block-db"
+    assert [p.name for p in drop.flow.egress_denied_by] == ["block-db"]
+    # What it prints: its compact printer (hushflow's, byte-identical to 1.19.4's) on the answer.
+    out = io.BytesIO()
+    printer = make_printer("compact", out, options=PrintOptions(policy_names=True, tz=UTC))
+    for response in (status_event, drop):
+        printer.write(FlowEvent(None, response_bytes_to_event(response.SerializeToString()), "grpc", 0))
+    printer.close()
+    assert out.getvalue().decode() == ("Dec  1 10:00:02.000: shop/pod-2 (unknown) <> db/postgres-0 (unknown) policy-verdict:none "
+                                       "EGRESS DENIED BY block-db (CiliumNetworkPolicy) (TCP Flags: SYN)\n")
     # `hubble list nodes`, then `hubble list namespaces`
     (node,) = stub(channel).GetNodes(observer_pb2.GetNodesRequest()).nodes
     assert (node.name, relay_pb2.NodeState.Name(node.state)) == ("kind-worker", "NODE_CONNECTED")
@@ -540,6 +555,32 @@ def test_an_instance_a_relay_aggregates_sends_no_node_status():
     try:
         (only,) = stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=5))
         assert only.flow.source.pod_name == "pod-0"
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+def test_the_daemon_exports_what_its_clients_did(tmp_path):
+    daemon = Daemon(RunOptions(policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),),
+                               out_dir=str(tmp_path / "groups"), resolve=False, clock="flows",
+                               serve="127.0.0.1:0", serve_capacity=20))
+    assert daemon.run() == 0 and daemon.ring is not None
+    server = serve_observer(daemon.ring, "127.0.0.1:0")
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        assert len(flows(stub(channel).GetFlows(observer_pb2.GetFlowsRequest(number=5)))) == 5
+        stats = daemon.ring.stats
+        for _ in range(500):  # the server ends the call just after the client has read it all
+            if stats.calls == 1 and stats.clients == 0:
+                break
+            threading.Event().wait(0.01)
+        stats.add(lost=7)  # as a slow follower would
+        now = daemon.monotonic()
+        daemon._periodic({"expire": now, "snapshot": now})  # what the main loop does every 0.5 s
+        sample = daemon.registry.get_sample_value
+        assert sample("hushflow_serve_responses_sent_total") == 6  # the node_status and 5 flows
+        assert sample("hushflow_serve_lost_events_total") == 7
+        assert sample("hushflow_serve_clients") == 0
     finally:
         channel.close()
         server.stop(None)

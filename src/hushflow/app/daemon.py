@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # types only: the resolver (dnspython) and the cluster client
     from hushflow.enforce.learner import Change
     from hushflow.enforce.resolver import LookupFn, ResolveResult
     from hushflow.flow.grpc_target import TLSOptions
+    from hushflow.sinks.exporter import FlowExporter
 
 
 class RunError(Exception):
@@ -107,6 +108,13 @@ class RunOptions:
     pod_sync_timeout: float = 30.0  # seconds to wait for the first pod list before reading flows
     serve: str | None = None  # serve the Observer API here from a ring of the processed events (app.serve)
     serve_capacity: int = 4095  # that ring's size (Hubble's --hubble-event-buffer-capacity)
+    export: str | None = None  # write the processed events here as Hubble's exporter does ("-": stdout)
+    export_max_size_mb: float = 10.0  # rotate past this size (hubble-export-file-max-size-mb)
+    export_max_backups: int = 5  # rotated files kept (hubble-export-file-max-backups; 0: all)
+    export_compress: bool = False  # gzip the rotated files (hubble-export-file-compress)
+    export_allowlist: tuple[dict[str, Any], ...] = ()  # FlowFilters on the enriched events (hubble-export-allowlist)
+    export_denylist: tuple[dict[str, Any], ...] = ()  # (hubble-export-denylist)
+    export_field_mask: tuple[str, ...] = ()  # the flow fields written (hubble-export-fieldmask)
 
 
 @dataclass(slots=True)
@@ -174,6 +182,7 @@ class Daemon:
             from hushflow.app.serve import EventRing
 
             self.ring = EventRing(options.serve_capacity)
+        self.exporter: FlowExporter | None = self._exporter() if options.export else None  # --export
         self._setup(source)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -323,6 +332,37 @@ class Daemon:
     def _say(self, line: str) -> None:
         self.stderr.write(f"hushflow: {line}\n")
 
+    def _exporter(self) -> FlowExporter:
+        """The writer of --export: Hubble's exporter lines of the enriched events, its filters
+        compiled once (CEL included, so a filter on policy_log works)."""
+        from hushflow.sinks.exporter import open_export
+
+        options = self.options
+        keep = None
+        if options.export_allowlist or options.export_denylist:
+            from hushflow.filter import FilterError, compile_filters
+
+            try:
+                keep = compile_filters(list(options.export_allowlist), list(options.export_denylist)).matches
+            except FilterError as exc:
+                raise RunError(f"--export-allowlist/--export-denylist: {exc}") from None
+        try:
+            return open_export(
+                options.export or "-", max_size_mb=options.export_max_size_mb,
+                max_backups=options.export_max_backups, compress=options.export_compress, keep=keep,
+                field_mask=options.export_field_mask, node_name=options.instance, report=self._say,
+            )
+        except ValueError as exc:
+            raise RunError(f"--export-field-mask: {exc}") from None
+
+    def _export_metrics(self, exporter: FlowExporter) -> None:
+        stats = exporter.stats
+        metrics = self.metrics
+        metrics.follow_total(metric_names.EXPORTED_FLOWS_TOTAL, stats.flows)
+        metrics.follow_total(metric_names.WRITE_FAILURES_TOTAL, stats.write_failures, "export", "disk")
+        for reason, count in list(stats.not_exported.items()):
+            metrics.follow_total(metric_names.EXPORT_ERRORS_TOTAL, count, reason)
+
     def _disk_problem(self, what: str, exc: OSError) -> None:
         """A write to the local disk failed (full, read-only): report it (once a minute) and go on;
         what was not written is written again later."""
@@ -338,8 +378,8 @@ class Daemon:
         if options.hubble_server:
             from hushflow.flow.sources import HubbleSource
 
-            if options.serve:
-                # Served flows go to the hubble CLI and Hubble UI: ask Hubble for every flow
+            if options.serve or options.export:
+                # Served (and exported) flows go to the hubble CLI, Hubble UI, log shippers: ask Hubble for every flow
                 # and every field, not only what the pipeline reads (the upstream allowlist and
                 # field mask would leave clients ~30 % of the flows, cut down).
                 return HubbleSource(options.hubble_server, options.tls, allowlist=(), field_mask=())
@@ -360,6 +400,7 @@ class Daemon:
         process = self._process
         stopping = self.stopping.is_set
         ring = self.ring
+        export = self.exporter.offer if self.exporter is not None else None
         try:
             for event in self.source.events():
                 read_at = monotonic()
@@ -371,6 +412,8 @@ class Daemon:
                         self._again(event, read_at, exc)  # a flow of a shape hushflow did not expect
                 if ring is not None:  # appends and never waits: clients read the ring at their pace
                     ring.append(event.data)
+                if export is not None:  # filters, encodes and hands the line to the export's writer thread
+                    export(event.data)
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
                 if stopping():
@@ -559,6 +602,13 @@ class Daemon:
                 self.stderr.write(f"hushflow: {source.name}: {bad_events} message(s) skipped so far, they could not "
                                   f"be converted (last: {getattr(stats, 'last_bad_event', None)})\n")
             self.summary.bad_events = bad_events
+        if self.ring is not None:
+            served = self.ring.stats
+            metrics.child(metric_names.SERVE_CLIENTS).set(served.clients)
+            metrics.follow_total(metric_names.SERVE_RESPONSES_SENT_TOTAL, served.responses_sent)
+            metrics.follow_total(metric_names.SERVE_LOST_EVENTS_TOTAL, served.lost_to_clients)
+        if self.exporter is not None:
+            self._export_metrics(self.exporter)
         watch = self.pod_watch
         if watch is not None:
             metrics.child(metric_names.POD_WATCH_UP).set(1 if watch.up else 0)
@@ -646,6 +696,8 @@ class Daemon:
             threading.Thread(target=self.pod_watch.run, name="hushflow-pod-watch", daemon=True).start()
             if not self.pod_watch.synced.wait(self.options.pod_sync_timeout):
                 self._say("no pod list yet: named ports are unknown until it arrives")
+        if self.exporter is not None:
+            self.exporter.start()
         pipeline = threading.Thread(target=self._pipeline, name="hushflow-pipeline", daemon=True)
         pipeline.start()
         if self.options.resolve and self.denies:
@@ -657,6 +709,8 @@ class Daemon:
                 self._periodic(last)
         pipeline.join()
         self.stopping.set()
+        # The export's last lines are written (retried while the disk fails, for the drain timeout).
+        export_unwritten = self.exporter.close(self.options.drain_timeout) if self.exporter is not None else 0
         unwritten = self.writes.drain(self.options.drain_timeout) if self.writes is not None else 0
         if unwritten:
             self.stderr.write(f"hushflow: {unwritten} CIDR group write(s) did not land before the end; the state "
@@ -676,7 +730,7 @@ class Daemon:
         # flows, values of DNS answers left out.
         summary = self.summary
         lost = summary.bad_lines or summary.flows_skipped or summary.dns_values_rejected
-        return 2 if self.source_error or lost or unwritten or self._unsaved else 0
+        return 2 if self.source_error or lost or unwritten or self._unsaved or export_unwritten else 0
 
     def _finish_summary(self) -> None:
         windows = sorted(self.publisher.stats.leak_windows)

@@ -39,6 +39,8 @@ OBSERVER_SERVICE = "observer.Observer"
 _POLL_SECONDS = 0.2
 #: 2^64-1: `hubble observe --all`.
 _ALL = (1 << 64) - 1
+#: A call adds to the flows-sent count every this many flows (and when it ends).
+_SENT_BATCH = 256
 #: Distinct field masks whose bytes a slot keeps.
 _MASKS_CACHED = 4
 #: The hubble CLI's default field mask up to 1.19 (hubble/pkg/defaults FieldMask).
@@ -153,6 +155,24 @@ def request_field_mask(request: observer_pb2.GetFlowsRequest) -> FieldMask | Non
     return FieldMask(paths)
 
 
+class ServeStats:
+    """What the GetFlows calls did, for the daemon's metrics (hushflow_serve_*)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clients = 0  # GetFlows calls open now
+        self.calls = 0  # GetFlows calls answered since start
+        self.responses_sent = 0  # flows, plus the node_status each call starts with and lost_events
+        self.lost_to_clients = 0  # flows clients fell too far behind to get (all clients together)
+
+    def add(self, *, clients: int = 0, calls: int = 0, sent: int = 0, lost: int = 0) -> None:
+        with self._lock:
+            self.clients += clients
+            self.calls += calls
+            self.responses_sent += sent
+            self.lost_to_clients += lost
+
+
 class EventRing:
     """The last `capacity` flow events the daemon processed, numbered from 1 in arrival order."""
 
@@ -161,6 +181,7 @@ class EventRing:
         if capacity < 1:
             raise ValueError("the ring capacity must be at least 1")
         self.capacity = capacity
+        self.stats = ServeStats()
         self._monotonic = monotonic
         self._slots: deque[_Slot] = deque(maxlen=capacity)
         self._seen = 0  # events ever appended; the newest has this number
@@ -267,8 +288,6 @@ class ObserverService:
         self.announce_nodes = announce_nodes
         self.version = version
         self.address = ""  # where it listens, once bound
-        self.lost_to_clients = 0  # events readers fell too far behind to get (all clients together)
-        self._count_lock = threading.Lock()
         self._monotonic = monotonic
         self._started = monotonic()
         self.stopping = threading.Event()
@@ -313,6 +332,22 @@ class ObserverService:
             except FLOW_SHAPE_ERRORS:  # an odd event (hostile input) matches no filter
                 return False
 
+        stats = self.ring.stats
+        stats.add(clients=1, calls=1)
+        sent = 0
+        try:
+            for encoded in self._responses(request, context, matching, encode, since, until):
+                yield encoded
+                sent += 1
+                if sent == _SENT_BATCH:
+                    stats.add(sent=sent)
+                    sent = 0
+        finally:
+            stats.add(clients=-1, sent=sent)
+
+    def _responses(self, request: observer_pb2.GetFlowsRequest, context: grpc.ServicerContext,
+                   matching: Callable[[_Slot], bool], encode: Callable[[_Slot], bytes | None],
+                   since: int | None, until: int | None) -> Iterator[bytes]:
         if self.announce_nodes:
             # Relay first tells the client which nodes it will hear from.
             yield _node_status_bytes(self.node_name)
@@ -347,8 +382,7 @@ class ObserverService:
             lost, slots, cursor = self.ring.read_from(cursor)
             start = 0
             if lost:
-                with self._count_lock:
-                    self.lost_to_clients += lost
+                self.ring.stats.add(lost=lost)
                 yield _lost_event_bytes(lost, self.node_name)
 
     # -- status --------------------------------------------------------------------------------

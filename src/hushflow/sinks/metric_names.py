@@ -226,6 +226,26 @@ PODS_INDEXED = MetricSpec(
     "Pods whose container ports hushflow knows (--watch-pods), for named ports.",
     (),
 )
+SERVE_CLIENTS = MetricSpec(
+    "hushflow_serve_clients",
+    "gauge",
+    "GetFlows calls open on the Observer API of --serve (hubble observe, Hubble UI, a Relay).",
+    (),
+)
+SERVE_RESPONSES_SENT_TOTAL = MetricSpec(
+    "hushflow_serve_responses_sent_total",
+    "counter",
+    "GetFlowsResponse messages sent by --serve: flows, the node_status each call starts with, lost_events.",
+    (),
+)
+SERVE_LOST_EVENTS_TOTAL = MetricSpec(
+    "hushflow_serve_lost_events_total",
+    "counter",
+    "Flows that following --serve clients fell too far behind the ring to receive (each such client was "
+    "sent a lost_events message saying how many, as Hubble does); the pipeline never waits for a client. "
+    "Raise --serve-buffer-capacity or find the slow client.",
+    (),
+)
 PIPELINE_BUSY_SECONDS_TOTAL = MetricSpec(
     "hushflow_pipeline_busy_seconds_total",
     "counter",
@@ -284,6 +304,9 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     PIPELINE_BUSY_SECONDS_TOTAL,
     POD_WATCH_UP,
     PODS_INDEXED,
+    SERVE_CLIENTS,
+    SERVE_RESPONSES_SENT_TOTAL,
+    SERVE_LOST_EVENTS_TOTAL,
     ATTRIBUTION_DISAGREEMENTS_TOTAL,
     EVENTS_EMITTED_TOTAL,
     SERVE_TLS_RELOAD_ERRORS_TOTAL,
