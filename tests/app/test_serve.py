@@ -584,3 +584,16 @@ def test_the_daemon_exports_what_its_clients_did(tmp_path):
     finally:
         channel.close()
         server.stop(None)
+
+
+@pytest.mark.parametrize("serve", [None, "127.0.0.1:0"])
+def test_serving_asks_hubble_for_every_flow_and_field(tmp_path, serve):
+    """Without --serve the daemon pushes its allowlist and field mask upstream (it reads only DNS,
+    verdicts and drops, a few fields); with --serve its clients must see every flow whole."""
+    daemon = Daemon(RunOptions(policies=(str(EXAMPLE),), hubble_server="127.0.0.1:1", resolve=False,
+                               out_dir=str(tmp_path / "groups"), serve=serve))
+    request = daemon._default_source().source.request  # type: ignore[attr-defined]
+    if serve:
+        assert (list(request.whitelist), list(request.field_mask.paths)) == ([], [])
+    else:
+        assert request.whitelist and request.field_mask.paths
