@@ -210,7 +210,8 @@ WRITE_FAILURES_TOTAL = MetricSpec(
     "hushflow_write_failures_total",
     "counter",
     "Writes that failed and are retried: CIDR groups (to --out or the API server), the state snapshot, "
-    "the journal; by reason (disk, api-unreachable, api-429, api-409, api-5xx, api-4xx, refused).",
+    "the journal, the --export file (target export); by reason (disk, api-unreachable, api-429, api-409, "
+    "api-5xx, api-4xx, refused).",
     ("target", "reason"),
 )
 POD_WATCH_UP = MetricSpec(
@@ -258,6 +259,20 @@ ATTRIBUTION_DISAGREEMENTS_TOTAL = MetricSpec(
     "counter",
     "Flows where Cilium's own policy fields disagree with hushflow's attribution (Cilium's win), by kind.",
     ("kind",),
+)
+EXPORTED_FLOWS_TOTAL = MetricSpec(
+    "hushflow_exported_flows_total",
+    "counter",
+    "Enriched flows written to the --export file (after its allow/deny filters).",
+    (),
+)
+EXPORT_ERRORS_TOTAL = MetricSpec(
+    "hushflow_export_errors_total",
+    "counter",
+    "Events the --export file did not get, by reason: backlog-full (writes failed so long that the lines "
+    "waiting filled the backlog), too-large (a line longer than --export-max-size-mb), unencodable (no valid "
+    "Hubble event), unwritten-at-exit (writes still failing when the run ended).",
+    ("reason",),
 )
 EVENTS_EMITTED_TOTAL = MetricSpec(
     "hushflow_events_emitted_total",
@@ -309,6 +324,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     SERVE_LOST_EVENTS_TOTAL,
     ATTRIBUTION_DISAGREEMENTS_TOTAL,
     EVENTS_EMITTED_TOTAL,
+    EXPORTED_FLOWS_TOTAL,
+    EXPORT_ERRORS_TOTAL,
     SERVE_TLS_RELOAD_ERRORS_TOTAL,
     BUILD_INFO,
 )
