@@ -22,6 +22,7 @@ with every client that offers it, as the hubble CLI and Relay do.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 import stat
@@ -35,7 +36,7 @@ from hushflow.app.serve import ServeError
 if TYPE_CHECKING:
     import grpc
 
-__all__ = ["ServeTLS", "ServeTLSError", "ServeTLSOptions", "check_serve_tls", "split_file_list"]
+__all__ = ["ServeTLS", "ServeTLSError", "ServeTLSOptions", "check_serve_tls", "plaintext_warning", "split_file_list"]
 
 CERT_OPTION = "--serve-tls-cert-file"
 KEY_OPTION = "--serve-tls-key-file"
@@ -98,6 +99,24 @@ def check_serve_tls(options: ServeTLSOptions, serve: str | None) -> None:
                             f"{CERT_OPTION} and {KEY_OPTION}")
     _Keypair.load(options.cert_file, options.key_file or "")
     _ClientCAs.load(options.client_ca_files)
+
+
+def plaintext_warning(serve: str) -> str | None:
+    """What to say when `serve` (a valid --serve address) listens without TLS beyond loopback:
+    None for a unix socket or a loopback address."""
+    if serve.startswith("unix:"):
+        return None
+    host = serve.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return None
+    try:
+        if host and ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to anything
+    # Cilium: the agent's TCP Hubble listener uses TLS unless --hubble-disable-tls, and warns then.
+    return (f"--serve {serve} without TLS: whoever reaches it reads every flow; give {CERT_OPTION} and "
+            f"{KEY_OPTION} (and {CLIENT_CA_OPTION} to admit only clients with a certificate)")
 
 
 # -- loading ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -14,6 +15,7 @@ from hushflow.cli.options import cilium_version_option, cluster_name_option, pro
 if TYPE_CHECKING:
     from hushflow.app.daemon import Daemon, RunOptions, RunSummary
     from hushflow.app.serve import ObserverServer
+    from hushflow.app.serve_tls import ServeTLSOptions
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -49,6 +51,14 @@ if TYPE_CHECKING:
                    "`hubble observe --server` at it.")
 @click.option("--serve-buffer-capacity", type=click.IntRange(1, 1 << 20), default=4095, show_default=True,
               help="Flows the --serve ring keeps (like Hubble's --hubble-event-buffer-capacity).")
+@click.option("--serve-tls-cert-file", metavar="FILE",
+              help="Serve --serve HOST:PORT with TLS: the server's PEM certificate, with --serve-tls-key-file "
+                   "(Cilium: --hubble-tls-cert-file). Both are read again when they change (rotation).")
+@click.option("--serve-tls-key-file", metavar="FILE",
+              help="The PEM private key of --serve-tls-cert-file (Cilium: --hubble-tls-key-file).")
+@click.option("--serve-tls-client-ca-files", multiple=True, metavar="FILE",
+              help="Mutual TLS: every --serve client must present a certificate one of these PEM CAs signed "
+                   "(Cilium: --hubble-tls-client-ca-files); repeatable or comma-separated.")
 @click.option("--events", multiple=True, metavar="SINK",
               help="Unexpected drops as JSON events: stdout, file:PATH or an http(s):// webhook; repeatable. "
                    "Webhooks follow no redirects: a 3xx answer is a failed delivery, reported once with where "
@@ -143,6 +153,7 @@ def run(**kwargs: Any) -> None:
     except RunOptionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    serve_tls = _serve_tls_options(kwargs, options.serve)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     try:
@@ -153,7 +164,7 @@ def run(**kwargs: Any) -> None:
     except OSError as exc:  # the disk changed since the checks (a directory removed, a mount gone)
         click.echo(f"error: cannot start: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         sys.exit(2)
-    observer = _serve_observer(daemon, options)
+    observer = _serve_observer(daemon, options, serve_tls)
     try:
         code = run_daemon(daemon, options.metrics_address, linger=options.linger,
                           say=lambda message: click.echo(message, err=True))
@@ -189,21 +200,48 @@ def _serve_address(text: str | None) -> str | None:
     return text
 
 
-def _serve_observer(daemon: Daemon, options: RunOptions) -> ObserverServer | None:
-    """Start the Observer server of --serve on the daemon's ring (None without it); exit 2 when
-    the address cannot be served."""
+def _serve_tls_options(kwargs: dict[str, Any], serve: str | None) -> ServeTLSOptions:
+    """The --serve-tls-* options; exit 2 when they cannot be used (one without the other, no
+    --serve, a unix socket, a file that does not load)."""
+    from hushflow.app.serve_tls import ServeTLSError, ServeTLSOptions, check_serve_tls, split_file_list
+
+    tls = ServeTLSOptions(kwargs["serve_tls_cert_file"] or None, kwargs["serve_tls_key_file"] or None,
+                          split_file_list(kwargs["serve_tls_client_ca_files"]))
+    try:
+        check_serve_tls(tls, serve)
+    except ServeTLSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    return tls
+
+
+def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions) -> ObserverServer | None:
+    """Start the Observer server of --serve on the daemon's ring (None without it), with TLS when
+    asked; exit 2 when the address cannot be served or the TLS files do not load."""
     if daemon.ring is None or options.serve is None:
         return None
     from hushflow import __version__
     from hushflow.app.serve import ServeError, serve_observer
+    from hushflow.app.serve_tls import ServeTLS, plaintext_warning
+    from hushflow.sinks import metric_names
 
+    say = partial(click.echo, err=True)
     try:
+        credentials = None
+        if tls.given:
+            reload_errors = daemon.metrics.child(metric_names.SERVE_TLS_RELOAD_ERRORS_TOTAL)
+            credentials = ServeTLS(tls, say=say, on_reload_error=reload_errors.inc).credentials()
         observer = serve_observer(daemon.ring, options.serve, node_name=options.instance or "hushflow",
+                                  credentials=credentials,
                                   version=f"hushflow {__version__}")
     except ServeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"serving the Observer API on {options.serve}", err=True)
+    warning = plaintext_warning(options.serve) if not tls.given else None
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    mode = " with mutual TLS" if tls.mutual else " with TLS" if tls.given else ""
+    click.echo(f"serving the Observer API on {options.serve}{mode}", err=True)
     return observer
 
 
