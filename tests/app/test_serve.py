@@ -597,3 +597,44 @@ def test_serving_asks_hubble_for_every_flow_and_field(tmp_path, serve):
         assert (list(request.whitelist), list(request.field_mask.paths)) == ([], [])
     else:
         assert request.whitelist and request.field_mask.paths
+
+
+def test_what_hubble_reflect_asks_resolves_to_the_whole_api(served):
+    """`hubble reflect` (1.19.4 cmd/reflect, a client written from it): one reflection stream;
+    list the services; for each but reflection and health, the file containing the service,
+    then every dependency by file name, each file printed once."""
+    import queue
+
+    from google.protobuf import descriptor_pb2
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    _ring, _server, channel = served
+    requests: queue.Queue = queue.Queue()
+    answers = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter(requests.get, None))
+
+    def ask(**fields: str) -> reflection_pb2.ServerReflectionResponse:
+        requests.put(reflection_pb2.ServerReflectionRequest(**fields))
+        return next(answers)
+
+    printed: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+
+    def take(response: reflection_pb2.ServerReflectionResponse) -> None:
+        assert response.WhichOneof("message_response") == "file_descriptor_response", response
+        for raw in response.file_descriptor_response.file_descriptor_proto:
+            desc = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            if desc.name not in printed:
+                printed[desc.name] = desc
+            for dependency in desc.dependency:
+                if dependency not in printed:
+                    take(ask(file_by_filename=dependency))
+
+    services = [s.name for s in ask(list_services="").list_services_response.service]
+    for name in services:
+        if name not in ("grpc.reflection.v1alpha.ServerReflection", "grpc.health.v1.Health"):
+            take(ask(file_containing_symbol=name))
+    requests.put(None)
+    observer = next(d for d in printed.values() if d.package == "observer")
+    (service,) = [s for s in observer.service if s.name == "Observer"]
+    # the methods served (GetAgentEvents/GetDebugEvents answer UNIMPLEMENTED and are not described)
+    assert {m.name for m in service.method} == {"GetFlows", "ServerStatus", "GetNodes", "GetNamespaces"}
+    assert {d.package for d in printed.values()} >= {"observer", "flow", "relay", "google.protobuf"}
