@@ -493,7 +493,7 @@ class GrpcFlowSource:
                             line += 1
                             stats.flows += 1
                             stats.events += 1
-                            yield FlowEvent(None, data, source, line)
+                            yield FlowEvent(None, data, source, line, raw)
                             if remaining is not None:
                                 remaining -= 1
                                 if remaining <= 0:

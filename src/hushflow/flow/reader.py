@@ -126,15 +126,20 @@ class FlowEvent:
 
     A source that has no line (gRPC) passes ``raw=None``: the line is encoded from ``data`` when
     first asked for (~7 µs a flow that the daemon, which never prints flows, does not spend).
+    ``wire``: the serialized GetFlowsResponse ``data`` was decoded from (gRPC), else None; it is
+    not changed when ``data`` is enriched (``run --serve`` appends the additions to it:
+    :mod:`hushflow.flow.response_encoding`).
     """
 
-    __slots__ = ("_raw", "data", "line", "source")
+    __slots__ = ("_raw", "data", "line", "source", "wire")
 
-    def __init__(self, raw: bytes | None, data: dict[str, Any], source: str, line: int) -> None:
+    def __init__(self, raw: bytes | None, data: dict[str, Any], source: str, line: int,
+                 wire: bytes | None = None) -> None:
         self._raw = raw
         self.data = data
         self.source = source
         self.line = line
+        self.wire = wire
 
     @property
     def raw(self) -> bytes:
