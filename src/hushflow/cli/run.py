@@ -59,6 +59,26 @@ if TYPE_CHECKING:
 @click.option("--serve-tls-client-ca-files", multiple=True, metavar="FILE",
               help="Mutual TLS: every --serve client must present a certificate one of these PEM CAs signed "
                    "(Cilium: --hubble-tls-client-ca-files); repeatable or comma-separated.")
+@click.option("--export", metavar="FILE", callback=lambda _ctx, _param, value: _export_path(value),
+              help="Write every processed (enriched) flow here as Hubble's flow exporter does: one "
+                   "GetFlowsResponse JSON object per line, rotated by size; - is stdout (the summary then "
+                   "goes to stderr). What Fluent Bit, Vector or Promtail tail: see docs/export.md.")
+@click.option("--export-max-size-mb", type=float, default=10, show_default=True, metavar="MB",
+              callback=lambda _ctx, _param, value: _export_size(value),
+              help="Rotate the --export file before it grows past this size (hubble-export-file-max-size-mb).")
+@click.option("--export-max-backups", type=click.IntRange(0, 100_000), default=5, show_default=True,
+              help="Rotated --export files kept, the oldest deleted; 0 keeps all (hubble-export-file-max-backups).")
+@click.option("--export-compress", is_flag=True, help="Gzip the rotated --export files (hubble-export-file-compress).")
+@click.option("--export-allowlist", multiple=True, metavar="JSON",
+              callback=lambda _ctx, _param, value: _export_filters(value, "export-allowlist"),
+              help="Export only the flows one of these FlowFilters matches (JSON, as `hubble observe "
+                   "--print-raw-filters` prints; CEL included), judged on the enriched flow; repeatable.")
+@click.option("--export-denylist", multiple=True, metavar="JSON",
+              callback=lambda _ctx, _param, value: _export_filters(value, "export-denylist"),
+              help="Do not export the flows one of these FlowFilters matches; repeatable.")
+@click.option("--export-field-mask", metavar="PATHS", callback=lambda _ctx, _param, value: _export_field_mask(value),
+              help="Write only these flow fields, comma-separated (time,verdict,source.namespace,...), like "
+                   "hubble-export-fieldmask.")
 @click.option("--events", multiple=True, metavar="SINK",
               help="Unexpected drops as JSON events: stdout, file:PATH or an http(s):// webhook; repeatable. "
                    "Webhooks follow no redirects: a 3xx answer is a failed delivery, reported once with where "
@@ -146,6 +166,7 @@ def run(**kwargs: Any) -> None:
         clock=clock, watch_pods=kwargs["watch_pods"],
         metric_context=_metric_context(kwargs["metric_labels"]),
         serve=kwargs["serve"], serve_capacity=kwargs["serve_buffer_capacity"],
+        **_export_options(kwargs),
     )
     try:
         # Mistakes the run can see alone come first, before any policy is read or server dialled.
@@ -174,7 +195,8 @@ def run(**kwargs: Any) -> None:
     finally:
         if observer is not None:
             observer.stop()
-    print_summary(daemon.summary, Console(file=sys.stdout))
+    # `--export -` owns stdout: every line there is an export line, the summary goes to stderr.
+    print_summary(daemon.summary, Console(file=sys.stderr if options.export == "-" else sys.stdout))
     sys.exit(code)
 
 
@@ -243,6 +265,70 @@ def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions) -
     mode = " with mutual TLS" if tls.mutual else " with TLS" if tls.given else ""
     click.echo(f"serving the Observer API on {options.serve}{mode}", err=True)
     return observer
+
+
+def _export_path(path: str | None) -> str | None:
+    from hushflow.sinks.exporter import check_export_path
+
+    if path is None:
+        return None
+    try:
+        check_export_path(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--export") from None
+    return path
+
+
+def _export_size(megabytes: float) -> float:
+    import math
+
+    if not math.isfinite(megabytes) or megabytes <= 0 or megabytes > 1 << 20:
+        raise click.BadParameter(f"{megabytes}: give a size in MB above 0 (e.g. 10, or 0.5)",
+                                 param_hint="--export-max-size-mb")
+    return megabytes
+
+
+def _export_filters(values: tuple[str, ...], flag: str) -> tuple[dict[str, Any], ...]:
+    """--export-allowlist/--export-denylist: the FlowFilters `observe --allowlist` takes, compiled
+    once here so a wrong one (a CEL expression that does not compile) exits 2 before the run."""
+    from hushflow.filter import FilterError, compile_filters
+    from hushflow.filter.pflag import FlagError
+    from hushflow.filter.rawfilters import parse_raw_filters
+
+    try:
+        filters = parse_raw_filters(values, flag)
+        compile_filters(filters, [])
+    except (FlagError, FilterError) as exc:
+        raise click.BadParameter(str(exc).replace("\n", " "), param_hint=f"--{flag}") from None
+    return tuple(filters)
+
+
+def _export_field_mask(text: str | None) -> tuple[str, ...]:
+    from hushflow.sinks.exporter import compile_field_mask, parse_field_mask
+
+    paths = parse_field_mask(text or "")
+    try:
+        compile_field_mask(paths)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--export-field-mask") from None
+    return paths
+
+
+def _export_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The RunOptions of --export*; a usage error for --export-* without --export, or two writers of stdout."""
+    export = kwargs["export"]
+    if export is None:
+        given = [name for name in ("export_allowlist", "export_denylist", "export_field_mask", "export_compress")
+                 if kwargs[name]]
+        if given:
+            raise click.UsageError(f"--{given[0].replace('_', '-')} needs --export FILE")
+    elif export == "-" and "stdout" in kwargs["events"]:
+        raise click.UsageError("--export - and --events stdout would both write to stdout: send the events "
+                               "elsewhere (file:PATH)")
+    return {"export": export, "export_max_size_mb": kwargs["export_max_size_mb"],
+            "export_max_backups": kwargs["export_max_backups"], "export_compress": kwargs["export_compress"],
+            "export_allowlist": kwargs["export_allowlist"], "export_denylist": kwargs["export_denylist"],
+            "export_field_mask": kwargs["export_field_mask"]}
 
 
 def _metric_context(text: str) -> frozenset[str]:
