@@ -72,8 +72,14 @@ TLS = ["--serve-tls-cert-file", "tls.crt", "--serve-tls-key-file", "tls.key"]
      "--serve-tls-client-ca-files missing-ca.crt: cannot read it: No such file or directory"),
     (["--serve", "127.0.0.1:0", *TLS, "--serve-tls-client-ca-files", "ca.crt", "--serve-tls-client-ca-files",
       "tls.key"], "--serve-tls-client-ca-files tls.key: no PEM certificate that parses in it"),
+    # an unset variable in a manifest must not turn TLS or mTLS off
+    (["--serve", "127.0.0.1:0", "--serve-tls-cert-file", "", "--serve-tls-key-file", ""],
+     "--serve-tls-cert-file '': an empty file name"),
+    (["--serve", "127.0.0.1:0", *TLS, "--serve-tls-client-ca-files", ""],
+     "--serve-tls-client-ca-files '': no file named"),
 ], ids=["cert-without-key", "key-without-cert", "client-ca-without-cert", "without-serve", "unix-socket",
-        "missing-file", "not-pem", "key-of-another-cert", "comma-separated-ca-missing", "repeated-ca-not-a-cert"])
+        "missing-file", "not-pem", "key-of-another-cert", "comma-separated-ca-missing", "repeated-ca-not-a-cert",
+        "empty-cert", "empty-client-ca"])
 def test_a_tls_mistake_is_one_error_line_and_exit_2(here: Path, args: list[str], message: str) -> None:
     code, output = hushflow_run(*args)
     assert code == 2, output

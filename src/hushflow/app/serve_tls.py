@@ -61,6 +61,19 @@ class ServeTLSOptions:
     """``--serve-tls-client-ca-files`` (Cilium: ``hubble-tls-client-ca-files``): PEM CA certificates;
     given, every client must present a certificate one of them signed (mutual TLS)."""
 
+    @classmethod
+    def from_cli(cls, cert_file: str | None, key_file: str | None, client_ca_files: Iterable[str]) -> ServeTLSOptions:
+        """From the command line; an empty value is refused (an unset variable in a manifest
+        would otherwise serve in plaintext, or without asking for client certificates)."""
+        for option, value in ((CERT_OPTION, cert_file), (KEY_OPTION, key_file)):
+            if value is not None and not value.strip():
+                raise ServeTLSError(f"{option} {value!r}: an empty file name")
+        given = tuple(client_ca_files)
+        files = split_file_list(given)
+        if given and not files:
+            raise ServeTLSError(f"{CLIENT_CA_OPTION} {','.join(given)!r}: no file named")
+        return cls(cert_file, key_file, files)
+
     @property
     def given(self) -> bool:
         return bool(self.cert_file or self.key_file or self.client_ca_files)

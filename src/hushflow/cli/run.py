@@ -225,11 +225,11 @@ def _serve_address(text: str | None) -> str | None:
 def _serve_tls_options(kwargs: dict[str, Any], serve: str | None) -> ServeTLSOptions:
     """The --serve-tls-* options; exit 2 when they cannot be used (one without the other, no
     --serve, a unix socket, a file that does not load)."""
-    from hushflow.app.serve_tls import ServeTLSError, ServeTLSOptions, check_serve_tls, split_file_list
+    from hushflow.app.serve_tls import ServeTLSError, ServeTLSOptions, check_serve_tls
 
-    tls = ServeTLSOptions(kwargs["serve_tls_cert_file"] or None, kwargs["serve_tls_key_file"] or None,
-                          split_file_list(kwargs["serve_tls_client_ca_files"]))
     try:
+        tls = ServeTLSOptions.from_cli(kwargs["serve_tls_cert_file"], kwargs["serve_tls_key_file"],
+                                       kwargs["serve_tls_client_ca_files"])
         check_serve_tls(tls, serve)
     except ServeTLSError as exc:
         click.echo(f"error: {exc}", err=True)
