@@ -234,3 +234,10 @@ def test_the_grpc_source_keeps_the_received_bytes_on_each_flow_event(recorded: l
 
 def test_a_file_event_has_no_received_bytes() -> None:
     assert FlowEvent(b"{}", {}, "f.jsonl", 1).wire is None
+
+
+def test_a_proven_file_line_has_no_received_bytes() -> None:
+    from hushflow.flow.reader import ProvenEvent
+
+    line = b'{"flow":{"verdict":"DROPPED"},"node_name":"n1"}'
+    assert ProvenEvent(line, len(line) - 18, "f.jsonl", 1).wire is None

@@ -411,7 +411,7 @@ class Daemon:
                     except FLOW_SHAPE_ERRORS as exc:
                         self._again(event, read_at, exc)  # a flow of a shape hushflow did not expect
                 if ring is not None:  # appends and never waits: clients read the ring at their pace
-                    ring.append(event.data)
+                    ring.append(event.data, event.wire)
                 if export is not None:  # filters, encodes and hands the line to the export's writer thread
                     export(event.data)
                 self._busy_since = None

@@ -27,6 +27,7 @@ from google.protobuf import json_format
 
 from hushflow.flow.field_mask import field_mask_tree, masked_response
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS
+from hushflow.flow.response_encoding import encode_response
 from hushflow.flow.times import parse_timestamp
 from hushflow.proto import flow_pb2, observer_pb2, relay_pb2
 
@@ -67,11 +68,12 @@ class _Slot:
     """One event of the ring: the dict, its bytes once encoded, its time once a since/until
     request asks (parsed then, not on the pipeline's path: most requests have no window)."""
 
-    __slots__ = ("_time_ns", "arrived", "data", "encoded", "masked")
+    __slots__ = ("_time_ns", "arrived", "data", "encoded", "masked", "wire")
 
-    def __init__(self, data: dict[str, Any], arrived: float = 0.0) -> None:
+    def __init__(self, data: dict[str, Any], arrived: float = 0.0, wire: bytes | None = None) -> None:
         self.data = data
         self.arrived = arrived  # monotonic seconds when the pipeline appended it (flows_rate)
+        self.wire = wire  # the bytes the gRPC source received for it (before enrichment), if any
         self.encoded: bytes | None = None
         self.masked: dict[FieldMaskKey, bytes] | None = None  # bytes under each field mask asked
         self._time_ns: int | bool | None = False  # False: not parsed yet
@@ -94,13 +96,12 @@ class _Slot:
         came from hostile input and is skipped for every client)."""
         encoded = self.encoded
         if encoded is None:  # two readers may both encode it once; the result is the same
-            try:
-                message = json_format.ParseDict(self.data, observer_pb2.GetFlowsResponse(),
-                                                ignore_unknown_fields=True)
-                encoded = message.SerializeToString()
-            except (json_format.ParseError, *FLOW_SHAPE_ERRORS):
+            # The received bytes plus what the enrichment appended (~9 µs), else ParseDict (~210 µs).
+            encoded = encode_response(self.data, self.wire)
+            if encoded is None:
                 encoded = b"\x00"  # not a valid response: the mark of "does not encode"
             self.encoded = encoded
+            self.wire = None  # only `encoded` is needed from now on
         return None if encoded == b"\x00" else encoded
 
 
@@ -187,12 +188,13 @@ class EventRing:
         self._seen = 0  # events ever appended; the newest has this number
         self._changed = threading.Condition(threading.Lock())
 
-    def append(self, event: Mapping[str, Any]) -> None:
-        """Called by the pipeline for each processed event; only flows are kept."""
+    def append(self, event: Mapping[str, Any], wire: bytes | None = None) -> None:
+        """Called by the pipeline for each processed event; only flows are kept. `wire`: the
+        bytes the gRPC source received for it (FlowEvent.wire), which its encoding reuses."""
         flow = event.get("flow")
         if not isinstance(flow, dict):
             return
-        slot = _Slot(dict(event), self._monotonic())
+        slot = _Slot(dict(event), self._monotonic(), wire)
         with self._changed:
             self._slots.append(slot)
             self._seen += 1

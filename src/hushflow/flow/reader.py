@@ -229,6 +229,7 @@ class ProvenEvent(FlowEvent):
         self.flow_end = flow_end
         self.source = source
         self.line = line
+        self.wire = None
 
     @property
     def data(self) -> dict[str, Any]:
