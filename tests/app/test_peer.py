@@ -378,3 +378,75 @@ def test_a_relay_shaped_client_aggregates_two_hushflow_instances(served_peers):
     finally:
         for node in nodes:
             node.stop(0)
+
+
+# -- hushflow run --serve ... --serve-peer / --serve-peers-selector -----------------------------
+
+
+def hushflow_run(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from hushflow.app.example import example_dir
+    from hushflow.cli.run import run
+
+    example = example_dir()
+    assert example is not None
+    result = CliRunner().invoke(run, ["--policies", str(example / "policies"), "--input-file",
+                                      str(example / "flows.jsonl"), "--no-resolve", "--clock", "flows",
+                                      "--metrics-address", "127.0.0.1:0", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--serve-peer", "node-a=10.0.0.7"], "--serve-peers-selector and --serve-peer need --serve ADDRESS"),
+    (["--serve", "127.0.0.1:0", "--serve-peer", "node-a"], "--serve-peer 'node-a': give NAME=ADDRESS"),
+    (["--serve", "unix:///tmp/hushflow-peer-test.sock", "--serve-peers-selector", SELECTOR],
+     "--serve-peers-selector needs --serve on a TCP port"),
+    (["--serve", "127.0.0.1:0", "--serve-peers-selector", "app in (a)"], "--serve-peers-selector 'app in (a)'"),
+    (["--serve", "127.0.0.1:0", "--serve-peers-selector", SELECTOR, "--serve-peer", "a=10.0.0.1"], "give either"),
+], ids=["without-serve", "not-name-address", "unix-socket", "set-based-selector", "both"])
+def test_a_peer_option_mistake_is_one_error_line_and_exit_2(args, message):
+    code, output = hushflow_run(*args)
+    assert code == 2, output
+    assert output.startswith("error: " + message), output
+    assert len(output.splitlines()) == 1 and "Traceback" not in output, output
+
+
+def test_run_serves_the_peer_service_beside_the_observer():
+    code, output = hushflow_run("--serve", "127.0.0.1:0", "--serve-peer", "node-a=10.0.0.7:4244")
+    assert code == 0, output
+    assert "serving Hubble's Peer service beside it: 1 fixed peer(s)\n" in output
+
+
+def test_run_s_observer_serves_notify_and_answers_as_a_node_s_hubble():
+    """What run wires: the Peer service on the Observer's port, and GetFlows without the
+    node_status Relay itself sends first (Relay adds its own; a node's Hubble sends none)."""
+    from hushflow.app.daemon import Daemon, RunOptions
+    from hushflow.app.example import example_dir
+    from hushflow.app.serve_tls import ServeTLSOptions
+    from hushflow.cli.run import _serve_observer
+
+    example = example_dir()
+    assert example is not None
+    options = RunOptions(policies=(str(example / "policies"),), input_files=(str(example / "flows.jsonl"),),
+                         resolve=False, clock="flows", serve="127.0.0.1:0", instance="node-a",
+                         serve_peers=("node-a=10.0.0.7:4244",))
+    daemon = Daemon(options)
+    peers = peer_service(serve="127.0.0.1:0", static=options.serve_peers)
+    observer = _serve_observer(daemon, options, ServeTLSOptions(), peers)
+    assert observer is not None and daemon.ring is not None
+    daemon.ring.append(flow_event(1, "node-a", "api-0"))
+    try:
+        stream = Notifications(f"127.0.0.1:{observer.port}")
+        try:
+            assert stream.wait_for(1) == [(ADDED, "node-a", "10.0.0.7:4244")]
+        finally:
+            stream.close()
+        with grpc.insecure_channel(f"127.0.0.1:{observer.port}") as channel:
+            answers = list(observer_pb2_grpc.ObserverStub(channel).GetFlows(
+                observer_pb2.GetFlowsRequest(number=5), timeout=20))
+        assert [a.WhichOneof("response_types") for a in answers] == ["flow"]
+    finally:
+        peers.stop()
+        observer.stop(None)

@@ -108,6 +108,11 @@ class RunOptions:
     pod_sync_timeout: float = 30.0  # seconds to wait for the first pod list before reading flows
     serve: str | None = None  # serve the Observer API here from a ring of the processed events (app.serve)
     serve_capacity: int = 4095  # that ring's size (Hubble's --hubble-event-buffer-capacity)
+    # --serve also serves Hubble's Peer service (app.peer), so Cilium's Relay aggregates the
+    # per-node instances: these NAME=ADDRESS peers, or the pods the selector picks in the namespace.
+    serve_peers: tuple[str, ...] = ()
+    serve_peers_selector: str | None = None
+    serve_peers_namespace: str = "hushflow"
     export: str | None = None  # write the processed events here as Hubble's exporter does ("-": stdout)
     export_max_size_mb: float = 10.0  # rotate past this size (hubble-export-file-max-size-mb)
     export_max_backups: int = 5  # rotated files kept (hubble-export-file-max-backups; 0: all)

@@ -353,9 +353,10 @@ def serve_port(address: str) -> int:
 
 def peer_service(*, serve: str, static: Iterable[str] = (), selector: str | None = None,
                  namespace: str = "hushflow", cluster: str = DEFAULT_CLUSTER, api: Any = None,
-                 report: Callable[[str], None] = lambda _line: None) -> PeerService:
+                 kubeconfig: str | None = None, report: Callable[[str], None] = lambda _line: None) -> PeerService:
     """The Peer service of `hushflow run --serve ... --serve-peer ...` or `--serve-peers-selector`
-    (not started: call `start()`). `api` is a kubernetes ApiClient, for the selector. Raises PeerError."""
+    (not started: call `start()`). `api` is a kubernetes ApiClient for the selector; without it,
+    the cluster of `kubeconfig` (or the service account) is used. Raises PeerError."""
     peers = PeerSet()
     if static and selector:
         raise PeerError("give either --serve-peer NAME=ADDRESS or --serve-peers-selector, not both")
@@ -374,5 +375,12 @@ def peer_service(*, serve: str, static: Iterable[str] = (), selector: str | None
         raise PeerError(f"--serve-peers-namespace {namespace!r} is not a namespace name")
     index = PeerPods(peers, namespace=namespace, selector=parse_selector(selector), port=serve_port(serve),
                      cluster=cluster)
+    if api is None:
+        from hushflow.app.cluster import Cluster, ClusterError
+
+        try:
+            api = Cluster.connect(kubeconfig).api
+        except ClusterError as exc:
+            raise PeerError(f"--serve-peers-selector: {exc}") from None
     service.watch = PeerWatch(api, index, service.stopping, report=report)
     return service

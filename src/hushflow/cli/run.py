@@ -14,6 +14,7 @@ from hushflow.cli.options import cilium_version_option, cluster_name_option, pro
 
 if TYPE_CHECKING:
     from hushflow.app.daemon import Daemon, RunOptions, RunSummary
+    from hushflow.app.peer import PeerService
     from hushflow.app.serve import ObserverServer
     from hushflow.app.serve_tls import ServeTLSOptions
 
@@ -51,6 +52,14 @@ if TYPE_CHECKING:
                    "`hubble observe --server` at it.")
 @click.option("--serve-buffer-capacity", type=click.IntRange(1, 1 << 20), default=4095, show_default=True,
               help="Flows the --serve ring keeps (like Hubble's --hubble-event-buffer-capacity).")
+@click.option("--serve-peers-selector", metavar="SELECTOR",
+              help="Also serve Hubble's Peer service on --serve, listing the hushflow pods this label selector "
+                   "picks (key=value,...; e.g. app.kubernetes.io/name=hushflow) in --serve-peers-namespace, so "
+                   "that Cilium's Hubble Relay aggregates the per-node instances (RBAC: list, watch pods).")
+@click.option("--serve-peers-namespace", default="hushflow", show_default=True, envvar="HUSHFLOW_NAMESPACE",
+              metavar="NAMESPACE", help="The namespace of those pods. Env: HUSHFLOW_NAMESPACE.")
+@click.option("--serve-peer", "serve_peers", multiple=True, metavar="NAME=ADDRESS",
+              help="Serve the Peer service with this fixed peer instead (tests, development); repeatable.")
 @click.option("--serve-tls-cert-file", metavar="FILE",
               help="Serve --serve HOST:PORT with TLS: the server's PEM certificate, with --serve-tls-key-file "
                    "(Cilium: --hubble-tls-cert-file). Both are read again when they change (rotation).")
@@ -166,6 +175,8 @@ def run(**kwargs: Any) -> None:
         clock=clock, watch_pods=kwargs["watch_pods"],
         metric_context=_metric_context(kwargs["metric_labels"]),
         serve=kwargs["serve"], serve_capacity=kwargs["serve_buffer_capacity"],
+        serve_peers=tuple(kwargs["serve_peers"]), serve_peers_selector=kwargs["serve_peers_selector"],
+        serve_peers_namespace=kwargs["serve_peers_namespace"],
         **_export_options(kwargs),
     )
     try:
@@ -175,6 +186,7 @@ def run(**kwargs: Any) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     serve_tls = _serve_tls_options(kwargs, options.serve)
+    peers = _peer_service(options)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     try:
@@ -185,7 +197,7 @@ def run(**kwargs: Any) -> None:
     except OSError as exc:  # the disk changed since the checks (a directory removed, a mount gone)
         click.echo(f"error: cannot start: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         sys.exit(2)
-    observer = _serve_observer(daemon, options, serve_tls)
+    observer = _serve_observer(daemon, options, serve_tls, peers)
     try:
         code = run_daemon(daemon, options.metrics_address, linger=options.linger,
                           say=lambda message: click.echo(message, err=True))
@@ -195,6 +207,8 @@ def run(**kwargs: Any) -> None:
     finally:
         if observer is not None:
             observer.stop()
+        if peers is not None:
+            peers.stop()
     # `--export -` owns stdout: every line there is an export line, the summary goes to stderr.
     print_summary(daemon.summary, Console(file=sys.stderr if options.export == "-" else sys.stdout))
     sys.exit(code)
@@ -237,9 +251,30 @@ def _serve_tls_options(kwargs: dict[str, Any], serve: str | None) -> ServeTLSOpt
     return tls
 
 
-def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions) -> ObserverServer | None:
+def _peer_service(options: RunOptions) -> PeerService | None:
+    """The Peer service of --serve-peers-selector / --serve-peer (None without them), not started;
+    exit 2 when it cannot be served."""
+    if not options.serve_peers and options.serve_peers_selector is None:
+        return None
+    from hushflow.app.peer import PeerError, peer_service
+
+    try:
+        if options.serve is None:
+            raise PeerError("--serve-peers-selector and --serve-peer need --serve ADDRESS (the Peer service "
+                            "is served beside the Observer)")
+        return peer_service(serve=options.serve, static=options.serve_peers, selector=options.serve_peers_selector,
+                            namespace=options.serve_peers_namespace, cluster=options.cluster_name,
+                            kubeconfig=options.kubeconfig, report=lambda line: click.echo(line, err=True))
+    except PeerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions,
+                    peers: PeerService | None = None) -> ObserverServer | None:
     """Start the Observer server of --serve on the daemon's ring (None without it), with TLS when
-    asked; exit 2 when the address cannot be served or the TLS files do not load."""
+    asked, and the Peer service beside it; exit 2 when the address cannot be served or the TLS
+    files do not load."""
     if daemon.ring is None or options.serve is None:
         return None
     from hushflow import __version__
@@ -253,8 +288,10 @@ def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions) -
         if tls.given:
             reload_errors = daemon.metrics.child(metric_names.SERVE_TLS_RELOAD_ERRORS_TOTAL)
             credentials = ServeTLS(tls, say=say, on_reload_error=reload_errors.inc).credentials()
+        # An instance a Relay aggregates answers as a node's Hubble does: no node_status of its own.
+        services = () if peers is None else (("peer.Peer", peers.handler()),)
         observer = serve_observer(daemon.ring, options.serve, node_name=options.instance or "hushflow",
-                                  credentials=credentials,
+                                  credentials=credentials, announce_nodes=peers is None, services=services,
                                   version=f"hushflow {__version__}")
     except ServeError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -264,6 +301,11 @@ def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions) -
         click.echo(f"warning: {warning}", err=True)
     mode = " with mutual TLS" if tls.mutual else " with TLS" if tls.given else ""
     click.echo(f"serving the Observer API on {options.serve}{mode}", err=True)
+    if peers is not None:
+        peers.start()
+        which = (f"the pods {options.serve_peers_selector} in namespace {options.serve_peers_namespace}"
+                 if options.serve_peers_selector else f"{len(options.serve_peers)} fixed peer(s)")
+        click.echo(f"serving Hubble's Peer service beside it: {which}", err=True)
     return observer
 
 
