@@ -88,6 +88,11 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found
 
 
+def named(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [item for item in objects if item["kind"] == kind and item["metadata"]["name"] == name]
+    return found
+
+
 def workload(name: str) -> dict[str, Any]:
     return one(mode(name), WORKLOAD_KIND[name])
 

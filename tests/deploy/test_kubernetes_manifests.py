@@ -29,6 +29,7 @@ from tests.deploy.manifests import (
     documents,
     manifest_files,
     mode,
+    named,
     one,
     render,
     workload,
@@ -187,9 +188,12 @@ def test_no_folded_scalar_keeps_a_line_break(path: Path) -> None:
 def test_mode_has_everything_once(mode_name: str) -> None:
     objects = mode(mode_name)
     kinds = sorted(item["kind"] for item in objects)
-    policies = {"relay": ["CiliumNetworkPolicy"] * 2, "per-node": ["CiliumNetworkPolicy"]}[mode_name]
+    policies = {"relay": ["CiliumNetworkPolicy"] * 3, "per-node": ["CiliumNetworkPolicy"] * 2}[mode_name]
+    # What serves the enriched flows (tests/deploy/test_serve_deployments.py): relay mode's
+    # hushflow-observer Service; per-node mode's hushflow-peer Service and Cilium's Relay over them.
+    served = {"relay": ["Service"], "per-node": ["Service", "ConfigMap", "Deployment", "Service"]}[mode_name]
     assert kinds == sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                            "Service", "ServiceMonitor", WORKLOAD_KIND[mode_name], *policies])
+                            "Service", "ServiceMonitor", WORKLOAD_KIND[mode_name], *policies, *served])
     namespaced = [item for item in objects if item["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}]
     assert {item["metadata"]["namespace"] for item in namespaced} == {"hushflow"}
 
@@ -198,8 +202,11 @@ def test_mode_has_everything_once(mode_name: str) -> None:
 
 def test_the_workloads_are_the_two_modes() -> None:
     # The properties below are checked on every object with a pod template in deploy/kubernetes;
-    # nothing else may run a pod (a CronJob or bare Pod would escape them).
-    assert sorted(item["kind"] for _, item in workloads()) == ["DaemonSet", "Deployment"]
+    # nothing else may run a pod (a CronJob or bare Pod would escape them). The second Deployment
+    # is per-node mode's Hubble Relay (Cilium's image) over the hushflow instances.
+    assert sorted((path, item["kind"]) for path, item in workloads()) == [
+        ("per-node/daemonset.yaml", "DaemonSet"), ("per-node/relay-deployment.yaml", "Deployment"),
+        ("relay/deployment.yaml", "Deployment")]
     kinds = {item["kind"] for _, item in _all_objects()}
     assert not kinds & {"Pod", "CronJob"}
 
@@ -276,6 +283,8 @@ def test_probes_work_on_any_ip_family(item: tuple[str, dict[str, Any]]) -> None:
     path, found = item
     for container in containers(found):
         name = f"{path}:{container['name']}"
+        if container["command"] != ["hushflow"]:
+            continue  # Cilium's Relay: tests/deploy/test_serve_deployments.py
         probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
         for kind, probe in probes.items():
             # No host: the kubelet probes the pod IP, whichever family the cluster gives pods.
@@ -284,7 +293,9 @@ def test_probes_work_on_any_ip_family(item: tuple[str, dict[str, Any]]) -> None:
         assert probes["startupProbe"]["httpGet"]["path"] == LIVENESS_PATH, name
         assert probes["livenessProbe"]["httpGet"]["path"] == LIVENESS_PATH, name
         assert probes["readinessProbe"]["httpGet"]["path"] == READINESS_PATH, name
-        assert container["ports"] == [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}], name
+        # The metrics port first; a --serve port beside it is checked in test_serve_deployments.py.
+        assert container["ports"][0] == {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}, name
+        assert len(container["ports"]) == 1 + ("--serve" in container["args"]), name
         # ...and the server behind the port listens on every IPv6 and IPv4 address, said
         # explicitly rather than left to the default.
         args = container["args"]
@@ -317,7 +328,8 @@ def test_mode_reads_its_hubble_and_the_policies(mode_name: str, server: str) -> 
     mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert mounts["policies"]["mountPath"] == policies and mounts["policies"]["readOnly"] is True
-    assert volumes["policies"]["configMap"]["name"] == one(mode(mode_name), "ConfigMap")["metadata"]["name"]
+    assert volumes["policies"]["configMap"]["name"] == named(mode(mode_name), "ConfigMap", "hushflow-policies")[
+        "metadata"]["name"]
     host_paths = {name: volume["hostPath"] for name, volume in volumes.items() if "hostPath" in volume}
     if mode_name == "per-node":
         assert host_paths == {"cilium-run": {"path": "/var/run/cilium", "type": "Directory"}}
@@ -374,7 +386,7 @@ def test_policies_configmap_holds_policy_files() -> None:
 @pytest.mark.parametrize("mode_name", MODES)
 def test_service_and_servicemonitor_reach_the_pods(mode_name: str) -> None:
     objects = mode(mode_name)
-    service = one(objects, "Service")
+    service = named(objects, "Service", "hushflow")
     monitor = one(objects, "ServiceMonitor")
     pod_labels = workload(mode_name)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()

@@ -25,8 +25,9 @@ from hushflow.sinks.metric_names import METRICS_PORT
 from tests.deploy.manifests import KUBERNETES_DIR, MODES, mode, workload
 
 POLICY_FILES = {
-    "per-node": [KUBERNETES_DIR / "common" / "network-policy.yaml"],
-    "relay": [KUBERNETES_DIR / "common" / "network-policy.yaml", KUBERNETES_DIR / "relay" / "network-policy-relay.yaml"],
+    "per-node": [KUBERNETES_DIR / "common" / "network-policy.yaml", KUBERNETES_DIR / "per-node" / "network-policy-peer.yaml"],
+    "relay": [KUBERNETES_DIR / "common" / "network-policy.yaml", KUBERNETES_DIR / "relay" / "network-policy-relay.yaml",
+              KUBERNETES_DIR / "relay" / "network-policy-observer.yaml"],
 }
 # Where Prometheus is assumed to run (common/network-policy.yaml says how to change it).
 MONITORING_NAMESPACE = "monitoring"
@@ -81,6 +82,9 @@ HUBBLE_RELAY = _pod("kube-system", 41002, **{"k8s-app": "hubble-relay", "app.kub
 OTHER_KUBE_SYSTEM = _pod("kube-system", 41003, **{"k8s-app": "metrics-server"})
 PROMETHEUS = _pod(MONITORING_NAMESPACE, 42001, **{"app.kubernetes.io/name": "prometheus"})
 A_WORKLOAD = _pod("payments", 43001, **{"app": "checkout"})
+# Per-node mode's Relay (per-node/relay-deployment.yaml), and Hubble UI as Cilium installs it.
+HUSHFLOW_RELAY = _pod("hushflow", 40002, **{"app.kubernetes.io/name": "hushflow-relay"})
+HUBBLE_UI = _pod("kube-system", 41004, **{"k8s-app": "hubble-ui"})
 KUBE_APISERVER = {"identity": 7, "labels": ["reserved:kube-apiserver"]}
 HOST = {"identity": 1, "labels": ["reserved:host"]}
 REMOTE_NODE = {"identity": 6, "labels": ["reserved:remote-node"]}
@@ -99,6 +103,7 @@ def _flow(direction: str, peer: dict[str, Any], peer_ip: str, protocol: str, por
 
 BOTH = {"relay": True, "per-node": True}
 RELAY_ONLY = {"relay": True, "per-node": False}
+PER_NODE_ONLY = {"relay": False, "per-node": True}
 NEITHER = {"relay": False, "per-node": False}
 
 # (what, direction, peer, peer IP, protocol, port, allowed in which mode)
@@ -109,6 +114,13 @@ CONNECTIONS = [
     ("a workload scrapes the metrics port", "INGRESS", A_WORKLOAD, "10.0.3.7", "TCP", METRICS_PORT, NEITHER),
     ("another node reaches the metrics port", "INGRESS", REMOTE_NODE, "10.0.9.1", "TCP", METRICS_PORT, NEITHER),
     ("the internet reaches the metrics port", "INGRESS", WORLD, "203.0.113.9", "TCP", METRICS_PORT, NEITHER),
+    ("per-node: hushflow-relay reaches the served Observer and Peer API", "INGRESS", HUSHFLOW_RELAY, "10.0.2.9",
+     "TCP", 4244, PER_NODE_ONLY),
+    ("per-node: hushflow-relay on another port", "INGRESS", HUSHFLOW_RELAY, "10.0.2.9", "TCP", 4245, NEITHER),
+    ("per-node: a workload reaches the served API", "INGRESS", A_WORKLOAD, "10.0.3.7", "TCP", 4244, NEITHER),
+    ("relay: Hubble UI reaches the served Observer", "INGRESS", HUBBLE_UI, "10.0.0.32", "TCP", 4245, RELAY_ONLY),
+    ("relay: a workload reaches the served Observer", "INGRESS", A_WORKLOAD, "10.0.3.7", "TCP", 4245, NEITHER),
+    ("Cilium's Hubble Relay reaches hushflow", "INGRESS", HUBBLE_RELAY, "10.0.0.30", "TCP", 4244, NEITHER),
     ("the API server on 443", "EGRESS", KUBE_APISERVER, "10.0.0.1", "TCP", 443, BOTH),
     ("the API server on 6443", "EGRESS", KUBE_APISERVER, "192.0.2.10", "TCP", 6443, BOTH),
     ("the API server on another port", "EGRESS", KUBE_APISERVER, "192.0.2.10", "TCP", 10250, NEITHER),
