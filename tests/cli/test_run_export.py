@@ -170,3 +170,9 @@ def test_exporting_asks_hubble_for_every_flow_and_field(tmp_path, export):
         assert (list(request.whitelist), list(request.field_mask.paths)) == ([], [])
     else:
         assert request.whitelist and request.field_mask.paths
+
+
+def test_every_export_option_is_documented():
+    text = (ROOT / "docs" / "export.md").read_text()
+    options = [opt for param in run.params for opt in param.opts if opt.startswith("--export")]
+    assert len(options) == 7 and all(f"`{option}" in text for option in options)
