@@ -176,3 +176,11 @@ def test_every_export_option_is_documented():
     text = (ROOT / "docs" / "export.md").read_text()
     options = [opt for param in run.params for opt in param.opts if opt.startswith("--export")]
     assert len(options) == 7 and all(f"`{option}" in text for option in options)
+
+
+def test_a_finite_run_that_could_not_export_every_event_exits_2(tmp_path):
+    # Lines longer than the file may grow (100 bytes) are refused, as lumberjack refuses them.
+    code, _stdout, stderr = hushflow_run(tmp_path, "--export", str(tmp_path / "flows.log"),
+                                         "--export-max-size-mb", "0.0001")
+    assert code == 2
+    assert stderr.count("longer than the export file may grow") == 1  # reported once, counted always

@@ -94,6 +94,21 @@ def test_every_flow_of_the_hubble_cli_recording_encodes_as_hubble_printed_it():
     assert checked > 3000
 
 
+@pytest.mark.parametrize("number", REAL_EXPORT_LINES)
+@pytest.mark.parametrize("proof", [True, False])
+def test_a_flow_in_another_key_order_still_comes_out_canonical(number, proof):
+    """Enrichment appends policy_log and *_denied_by to the flow: the line is Hubble's order
+    whether the C proof takes it (it refuses this one) or the Python check does."""
+    raw = real_lines()[number - 1]
+    data = events_from_bytes(raw)[0].data
+    flow = data["flow"]
+    shuffled = {"flow": dict(reversed(list(flow.items())))}
+    encoder = ExportEncoder()
+    if not proof:
+        encoder._prove = None
+    assert encoder.line(shuffled) == raw + b"\n"
+
+
 def test_a_flow_line_takes_node_name_and_time_from_the_flow_not_the_response():
     # cilium pkg/hubble/exporter: ExportEvent{Time: flow.GetTime(), NodeName: flow.GetNodeName()}.
     data = {"flow": {"time": "2026-01-01T00:00:01Z", "verdict": "DROPPED", "node_name": "kind-worker"},
@@ -482,3 +497,49 @@ def test_a_place_the_export_cannot_be_is_refused(tmp_path, path, problem):
 def test_checking_the_path_leaves_no_file_behind(tmp_path):
     check_export_path(str(tmp_path / "new" / "flows.log"))
     assert not (tmp_path / "new" / "flows.log").exists()
+
+
+class SlowTarget(FailingTarget):
+    """A disk that works, slowly."""
+
+    def drain(self, lines: deque[bytes], written: Callable[[bytes], None]) -> None:
+        time.sleep(0.01)
+        super().drain(lines, written)
+
+
+def test_a_writer_behind_but_working_holds_the_caller_and_loses_nothing():
+    # A replay reads faster than a disk writes: the caller waits for room instead of dropping.
+    target = SlowTarget(failures=0)
+    exporter = FlowExporter(target, max_backlog_bytes=5_000)  # type: ignore[arg-type]
+    exporter.flush_interval = 0.01
+    exporter.start()
+    events = read(EXAMPLE_FLOWS)
+    for _ in range(4):
+        for event in events:
+            exporter.offer(event.data)
+    assert exporter.close() == 0
+    assert len(target.lines) == 4 * len(events) and not exporter.stats.not_exported
+
+
+def test_a_hung_writer_is_waited_for_once_then_lines_are_dropped_and_counted():
+    release = threading.Event()
+
+    class HangingTarget(FailingTarget):
+        def drain(self, lines: deque[bytes], written: Callable[[bytes], None]) -> None:
+            release.wait(60)
+            super().drain(lines, written)
+
+    target = HangingTarget(failures=0)
+    said: list[str] = []
+    exporter = FlowExporter(target, max_backlog_bytes=5_000, report=said.append)  # type: ignore[arg-type]
+    exporter.flush_interval = 0.01
+    exporter.start()
+    events = read(EXAMPLE_FLOWS)
+    for _ in range(4):
+        for event in events:
+            exporter.offer(event.data)  # one of them waits (a second), the others drop at once
+    dropped = exporter.stats.not_exported[BACKLOG_FULL]
+    release.set()
+    assert exporter.close() == 0
+    assert dropped > 0 and len(target.lines) + dropped == 4 * len(events)
+    assert sum("behind its file" in line for line in said) == 1

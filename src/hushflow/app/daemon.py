@@ -715,7 +715,10 @@ class Daemon:
         pipeline.join()
         self.stopping.set()
         # The export's last lines are written (retried while the disk fails, for the drain timeout).
-        export_unwritten = self.exporter.close(self.options.drain_timeout) if self.exporter is not None else 0
+        export_lost = 0  # events the export file did not get (unwritten at the end, dropped, too large)
+        if self.exporter is not None:
+            self.exporter.close(self.options.drain_timeout)
+            export_lost = sum(self.exporter.stats.not_exported.values())
         unwritten = self.writes.drain(self.options.drain_timeout) if self.writes is not None else 0
         if unwritten:
             self.stderr.write(f"hushflow: {unwritten} CIDR group write(s) did not land before the end; the state "
@@ -732,10 +735,10 @@ class Daemon:
             stats.write_report(self.stderr)
         gc.unfreeze()
         # A finite run ends non-zero when input was lost: an unreadable source, skipped lines or
-        # flows, values of DNS answers left out.
+        # flows, values of DNS answers left out, events the --export file did not get.
         summary = self.summary
         lost = summary.bad_lines or summary.flows_skipped or summary.dns_values_rejected
-        return 2 if self.source_error or lost or unwritten or self._unsaved or export_unwritten else 0
+        return 2 if self.source_error or lost or unwritten or self._unsaved or export_lost else 0
 
     def _finish_summary(self) -> None:
         windows = sorted(self.publisher.stats.leak_windows)

@@ -53,6 +53,7 @@ from hushflow.flow.protojson import (
     canonical_event,
     go_json_escape,
     make_canonical_event_check,
+    make_line_proof,
 )
 from hushflow.proto import FLOW_DESCRIPTOR
 
@@ -62,7 +63,12 @@ DEFAULT_MAX_BACKUPS = 5  # hubble-export-file-max-backups
 MEGABYTE = 1024 * 1024  # lumberjack's megabyte
 FLUSH_INTERVAL = 0.5  # seconds: `tail -F` sees a flow at most this late
 DEFAULT_MAX_BACKLOG_BYTES = 32 * MEGABYTE  # lines waiting for a failing disk, at most
-_BATCH_BYTES = 256 * 1024  # a write of at most this many bytes; the writer wakes at this much waiting
+_BATCH_BYTES = 256 * 1024  # the writer wakes when this much waits
+# One write of at most this many bytes: the writer thread competes for the GIL with the pipeline
+# and gets it back only every switch interval (5 ms), so it writes a lot each time it has it
+# (measured: 256 KB writes kept up with 7,000 flows/s, 4 MB ones with the pipeline's 60,000).
+_WRITE_BYTES = 4 * MEGABYTE
+_ROOM_WAIT = 1.0  # seconds a caller waits for room while the writer is behind (not failing)
 _COMPRESS_SUFFIX = ".gz"
 _BACKUP_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}")
 _FLOW_LINE = b'{"flow":'
@@ -126,6 +132,9 @@ class ExportEncoder:
         self.mask = mask or None
         self.node_name = node_name
         self._is_canonical = make_canonical_event_check()
+        # The C proof that bytes are Hubble's jsonpb at every level: most flows are encoded as
+        # they are and proven (~6 us) instead of checked in Python first (~17 us a flow).
+        self._prove = make_line_proof()
 
     def line(self, data: Mapping[str, Any]) -> bytes | None:
         """The line (with its newline); None for an event the exporter does not write (node
@@ -142,6 +151,14 @@ class ExportEncoder:
             flow_time = flow.get("time")
             if flow_time is not None:
                 event["time"] = flow_time
+            prove = self._prove
+            if prove is not None:
+                try:
+                    body = go_json_escape(orjson.dumps(event))
+                except (TypeError, ValueError):  # no JSON at all: the slow path says why
+                    body = b""
+                if body and prove(body) >= 0:
+                    return body + b"\n"
         else:
             for kind in _EXPORTED_KINDS:
                 if kind in data:
@@ -242,7 +259,7 @@ class RotatingFile:
             parts = [line[self._partial :] if self._partial else line]
             total = len(parts[0])
             index = 1
-            while index < len(lines) and total < _BATCH_BYTES and len(lines[index]) <= room:
+            while index < len(lines) and total < _WRITE_BYTES and len(lines[index]) <= room:
                 parts.append(lines[index])
                 room -= len(lines[index])
                 total += len(lines[index])
@@ -440,6 +457,7 @@ class FlowExporter:
         self._close_timeout = 10.0
         self._backlog: deque[bytes] = deque()  # the writer's
         self._failing: str | None = None  # the kind of the failure writes are in
+        self._stalled = False  # the writer made no room while a caller waited: drop, do not wait
         self._reported: set[str] = set()
         self._mill_reported = 0
         self._thread: threading.Thread | None = None
@@ -447,7 +465,9 @@ class FlowExporter:
     # -- the pipeline's side
 
     def offer(self, data: Mapping[str, Any]) -> None:
-        """One processed (enriched) event: written when the filters keep it. Never waits for the disk."""
+        """One processed (enriched) event: written when the filters keep it. Waits only while the
+        writer is behind but working (at most a second, then never until it writes again); never
+        while writes fail."""
         keep = self.keep
         if keep is not None and not keep(data):
             return
@@ -458,19 +478,28 @@ class FlowExporter:
             return
         if line is None:
             return
+        size = len(line)
         with self._cond:
-            if self._held + len(line) > self.max_backlog_bytes:
-                full = True
-            else:
-                full = False
+            if self._held + size > self.max_backlog_bytes and self._failing is None and not self._stalled:
+                # The writer is behind, not failing (a replay reads faster than a disk writes): wait
+                # for it, once; a writer that makes no progress in that time is stalled (a hung
+                # mount) and lines are dropped, without waiting, until it writes again.
+                self._cond.notify()
+                if not self._cond.wait_for(self._room_or_failing(size), _ROOM_WAIT):
+                    self._stalled = True
+            full = self._held + size > self.max_backlog_bytes
+            if not full:
                 self._pending.append(line)
-                self._held += len(line)
+                self._held += size
                 if self._held >= _BATCH_BYTES:
                     self._cond.notify()
         if full:
             self._lost(BACKLOG_FULL, f"the export is {self.max_backlog_bytes // MEGABYTE} MB behind its file "
-                                     "(writes are failing): further events are dropped and counted "
+                                     "(writes are failing or hang): further events are dropped and counted "
                                      "(hushflow_export_errors_total) until writes work again")
+
+    def _room_or_failing(self, size: int) -> Callable[[], bool]:
+        return lambda: self._held + size <= self.max_backlog_bytes or self._failing is not None
 
     def _lost(self, reason: str, message: str) -> None:
         self.stats.not_exported[reason] += 1
@@ -554,7 +583,9 @@ class FlowExporter:
             stats.write_failures += 1
             kind = failure_kind(exc)
             if self._failing != kind:
-                self._failing = kind
+                with self._cond:
+                    self._failing = kind
+                    self._cond.notify_all()  # a caller waiting for room stops waiting
                 self._say_once(f"write:{kind}", f"cannot write {getattr(self.target, 'path', 'the export')} "
                                                 f"({exc.strerror or exc}); the run goes on and the write is retried "
                                                 f"every {self.flush_interval:g} s")
@@ -568,6 +599,8 @@ class FlowExporter:
             if done_bytes:
                 with self._cond:
                     self._held -= done_bytes
+                    self._stalled = False
+                    self._cond.notify_all()  # a caller waiting for room
             rotations = getattr(self.target, "rotations", 0)
             stats.rotations = rotations
             mill = self.target.mill_errors
