@@ -502,7 +502,8 @@ class FlowExporter:
         return lambda: self._held + size <= self.max_backlog_bytes or self._failing is not None
 
     def _lost(self, reason: str, message: str) -> None:
-        self.stats.not_exported[reason] += 1
+        with self._cond:  # the pipeline and the writer both count
+            self.stats.not_exported[reason] += 1
         self._say_once(reason, message)
 
     def _say_once(self, kind: str, message: str) -> None:
