@@ -450,3 +450,18 @@ def test_run_s_observer_serves_notify_and_answers_as_a_node_s_hubble():
     finally:
         peers.stop()
         observer.stop(None)
+
+
+def test_with_tls_each_peer_names_the_server_name_relay_must_verify(apiserver):
+    """Under --serve-tls-*, Relay must dial each instance with TLS and check the name Cilium's
+    agents use (`<node>.<cluster>.hubble-grpc.cilium.io`); no `tls` would make it dial in clear."""
+    service = peer_service(serve="127.0.0.1:0", static=("node-a=10.0.0.7:4244", "mesh-2/node.b=10.0.0.8:4244"),
+                           cluster="prod", tls=True)
+    stream = service.notify(peer_pb2.NotifyRequest(), _Context())  # type: ignore[arg-type]
+    notes = sorted((note.name, note.tls.server_name) for note in (next(stream), next(stream)))
+    assert notes == [("mesh-2/node.b", "node-b.mesh-2.hubble-grpc.cilium.io"),
+                     ("node-a", "node-a.prod.hubble-grpc.cilium.io")]
+    plain = peer_service(serve="127.0.0.1:0", static=("node-a=10.0.0.7:4244",))
+    assert not next(plain.notify(peer_pb2.NotifyRequest(), _Context())).HasField("tls")  # type: ignore[arg-type]
+    watch = pod_peers(apiserver, tls=True).watch
+    assert watch is not None and watch.peer_pods.tls is True

@@ -129,6 +129,13 @@ def parse_static_peer(text: str) -> Peer:
     return Peer(name, address)
 
 
+def _static_server_name(name: str, cluster: str) -> str:
+    """The TLS server name of a `--serve-peer` NAME, a node's Fullname: `<cluster>/<node>`, or the
+    node name in `cluster`."""
+    peer_cluster, sep, node = name.partition("/")
+    return tls_server_name(node, peer_cluster) if sep else tls_server_name(name, cluster)
+
+
 def parse_selector(text: str) -> tuple[tuple[str, str], ...]:
     """An equality-based label selector, `key=value[,key=value...]` (`==` too). The API server
     filters with it; hushflow checks it again on every pod it is given. Raises PeerError."""
@@ -353,16 +360,22 @@ def serve_port(address: str) -> int:
 
 def peer_service(*, serve: str, static: Iterable[str] = (), selector: str | None = None,
                  namespace: str = "hushflow", cluster: str = DEFAULT_CLUSTER, api: Any = None,
-                 kubeconfig: str | None = None, report: Callable[[str], None] = lambda _line: None) -> PeerService:
+                 kubeconfig: str | None = None, report: Callable[[str], None] = lambda _line: None,
+                 tls: bool = False) -> PeerService:
     """The Peer service of `hushflow run --serve ... --serve-peer ...` or `--serve-peers-selector`
     (not started: call `start()`). `api` is a kubernetes ApiClient for the selector; without it,
-    the cluster of `kubeconfig` (or the service account) is used. Raises PeerError."""
+    the cluster of `kubeconfig` (or the service account) is used. `tls`: the instances serve with
+    TLS (--serve-tls-*), so each notification names the server name Relay must verify, as
+    Cilium's agents announce theirs. Raises PeerError."""
     peers = PeerSet()
     if static and selector:
         raise PeerError("give either --serve-peer NAME=ADDRESS or --serve-peers-selector, not both")
     service = PeerService(peers)
     if static:
         fixed = [parse_static_peer(text) for text in static]
+        if tls:
+            fixed = [dataclasses.replace(peer, tls_server_name=_static_server_name(peer.name, cluster))
+                     for peer in fixed]
         names = [peer.name for peer in fixed]
         if len(set(names)) != len(names):
             twice = sorted({name for name in names if names.count(name) > 1})
@@ -374,7 +387,7 @@ def peer_service(*, serve: str, static: Iterable[str] = (), selector: str | None
     if not namespace or not _NODE_NAME.match(namespace) or len(namespace) > 63:
         raise PeerError(f"--serve-peers-namespace {namespace!r} is not a namespace name")
     index = PeerPods(peers, namespace=namespace, selector=parse_selector(selector), port=serve_port(serve),
-                     cluster=cluster)
+                     cluster=cluster, tls=tls)
     if api is None:
         from hushflow.app.cluster import Cluster, ClusterError
 

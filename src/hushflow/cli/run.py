@@ -186,7 +186,7 @@ def run(**kwargs: Any) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     serve_tls = _serve_tls_options(kwargs, options.serve)
-    peers = _peer_service(options)
+    peers = _peer_service(options, serve_tls)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     try:
@@ -251,7 +251,7 @@ def _serve_tls_options(kwargs: dict[str, Any], serve: str | None) -> ServeTLSOpt
     return tls
 
 
-def _peer_service(options: RunOptions) -> PeerService | None:
+def _peer_service(options: RunOptions, tls: ServeTLSOptions) -> PeerService | None:
     """The Peer service of --serve-peers-selector / --serve-peer (None without them), not started;
     exit 2 when it cannot be served."""
     if not options.serve_peers and options.serve_peers_selector is None:
@@ -264,7 +264,8 @@ def _peer_service(options: RunOptions) -> PeerService | None:
                             "is served beside the Observer)")
         return peer_service(serve=options.serve, static=options.serve_peers, selector=options.serve_peers_selector,
                             namespace=options.serve_peers_namespace, cluster=options.cluster_name,
-                            kubeconfig=options.kubeconfig, report=lambda line: click.echo(line, err=True))
+                            kubeconfig=options.kubeconfig, report=lambda line: click.echo(line, err=True),
+                            tls=tls.given)
     except PeerError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
