@@ -424,8 +424,8 @@ def test_run_s_observer_serves_notify_and_answers_as_a_node_s_hubble():
     node_status Relay itself sends first (Relay adds its own; a node's Hubble sends none)."""
     from hushflow.app.daemon import Daemon, RunOptions
     from hushflow.app.example import example_dir
+    from hushflow.app.observer_api import start_observer_api
     from hushflow.app.serve_tls import ServeTLSOptions
-    from hushflow.cli.run import _serve_observer
 
     example = example_dir()
     assert example is not None
@@ -434,8 +434,9 @@ def test_run_s_observer_serves_notify_and_answers_as_a_node_s_hubble():
                          serve_peers=("node-a=10.0.0.7:4244",))
     daemon = Daemon(options)
     peers = peer_service(serve="127.0.0.1:0", static=options.serve_peers)
-    observer = _serve_observer(daemon, options, ServeTLSOptions(), peers)
-    assert observer is not None and daemon.ring is not None
+    served = start_observer_api(daemon, options, ServeTLSOptions(), peers, say=lambda _line: None)
+    assert served is not None and daemon.ring is not None
+    observer = served.observer
     daemon.ring.append(flow_event(1, "node-a", "api-0"))
     try:
         stream = Notifications(f"127.0.0.1:{observer.port}")
@@ -448,8 +449,7 @@ def test_run_s_observer_serves_notify_and_answers_as_a_node_s_hubble():
                 observer_pb2.GetFlowsRequest(number=5), timeout=20))
         assert [a.WhichOneof("response_types") for a in answers] == ["flow"]
     finally:
-        peers.stop()
-        observer.stop(None)
+        served.stop()
 
 
 def test_with_tls_each_peer_names_the_server_name_relay_must_verify(apiserver):

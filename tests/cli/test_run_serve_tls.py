@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from hushflow.app.daemon import Daemon, RunOptions
 from hushflow.app.example import example_dir
+from hushflow.app.observer_api import start_observer_api
 from hushflow.app.serve_tls import ServeTLSOptions
-from hushflow.cli.run import _serve_observer, run
+from hushflow.cli.run import run
 from tests.app.test_serve_tls import CA, SERVER_NAME
 
 EXAMPLE = example_dir()
@@ -112,8 +113,9 @@ def test_a_bad_rotated_certificate_is_counted_in_the_daemon_s_metrics(here: Path
     options = RunOptions(policies=(POLICIES,), input_files=(FLOWS,), resolve=False, clock="flows",
                          serve="127.0.0.1:0")
     daemon = Daemon(options)
-    observer = _serve_observer(daemon, options, ServeTLSOptions("tls.crt", "tls.key"))
-    assert observer is not None
+    served = start_observer_api(daemon, options, ServeTLSOptions("tls.crt", "tls.key"), None, say=lambda _line: None)
+    assert served is not None
+    observer = served.observer
     try:
         new = here / "tls.crt.new"
         new.write_text("not a certificate\n")
@@ -123,5 +125,5 @@ def test_a_bad_rotated_certificate_is_counted_in_the_daemon_s_metrics(here: Path
               context.wrap_socket(raw, server_hostname=SERVER_NAME) as tls):
             assert tls.version() == "TLSv1.3"  # still served, with the last good certificate
     finally:
-        observer.stop(None)
+        served.stop()
     assert daemon.registry.get_sample_value("hushflow_serve_tls_reload_errors_total") == 1

@@ -13,9 +13,7 @@ from rich.table import Table
 from hushflow.cli.options import cilium_version_option, cluster_name_option, protect_cidr_option
 
 if TYPE_CHECKING:
-    from hushflow.app.daemon import Daemon, RunOptions, RunSummary
-    from hushflow.app.peer import PeerService
-    from hushflow.app.serve import ObserverServer
+    from hushflow.app.daemon import RunSummary
     from hushflow.app.serve_tls import ServeTLSOptions
 
 
@@ -185,8 +183,15 @@ def run(**kwargs: Any) -> None:
     except RunOptionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    from hushflow.app.observer_api import ObserverApiError, prepare_peers, start_observer_api
+
     serve_tls = _serve_tls_options(kwargs, options.serve)
-    peers = _peer_service(options, serve_tls)
+    say = partial(click.echo, err=True)
+    try:
+        peers = prepare_peers(options, serve_tls, report=say)
+    except ObserverApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     try:
@@ -197,7 +202,11 @@ def run(**kwargs: Any) -> None:
     except OSError as exc:  # the disk changed since the checks (a directory removed, a mount gone)
         click.echo(f"error: cannot start: {exc.filename or ''}: {exc.strerror or exc}", err=True)
         sys.exit(2)
-    observer = _serve_observer(daemon, options, serve_tls, peers)
+    try:
+        served = start_observer_api(daemon, options, serve_tls, peers, say=say)
+    except ObserverApiError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     try:
         code = run_daemon(daemon, options.metrics_address, linger=options.linger,
                           say=lambda message: click.echo(message, err=True))
@@ -205,10 +214,8 @@ def run(**kwargs: Any) -> None:
         click.echo(f"error: cannot serve metrics on {options.metrics_address}: {exc.strerror or exc}", err=True)
         sys.exit(2)
     finally:
-        if observer is not None:
-            observer.stop()
-        if peers is not None:
-            peers.stop()
+        if served is not None:
+            served.stop()
     # `--export -` owns stdout: every line there is an export line, the summary goes to stderr.
     print_summary(daemon.summary, Console(file=sys.stderr if options.export == "-" else sys.stdout))
     sys.exit(code)
@@ -249,65 +256,6 @@ def _serve_tls_options(kwargs: dict[str, Any], serve: str | None) -> ServeTLSOpt
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     return tls
-
-
-def _peer_service(options: RunOptions, tls: ServeTLSOptions) -> PeerService | None:
-    """The Peer service of --serve-peers-selector / --serve-peer (None without them), not started;
-    exit 2 when it cannot be served."""
-    if not options.serve_peers and options.serve_peers_selector is None:
-        return None
-    from hushflow.app.peer import PeerError, peer_service
-
-    try:
-        if options.serve is None:
-            raise PeerError("--serve-peers-selector and --serve-peer need --serve ADDRESS (the Peer service "
-                            "is served beside the Observer)")
-        return peer_service(serve=options.serve, static=options.serve_peers, selector=options.serve_peers_selector,
-                            namespace=options.serve_peers_namespace, cluster=options.cluster_name,
-                            kubeconfig=options.kubeconfig, report=lambda line: click.echo(line, err=True),
-                            tls=tls.given)
-    except PeerError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-
-
-def _serve_observer(daemon: Daemon, options: RunOptions, tls: ServeTLSOptions,
-                    peers: PeerService | None = None) -> ObserverServer | None:
-    """Start the Observer server of --serve on the daemon's ring (None without it), with TLS when
-    asked, and the Peer service beside it; exit 2 when the address cannot be served or the TLS
-    files do not load."""
-    if daemon.ring is None or options.serve is None:
-        return None
-    from hushflow import __version__
-    from hushflow.app.serve import ServeError, serve_observer
-    from hushflow.app.serve_tls import ServeTLS, plaintext_warning
-    from hushflow.sinks import metric_names
-
-    say = partial(click.echo, err=True)
-    try:
-        credentials = None
-        if tls.given:
-            reload_errors = daemon.metrics.child(metric_names.SERVE_TLS_RELOAD_ERRORS_TOTAL)
-            credentials = ServeTLS(tls, say=say, on_reload_error=reload_errors.inc).credentials()
-        # An instance a Relay aggregates answers as a node's Hubble does: no node_status of its own.
-        services = () if peers is None else (("peer.Peer", peers.handler()),)
-        observer = serve_observer(daemon.ring, options.serve, node_name=options.instance or "hushflow",
-                                  credentials=credentials, announce_nodes=peers is None, services=services,
-                                  version=f"hushflow {__version__}")
-    except ServeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    warning = plaintext_warning(options.serve) if not tls.given else None
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
-    mode = " with mutual TLS" if tls.mutual else " with TLS" if tls.given else ""
-    click.echo(f"serving the Observer API on {options.serve}{mode}", err=True)
-    if peers is not None:
-        peers.start()
-        which = (f"the pods {options.serve_peers_selector} in namespace {options.serve_peers_namespace}"
-                 if options.serve_peers_selector else f"{len(options.serve_peers)} fixed peer(s)")
-        click.echo(f"serving Hubble's Peer service beside it: {which}", err=True)
-    return observer
 
 
 def _export_path(path: str | None) -> str | None:
