@@ -241,3 +241,16 @@ def test_a_proven_file_line_has_no_received_bytes() -> None:
 
     line = b'{"flow":{"verdict":"DROPPED"},"node_name":"n1"}'
     assert ProvenEvent(line, len(line) - 18, "f.jsonl", 1).wire is None
+
+
+def test_received_bytes_with_a_field_set_twice_are_served_as_the_dict_reads_them() -> None:
+    # A hostile peer may repeat a singular field (protobuf: the last one wins) or the flow itself
+    # (merged): the bytes passed on must say what the dict hushflow enriched and filtered says.
+    dropped = parse_dict({"flow": {"verdict": "DROPPED", "Summary": "a"}}).SerializeToString()
+    forwarded = parse_dict({"flow": {"verdict": "FORWARDED", "source": {"namespace": "x"}}}).SerializeToString()
+    wire = dropped + forwarded + parse_dict({"node_name": "n1"}).SerializeToString()
+    data = response_bytes_to_event(wire)
+    assert data["flow"]["verdict"] == "FORWARDED" and data["flow"]["Summary"] == "a"
+    data["flow"]["policy_log"] = ["t"]
+    encoded = assert_encodes_as_parse_dict(data, wire)
+    assert encoded.startswith(wire)
