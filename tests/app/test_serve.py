@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -638,3 +639,44 @@ def test_what_hubble_reflect_asks_resolves_to_the_whole_api(served):
     # the methods served (GetAgentEvents/GetDebugEvents answer UNIMPLEMENTED and are not described)
     assert {m.name for m in service.method} == {"GetFlows", "ServerStatus", "GetNodes", "GetNamespaces"}
     assert {d.package for d in printed.values()} >= {"observer", "flow", "relay", "google.protobuf"}
+
+
+def test_a_flow_processed_in_its_canonical_spelling_is_served_enriched(tmp_path):
+    """A flow the pipeline chokes on in the spelling it was read in (a null below the first level,
+    which a source trusting one level hands on) is processed again in its canonical form
+    (Daemon._again): that form, enriched, is what the ring (and the export) gets, not the
+    spelling as read, without its tag. The choke is simulated: no spelling is known to reach it."""
+    lines = (EXAMPLE / "flows.jsonl").read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if '"DROPPED"' in line and "198.51.100.10" in line)
+    events = [json.loads(line) for line in lines]
+    events[index]["flow"]["IP"]["ipVersion"] = None  # protojson: the default; canonical: left out
+
+    class OneLevelSource:
+        name = "one-level"
+
+        def events(self) -> Iterator[FlowEvent]:
+            for number, data in enumerate(events, 1):
+                yield FlowEvent(json.dumps(data).encode(), data, "one-level", number)
+
+        def stop(self) -> None:
+            pass
+
+        def connected(self) -> bool:
+            return True
+
+    daemon = Daemon(RunOptions(policies=(str(EXAMPLE),), resolve=False, out_dir=str(tmp_path / "groups"),
+                               clock="flows", serve="127.0.0.1:0"), source=OneLevelSource())
+    process = daemon._process
+    choked: list[int] = []
+
+    def choke_on_a_null(event: FlowEvent, read_at: float, counted: bool = False) -> None:
+        if "ipVersion" in event.data["flow"].get("IP", {}) and event.data["flow"]["IP"]["ipVersion"] is None:
+            choked.append(event.line)
+            raise TypeError("a null where a string was expected")
+        process(event, read_at, counted=counted)
+
+    daemon._process = choke_on_a_null  # type: ignore[method-assign]
+    assert daemon.run() == 0 and daemon.ring is not None and choked == [index + 1]
+    _lost, slots, _next = daemon.ring.read_from(1)
+    served = slots[index].data["flow"]
+    assert served["policy_log"] == ["app-explicit-traffic-blocked"] and "ipVersion" not in served["IP"]

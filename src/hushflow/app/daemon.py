@@ -410,15 +410,18 @@ class Daemon:
             for event in self.source.events():
                 read_at = monotonic()
                 self._busy_since = read_at
+                data = event.data
                 with lock:
                     try:
                         process(event, read_at)
                     except FLOW_SHAPE_ERRORS as exc:
-                        self._again(event, read_at, exc)  # a flow of a shape hushflow did not expect
+                        # a flow of a shape hushflow did not expect: its canonical form, enriched,
+                        # is what clients and the export get
+                        data = self._again(event, read_at, exc)
                 if ring is not None:  # appends and never waits: clients read the ring at their pace
-                    ring.append(event.data, event.wire)
+                    ring.append(data, event.wire)
                 if export is not None:  # filters, encodes and hands the line to the export's writer thread
-                    export(event.data)
+                    export(data)
                 self._busy_since = None
                 self._busy_seconds += monotonic() - read_at
                 if stopping():
@@ -435,20 +438,23 @@ class Daemon:
         with self._lock:
             self.metrics.flush()
 
-    def _again(self, event: FlowEvent, read_at: float, exc: BaseException) -> None:
+    def _again(self, event: FlowEvent, read_at: float, exc: BaseException) -> dict[str, Any]:
         """A flow the pipeline could not process: when it is valid protojson in another spelling
         (`"TCP": null`, `"identity": null` below the first level, which the reader's fast path
-        lets through), process its canonical form (not counted again); else skip it."""
+        lets through), process its canonical form (not counted again); else skip it. Returns the
+        event to hand on: the canonical one, enriched, or the flow as read (served and exported
+        unenriched, not lost)."""
         from hushflow.flow.reader import canonical_form
 
         canonical = canonical_form(event)
         if canonical is not None:
             try:
                 self._process(canonical, read_at, counted=True)
-                return
+                return canonical.data
             except FLOW_SHAPE_ERRORS as again:
                 exc = again
         self._skip(event, exc)
+        return event.data
 
     def _skip(self, event: FlowEvent, exc: BaseException) -> None:
         """Count, report (the first few) and skip a flow the pipeline could not process."""
