@@ -4,6 +4,9 @@
 Usage: .venv/bin/python benchmarks/bench_serve.py [--flows 100000] [--repeat 3] [--seed 1] [--quick]
        [--profile] [--skip-memory]
 
+(~6 minutes with the defaults on 2 cores; ``--quick``: a ~30-second smoke run whose figures are
+dominated by the processes' start-up.)
+
 Each scenario is one daemon process and its clients, each client in its own process. The daemon is
 the production pipeline in-process (``Daemon`` with a ``HubbleSource``: DNS learning, deny groups,
 attribution, metrics; ``serve_observer`` on 127.0.0.1:0, as ``run --serve`` starts it) reading a
@@ -419,13 +422,14 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=100_000, help="corpus streamed once per scenario")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (the least CPU per flow is shown)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="a ~20-second run: 20,000 flows, once each, no memory")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run (~30 s on 2 cores): 10,000 flows, once each, no memory runs")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the pipeline thread (run, full stream; serve, 1 client)")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the ring-capacity runs")
     args = parser.parse_args()
     if args.quick:
-        args.flows, args.repeat, args.skip_memory = 20_000, 1, True
+        args.flows, args.repeat, args.skip_memory = 10_000, 1, True
     jsonl = ensure_corpus(args.flows, args.seed)
     pb = ensure_protobuf_corpus(jsonl)
     ctx = multiprocessing.get_context("spawn")
