@@ -32,7 +32,7 @@ thread group (pipeline, the gRPC server's workers, grpcio's own threads), the en
 (calls of the response encoder: ``response_encoding.encode_response``; masked encodings apart),
 what the clients received (flows/s of all of them together, over the first to the last message,
 and lost_events), and peak RSS. ``--repeat``: runs per scenario; the least CPU is reported, with
-the spread. ``--profile``: cProfile of the pipeline thread and of one serving thread (1 client).
+the spread. ``--profile``: cProfile of the pipeline thread (full stream without and with 1 client).
 
 Targets (issue 14): each flow encoded once however many clients follow; one following client at
 most +25 % daemon CPU per flow against ``run`` without ``--serve``; ten clients together receive
