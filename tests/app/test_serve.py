@@ -680,3 +680,14 @@ def test_a_flow_processed_in_its_canonical_spelling_is_served_enriched(tmp_path)
     _lost, slots, _next = daemon.ring.read_from(1)
     served = slots[index].data["flow"]
     assert served["policy_log"] == ["app-explicit-traffic-blocked"] and "ipVersion" not in served["IP"]
+
+
+def test_a_follower_reads_only_the_newest_slots():
+    ring = EventRing(capacity=100)
+    for i in range(150):
+        ring.append(event(i % 60))
+    lost, slots, following = ring.read_from(148)  # events 148-150, taken from the right end
+    assert (lost, [s.data["flow"]["source"]["pod_name"] for s in slots], following) == (
+        0, ["pod-27", "pod-28", "pod-29"], 151)
+    lost, slots, _following = ring.read_from(10)  # fell behind: the whole ring, 40 lost
+    assert (lost, len(slots), slots[0].data["flow"]["source"]["pod_name"]) == (40, 100, "pod-50")

@@ -247,7 +247,14 @@ class EventRing:
             first = self._seen - len(self._slots) + 1  # the oldest event's number
             lost = max(0, first - number)
             start = max(number, first) - first
-            slots = list(self._slots)[start:] if start else list(self._slots)
+            ring = self._slots
+            wanted = len(ring) - start
+            if wanted * 4 < len(ring):
+                # A follower reads the few newest: taken from the right end (deque indexing near
+                # an end is cheap), not by copying all `capacity` slots on each read.
+                slots = [ring[i] for i in range(-wanted, 0)]
+            else:
+                slots = list(ring)[start:] if start else list(ring)
             return lost, slots, self._seen + 1
 
     def wait_beyond(self, seen: int, timeout: float) -> None:
