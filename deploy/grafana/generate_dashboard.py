@@ -105,6 +105,21 @@ DROPS_ROW = (
         options={"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True},
     ),
     Panel(
+        "Triage: top unexpected drops (last hour)",
+        "table",
+        (
+            Query(f"topk(10, sum by (namespace, workload, destination) "
+                  f"(increase(hushflow_unexpected_drops_total{{{JOB}, {NS}}}[1h])))",
+                  "{{namespace}}/{{workload}} → {{destination}}", instant=True),
+        ),
+        "What `hushflow report` lists from recorded flows, from the metrics: the 10 workload and peer pairs "
+        "with the most unplanned drops over the last hour (peer: its FQDN, else namespace/workload, else "
+        "world). For the port, the rule and a suggested fix, run `hushflow report` on the flows "
+        "(docs/report.md).",
+        width=24,
+        options={"showHeader": True, "sortBy": [{"displayName": "Value", "desc": True}]},
+    ),
+    Panel(
         "Blocks by tag",
         "timeseries",
         (
@@ -299,7 +314,45 @@ HEALTH_ROW = (
     ),
 )
 
-ROWS = (("Drops", DROPS_ROW), ("Enforcement", ENFORCEMENT_ROW), ("Health", HEALTH_ROW))
+
+
+def staged(change: str) -> str:
+    return f'hushflow_staged_verdicts_total{{{JOB}, {NS}, change="{change}"}}'
+
+
+STAGED_ROW = (
+    Panel(
+        "Staged: newly dropped by workload",
+        "timeseries",
+        (Query(f"sum by (namespace, workload) ({rate(staged('newly-dropped'))})", "{{namespace}}/{{workload}}"),),
+        "Flows per second the enforced policies allow that the staged ones (`hushflow run --staged`) would "
+        "drop: what applying the staged set would break. Zero for the whole staging period (a week of normal "
+        "traffic) before applying a tightening change.",
+        width=8,
+        unit="ops",
+    ),
+    Panel(
+        "Staged: newly allowed by workload",
+        "timeseries",
+        (Query(f"sum by (namespace, workload) ({rate(staged('newly-allowed'))})", "{{namespace}}/{{workload}}"),),
+        "Flows per second the enforced policies drop that the staged ones would allow: what applying the "
+        "staged set would open. Only the drops the change means to fix should show here.",
+        width=8,
+        unit="ops",
+    ),
+    Panel(
+        "Staged: planned drops losing their tag by workload",
+        "timeseries",
+        (Query(f"sum by (namespace, workload) ({rate(staged('tag-lost'))})", "{{namespace}}/{{workload}}"),),
+        "Drops that stay drops under the staged policies but lose the log value that marks them planned: "
+        "after applying, they would page as unexpected drops.",
+        width=8,
+        unit="ops",
+    ),
+)
+
+ROWS = (("Drops", DROPS_ROW), ("Staged policies", STAGED_ROW), ("Enforcement", ENFORCEMENT_ROW),
+        ("Health", HEALTH_ROW))
 
 TEMPLATE_VARIABLES = [
     {

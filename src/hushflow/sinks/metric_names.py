@@ -93,6 +93,16 @@ UNEXPECTED_DROPS_TOTAL = MetricSpec(
     "namespace/workload, else 'world'.",
     ("direction", "namespace", "workload", "destination"),
 )
+STAGED_VERDICTS_TOTAL = MetricSpec(
+    "hushflow_staged_verdicts_total",
+    "counter",
+    "Policy verdicts evaluated against the staged policies of --staged beside the enforced ones (enforcement "
+    "unchanged): change is newly-dropped, newly-allowed, tag-lost, tag-changed or unchanged; namespace and "
+    "workload of the endpoint the decision is for.",
+    ("change", "namespace", "workload"),
+)
+#: The `change` values of STAGED_VERDICTS_TOTAL (hushflow.engine.replay.Change), most severe first.
+STAGED_CHANGES = ("newly-dropped", "newly-allowed", "tag-lost", "tag-changed", "unchanged")
 DNS_ANSWERS_TOTAL = MetricSpec(
     "hushflow_dns_answers_total",
     "counter",
@@ -298,6 +308,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     FLOWS_TOTAL,
     POLICY_VERDICTS_TOTAL,
     UNEXPECTED_DROPS_TOTAL,
+    STAGED_VERDICTS_TOTAL,
     DNS_ANSWERS_TOTAL,
     CIDR_GROUP_IPS,
     CIDR_GROUP_CAPACITY,

@@ -78,6 +78,7 @@ class HushflowMetrics:
         self.c[metric_names.BUILD_INFO.name].labels(version=__version__).set(1)
         self._verdicts = _Bounded(self.options.max_series)
         self._unexpected = _Bounded(self.options.max_series)
+        self._staged = _Bounded(self.options.max_series)
         # prometheus_client's labels() costs microseconds: keep the children per label values.
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         # Per-flow counts wait here until flush() (prometheus_client's inc() takes a lock and
@@ -141,6 +142,15 @@ class HushflowMetrics:
         for kind in record.disagreements:
             self.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind)
 
+    def staged_verdict(self, change: str, namespace: str, workload: str) -> None:
+        """Count one flow evaluated against the staged policies (`run --staged`): `change` is how
+        the staged verdict differs from the enforced one; namespace and workload are bounded like
+        the verdicts' (--metric-labels, --max-series)."""
+        context = self.options.context
+        labels = self._staged((change, namespace if "namespace" in context else "",
+                               workload if "workload" in context else ""), foldable=(1, 2))
+        self.add(metric_names.STAGED_VERDICTS_TOTAL, *labels)
+
     def follow_total(self, spec: metric_names.MetricSpec, total: float, *values: str) -> None:
         """Bring counter `spec` (with these label values) up to `total`, a cumulative count kept
         elsewhere (a source's reconnects, a reader's bad lines): only the increase is added."""
@@ -186,4 +196,4 @@ class HushflowMetrics:
 
     @property
     def folded(self) -> int:
-        return self._verdicts.folded + self._unexpected.folded
+        return self._verdicts.folded + self._unexpected.folded + self._staged.folded
