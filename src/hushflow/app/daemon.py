@@ -59,7 +59,9 @@ if TYPE_CHECKING:  # types only: the resolver (dnspython) and the cluster client
     from hushflow.enforce.group_writes import GroupWrites
     from hushflow.enforce.learner import Change
     from hushflow.enforce.resolver import LookupFn, ResolveResult
+    from hushflow.engine.replay import Replayer
     from hushflow.flow.grpc_target import TLSOptions
+    from hushflow.policy.model import PolicySet
     from hushflow.sinks.exporter import FlowExporter
 
 
@@ -67,9 +69,14 @@ class RunError(Exception):
     """A reason the daemon cannot start, worded for the user."""
 
 
+class StagedPolicyError(RunError):
+    """The --staged policies cannot be used (refused like --policies): the command line's mistake."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     policies: tuple[str, ...] = ()
+    staged: tuple[str, ...] = ()  # a proposed set decided beside the enforced one, never enforced (--staged)
     input_files: tuple[str, ...] = ()
     follow: bool = False
     hubble_server: str | None = None
@@ -139,6 +146,7 @@ class RunSummary:
     bad_events: int = 0  # messages of a live source that could not be converted (reported)
     leak_p50: float | None = None
     leak_p99: float | None = None
+    staged: Counter[str] = field(default_factory=Counter)  # --staged: verdicts by change (engine.replay.Change)
 
 
 #: Flows that fail processing are reported on stderr up to this many times, then only counted.
@@ -227,6 +235,7 @@ class Daemon:
             )
         except ValueError as exc:
             raise RunError(str(exc)) from None
+        self.staged = self._staged(loaded.policy_set) if options.staged else None
         try:
             protected = ProtectedAddresses.from_cidrs(options.protect_cidrs)
         except ValueError as exc:
@@ -258,6 +267,23 @@ class Daemon:
             on_emit=lambda sink, ok: emitted(sink, "delivered" if ok else "failed"),
         )
         self.source = source or self._default_source()
+
+    def _staged(self, enforced: PolicySet) -> Replayer:
+        """--staged: the proposed set, loaded and refused exactly as --policies, decided beside the
+        enforced one with the attributor's DNS knowledge and pods. It writes no CIDR group and
+        fills no field of the flow: only hushflow_staged_verdicts_total sees it."""
+        from hushflow.app.policies import PolicyError, load_job_policies
+        from hushflow.engine.replay import Replayer
+        from hushflow.policy.model import BuildOptions
+
+        options = self.options
+        try:
+            staged = load_job_policies(options.staged, BuildOptions.for_cluster(
+                options.cilium_version, options.cluster_name, options.default_local_cluster))
+        except PolicyError as exc:
+            raise StagedPolicyError(f"--staged: {exc}") from None
+        return Replayer(enforced, staged.policy_set, cilium_version=options.cilium_version,
+                        pods=self.pod_watch.index if self.pod_watch is not None else None, dns=self.attributor.dns)
 
     def _group_writes(self) -> GroupWrites | None:
         """The queue (and its thread) that writes CIDR groups to --out and/or the cluster, retrying
@@ -562,6 +588,10 @@ class Daemon:
             disagreements=attribution.disagreements,
         )
         self.metrics.verdict(record)
+        if self.staged is not None:  # decided with the staged set too; the flow is left as it is
+            change = self.staged.replay_connection(conn).change.value
+            self.metrics.staged_verdict(change, record.namespace, record.workload)
+            self.summary.staged[change] += 1
         if record.expected is None:
             return
         tag = ",".join(record.tags) or "(none)"

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hushflow.cli.options import cilium_version_option, cluster_name_option, protect_cidr_option
+from hushflow.sinks.metric_names import STAGED_CHANGES
 
 if TYPE_CHECKING:
     from hushflow.app.daemon import RunSummary
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--policies", multiple=True, metavar="PATH", help="Policies (files, directories, -); repeatable.")
+@click.option("--staged", multiple=True, metavar="PATH",
+              help="Staged policies (files, directories; repeatable): decided beside --policies on every policy "
+                   "verdict and counted in hushflow_staged_verdicts_total{change} (newly-dropped, newly-allowed, "
+                   "tag-lost, ...), never enforced. A staged file with an error exits 2 at start.")
 @click.option("--hubble-server", metavar="ADDRESS",
               help="Hubble Relay (host:port, e.g. localhost:4245) or a node socket (unix:///var/run/cilium/hubble.sock).")
 @click.option("--tls", is_flag=True, help="Use TLS to the Hubble server.")
@@ -134,7 +139,7 @@ def run(**kwargs: Any) -> None:
       hushflow run --policies /policies --hubble-server hubble-relay.kube-system.svc:80 --apply
       hushflow run --policies policies/ --input-file hubble-export.json --follow --out groups/
     """
-    from hushflow.app.daemon import Daemon, RunError, RunOptions, run_daemon
+    from hushflow.app.daemon import Daemon, RunError, RunOptions, StagedPolicyError, run_daemon
     from hushflow.app.example import example_dir
     from hushflow.app.run_checks import RunOptionError, check_run_options
 
@@ -157,7 +162,8 @@ def run(**kwargs: Any) -> None:
         tls = {key: kwargs[key] for key in ("tls", "tls_ca_cert_files", "tls_client_cert_file",
                                              "tls_client_key_file", "tls_server_name")}
     options = RunOptions(
-        policies=tuple(policies), input_files=tuple(input_files), follow=kwargs["follow"],
+        policies=tuple(policies), staged=tuple(kwargs["staged"]), input_files=tuple(input_files),
+        follow=kwargs["follow"],
         hubble_server=kwargs["hubble_server"], tls=tls, out_dir=out_dir, apply=kwargs["apply_"],
         kubeconfig=kwargs["kubeconfig"], state_path=kwargs["state_path"], metrics_address=kwargs["metrics_address"],
         events=tuple(kwargs["events"]), event_window=kwargs["event_window"],
@@ -196,6 +202,9 @@ def run(**kwargs: Any) -> None:
         click.echo(f"warning: {warning}", err=True)
     try:
         daemon = Daemon(options)
+    except StagedPolicyError as exc:  # a mistake of the command line's staged files, before any work
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -347,6 +356,9 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         for key in keys:
             table.add_row(key, str(counts[(key, True)]), str(counts[(key, False)]))
         console.print(table)
+    if summary.staged:
+        changes = ", ".join(f"{summary.staged[change]} {change}" for change in STAGED_CHANGES if summary.staged[change])
+        console.print(f"staged policies: {changes}", soft_wrap=True)
     if summary.leak_p50 is not None and summary.leak_p99 is not None:
         console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
     if summary.bad_lines or summary.flows_skipped or summary.lost_events or summary.dns_values_rejected:
