@@ -335,7 +335,7 @@ def render_text(result: ReplayResult) -> str:
 
 def _cell(text: str) -> str:
     """A Markdown table cell: pipes, backticks and angle brackets from the flows cannot break out."""
-    safe = printable(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "'")
+    safe = printable(text.replace("\\", "\\\\")).replace("|", "\\|").replace("`", "'")
     return safe.replace("<", "&lt;").replace(">", "&gt;")
 
 
