@@ -211,6 +211,7 @@ class DropGroup:
     last: float = 0.0
     origin: str = ""  # file:line of the first drop
     dns_server: dict[str, str] | None = None  # the DNS server the workload's DNS flows went to
+    allowed_now: int = 0  # drops these policies allow (Cilium decided otherwise)
 
     @property
     def key(self) -> str:
@@ -279,6 +280,9 @@ def find_drop_groups(
     unexpected = planned = 0
     bad: list[BadLine] = []
     for index, event in enumerate(recorded.events):
+        dns_server = _dns_server_of(event)
+        if dns_server is not None:
+            dns_servers.setdefault(dns_server[0], dns_server[1])
         work = orjson.loads(orjson.dumps(event))  # the attribution fills the flow in place
         try:
             attribution = attributor.observe(work)
@@ -289,10 +293,9 @@ def find_drop_groups(
         if attribution is None or attribution.connection is None:
             continue
         conn = attribution.connection
-        local_key = f"{conn.local.get('namespace', '')}/{workload_of(conn.local)}"
         if _is_dns_query(conn) and attribution.observed == "allowed" and conn.peer.get("namespace"):
-            peer = _peer_of(conn, ())
-            dns_servers.setdefault(local_key, dict(peer.labels))
+            local_key = f"{conn.local.get('namespace', '')}/{workload_of(conn.local)}"
+            dns_servers.setdefault(local_key, dict(_peer_of(conn, ()).labels))
         if attribution.expected is None:
             continue
         if attribution.expected:
@@ -312,11 +315,28 @@ def find_drop_groups(
                 origin=recorded.origins[index],
             )
         group.indices.append(index)
+        if attribution.decision.outcome in ("allowed", "not-enforced"):
+            group.allowed_now += 1
         group.first = min(group.first, conn.time)
         group.last = max(group.last, conn.time)
     for group in groups.values():
         group.dns_server = dns_servers.get(group.key)
     return DropScan(list(groups.values()), unexpected, planned, bad)
+
+
+def _dns_server_of(event: Mapping[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """(the workload, its DNS server's selector labels) of a DNS request Cilium's proxy saw."""
+    flow = event.get("flow")
+    if not isinstance(flow, dict) or flow.get("traffic_direction") != "EGRESS" or flow.get("is_reply"):
+        return None
+    l7 = flow.get("l7")
+    if not isinstance(l7, dict) or not isinstance(l7.get("dns"), dict) or l7.get("type") != "REQUEST":
+        return None
+    local, server = flow.get("source"), flow.get("destination")
+    if not isinstance(local, dict) or not isinstance(server, dict) or not server.get("namespace"):
+        return None
+    labels = {f"k8s:{NAMESPACE_LABEL}": str(server["namespace"]), **stable_labels(endpoint_labels(server))}
+    return f"{local.get('namespace', '')}/{workload_of(local)}", labels
 
 
 def attribution_names(attributor: Any, conn: Connection) -> tuple[str, ...]:
@@ -700,7 +720,7 @@ def unified_diff(path: str, old: str | None, new: str) -> str:
     old_lines = (old or "").splitlines(keepends=True)
     return "".join(difflib.unified_diff(
         old_lines, new.splitlines(keepends=True),
-        fromfile="/dev/null" if old is None else f"a/{path}", tofile=f"b/{path}",
+        fromfile="/dev/null" if old is None else path, tofile=path,
     ))
 
 
@@ -830,6 +850,10 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, int | float | bool) or value is None else str(value)
 
 
+ALREADY_ALLOWED = ("these policies already allow the flows Cilium dropped: the cluster runs other policies "
+                   "(or the drops were recorded before a change); no change to these files answers them")
+
+
 @dataclass(slots=True)
 class SuggestOptions:
     policies: tuple[str, ...]
@@ -902,6 +926,9 @@ def suggest(options: SuggestOptions) -> SuggestResult:
     suggestions: list[Suggestion] = []
     for group in scan.groups:
         for action in options.actions:
+            if group.allowed_now == len(group.indices):
+                suggestions.append(Suggestion(action, group, None, False, ALREADY_ALLOWED))
+                continue
             if action == ALLOW:
                 made = allow_edit(loaded, recorded, group, options.policies)
             else:

@@ -1,0 +1,389 @@
+"""hushflow suggest: the fix for each unexpected drop, narrow, patched in place, verified by replay.
+
+Base scenario: examples/telemetry-block (9 planned drops to *.telemetry.example.com, 3 unplanned
+ones to 203.0.113.50:443 that no DNS answer names). The other scenarios add flows made from the
+example's own lines (a DNS answer, a drop), so they stay what Hubble records.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hushflow.app.suggest import (
+    DEFAULT_BLOCK_TAG,
+    Edit,
+    SuggestOptions,
+    apply_edit,
+    read_recorded_flows,
+    render_text,
+    stable_labels,
+    suggest,
+    write_suggestions,
+)
+from hushflow.engine.replay import Change, Replayer
+from hushflow.policy.loading import load_policies
+from hushflow.policy.model import BuildOptions
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
+LINES = [json.loads(line) for line in (EXAMPLE / "flows.jsonl").read_text().splitlines()]
+DNS_ANSWER = LINES[1]  # kube-dns answers my-app for api.stripe.com
+UNPLANNED_DROP = LINES[20]  # my-app -> 203.0.113.50:443, POLICY_DENIED (type 5)
+
+
+def _at(event: dict[str, Any], stamp: str) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["time"] = event["flow"]["time"] = stamp
+    return event
+
+
+def dns_answer(name: str, ips: list[str], stamp: str) -> dict[str, Any]:
+    event = _at(DNS_ANSWER, stamp)
+    dns = event["flow"]["l7"]["dns"]
+    dns["query"], dns["ips"] = name + ".", ips
+    event["flow"]["Summary"] = f"DNS Answer {ips} (Proxy {name}. A)"
+    return event
+
+
+def drop(stamp: str, *, ip: str = "203.0.113.50", port: int = 443, peer: dict[str, Any] | None = None,
+         local: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = _at(UNPLANNED_DROP, stamp)
+    flow = event["flow"]
+    flow["IP"]["destination"] = ip
+    flow["l4"]["TCP"]["destination_port"] = port
+    if peer is not None:
+        flow["destination"] = peer
+    if local is not None:
+        flow["source"] = local
+    return event
+
+
+def pod(namespace: str, app: str, workload: str, *extra: str) -> dict[str, Any]:
+    labels = sorted([f"k8s:app.kubernetes.io/name={app}", f"k8s:io.kubernetes.pod.namespace={namespace}",
+                     "k8s:io.cilium.k8s.policy.cluster=demo", f"k8s:io.cilium.k8s.policy.serviceaccount={app}",
+                     f"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name={namespace}", *extra])
+    return {"ID": 1300, "identity": 32000, "cluster_name": "demo", "namespace": namespace, "labels": labels,
+            "pod_name": f"{workload}-0", "workloads": [{"name": workload, "kind": "Deployment"}]}
+
+
+def scenario(tmp_path: Path, extra: list[dict[str, Any]] = (), *, keep_example_flows: bool = True,
+             drop_docs: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """A copy of the example's policies (without the documents named in `drop_docs`) and its
+    flows followed by `extra`."""
+    policies = tmp_path / "policies"
+    shutil.copytree(EXAMPLE / "policies", policies)
+    for name in drop_docs:
+        path = policies / "my-namespace-egress.yaml"
+        documents = path.read_text().split("\n---\n")
+        path.write_text("\n---\n".join(d for d in documents if f"name: {name}\n" not in d))
+    lines = [json.dumps(event) for event in (LINES if keep_example_flows else [])] + [json.dumps(e) for e in extra]
+    flows = tmp_path / "flows.jsonl"
+    flows.write_text("\n".join(lines) + "\n")
+    return policies, flows
+
+
+def run(policies: Path, flows: Path, actions: tuple[str, ...] = ("allow", "block"), **kwargs: Any):
+    return suggest(SuggestOptions(policies=(str(policies),), inputs=(str(flows),), actions=actions, **kwargs))
+
+
+def replay_changes(before: Path, after: Path, flows: Path) -> dict[int, Change]:
+    """Every flow that changes between the policies in `before` and in `after` (their positions)."""
+    options = BuildOptions()
+    replayer = Replayer(load_policies([str(before)], options).policy_set,
+                        load_policies([str(after)], options).policy_set)
+    changed = {}
+    for index, event in enumerate(read_recorded_flows([str(flows)]).events):
+        replay = replayer.replay(event)
+        if replay is not None and replay.change is not Change.UNCHANGED:
+            changed[index] = replay.change
+    return changed
+
+
+# -- stable labels --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("labels", "expected"), [
+    pytest.param(["k8s:app=web", "k8s:pod-template-hash=5d8f7c9b4"], {"app": "web"}, id="deployment-hash"),
+    pytest.param(["k8s:app=db", "k8s:controller-revision-hash=db-7c9", "k8s:statefulset.kubernetes.io/pod-name=db-0",
+                  "k8s:apps.kubernetes.io/pod-index=0"], {"app": "db"}, id="statefulset-pod"),
+    pytest.param(["k8s:app=agent", "k8s:pod-template-generation=3", "k8s:controller-revision-hash=6f"],
+                 {"app": "agent"}, id="daemonset"),
+    pytest.param(["k8s:app=report", "k8s:job-name=report-28911", "k8s:batch.kubernetes.io/job-name=report-28911",
+                  "k8s:controller-uid=4d2", "k8s:batch.kubernetes.io/controller-uid=4d2",
+                  "k8s:batch.kubernetes.io/job-completion-index=1"], {"app": "report"}, id="cronjob-run"),
+    pytest.param(["k8s:app.kubernetes.io/name=api", "k8s:app.kubernetes.io/version=1.4.2", "k8s:helm.sh/chart=api-1.4.2"],
+                 {"app.kubernetes.io/name": "api"}, id="release-labels"),
+    pytest.param(["k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop", "k8s:io.cilium.k8s.policy.cluster=demo",
+                  "k8s:io.cilium.k8s.namespace.labels.team=a", "k8s:io.cilium.k8s.policy.serviceaccount=web"],
+                 {"app": "web"}, id="cilium-derived-and-namespace"),
+    pytest.param(["k8s:io.kubernetes.pod.namespace=shop", "k8s:io.cilium.k8s.policy.serviceaccount=web",
+                  "k8s:pod-template-hash=1"], {"io.cilium.k8s.policy.serviceaccount": "web"},
+                 id="service-account-when-nothing-else"),
+    pytest.param(["reserved:world", "cidr:203.0.113.0/24", "fqdn:api.example.com"], {}, id="not-pod-labels"),
+    pytest.param(["k8s:tier=backend", "k8s:app=web"], {"app": "web", "tier": "backend"}, id="sorted-kept"),
+])
+def test_stable_labels(labels: list[str], expected: dict[str, str]) -> None:
+    assert stable_labels(labels) == expected
+
+
+# -- the base scenario ----------------------------------------------------------------------------
+
+def test_the_examples_unplanned_drop_is_allowed_by_its_address_alone(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path)
+    result = run(policies, flows, ("allow",))
+    assert (result.scan.unexpected, result.scan.planned, len(result.scan.groups)) == (3, 9, 1)
+    group = result.scan.groups[0]
+    assert (group.key, group.direction, group.peer.kind, group.peer.value, group.port_text) == (
+        "my-namespace/my-app", "egress", "cidr", "203.0.113.50/32", "443/TCP")
+    [allow] = result.suggestions
+    assert allow.verified, allow.reason
+    assert allow.edit is not None
+    # No DNS answer names 203.0.113.50: the address alone, never toEntities: world or a wider CIDR.
+    assert [dict(e) for e in allow.edit.entries] == [
+        {"toCIDR": ["203.0.113.50/32"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]
+    # In the untagged policy that already selects my-app (the SaaS one's tag would label these flows).
+    assert allow.edit.policy == ("CiliumNetworkPolicy", "my-namespace", "my-app-in-cluster")
+    assert allow.edit.file == str(policies / "my-namespace-egress.yaml")
+    assert allow.summary is not None
+    assert dict(allow.summary.counts) == {Change.NEWLY_ALLOWED: 3, Change.UNCHANGED: 14}
+    assert allow.answered == 3
+
+
+def test_the_allow_admits_the_drops_and_nothing_else_in_the_recorded_flows(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path)
+    before = tmp_path / "before"
+    shutil.copytree(policies, before)
+    result = run(policies, flows, ("allow",))
+    assert write_suggestions(result.suggestions) == [str(policies / "my-namespace-egress.yaml")]
+    # Replayed independently of suggest: exactly the group's three flows change, to newly-allowed.
+    assert replay_changes(before, policies, flows) == dict.fromkeys(result.scan.groups[0].indices,
+                                                                    Change.NEWLY_ALLOWED)
+    # The recorded drops are still drops, but these policies now allow them: nothing more to suggest.
+    [again] = run(policies, flows, ("allow",)).suggestions
+    assert (again.edit, again.verified) == (None, False)
+    assert "these policies already allow the flows Cilium dropped" in again.reason
+
+
+GOLDEN_PATCHED_TAIL = """\
+  egress:
+  - toEndpoints:
+    - matchLabels:
+        app.kubernetes.io/name: postgres
+    toPorts:
+    - ports:
+      - port: "5432"
+        protocol: TCP
+  - toCIDR:
+    - 203.0.113.50/32
+    toPorts:
+    - ports:
+      - port: "443"
+        protocol: TCP
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        k8s:io.kubernetes.pod.namespace: ingress-nginx
+        app.kubernetes.io/name: ingress-nginx
+    toPorts:
+    - ports:
+      - port: "8080"
+        protocol: TCP
+"""
+
+
+def test_the_patch_keeps_every_other_byte_of_the_file(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path)
+    path = policies / "my-namespace-egress.yaml"
+    original = path.read_text()
+    [allow] = run(policies, flows, ("allow",)).suggestions
+    patched = allow.patched[str(path)]
+    assert patched.endswith(GOLDEN_PATCHED_TAIL)
+    # Only lines added: the comments, the other documents, quotes and key order are untouched.
+    added = [line[1:] for line in allow.diff.splitlines()[2:] if line.startswith("+")]
+    removed = [line for line in allow.diff.splitlines()[2:] if line.startswith("-")]
+    assert removed == [] and len(added) == 6
+    assert patched.replace("".join(a + "\n" for a in added), "", 1) == original
+    assert "# What such a namespace already has" in patched
+
+
+COMMENTED = """\
+# Team-owned: ask #net before changing.
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: my-app-out   # the name Argo CD tracks
+  namespace: my-namespace
+spec:
+  endpointSelector:
+    matchLabels: {app.kubernetes.io/name: my-app}
+  # Egress first, then ingress.
+  egress:
+    - toEndpoints:   # indented sequences, as some teams write them
+        - matchLabels:
+            app.kubernetes.io/name: postgres
+      toPorts:
+        - ports:
+            - port: '5432'
+              protocol: TCP
+  ingress: []
+---
+# A second document that must not move a byte.
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: other, namespace: my-namespace}
+spec:
+  endpointSelector: {matchLabels: {app: other}}
+  egress: [{toEntities: [kube-apiserver]}]
+"""
+
+
+def test_comments_flow_style_and_indentation_survive_a_patch() -> None:
+    edit = Edit("p.yaml", ("CiliumNetworkPolicy", "my-namespace", "my-app-out"), "egress",
+                ({"toFQDNs": [{"matchName": "api.example.com"}],
+                  "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]},))
+    patched = apply_edit(COMMENTED, edit)
+    assert patched == COMMENTED.replace("""\
+              protocol: TCP
+  ingress: []
+""", """\
+              protocol: TCP
+    - toFQDNs:
+        - matchName: api.example.com
+      toPorts:
+        - ports:
+            - port: "443"
+              protocol: TCP
+  ingress: []
+""")
+
+
+def test_a_new_section_goes_after_the_rule_sections_before_log() -> None:
+    text = (EXAMPLE / "policies" / "app-external-block-policy.yaml").read_text()
+    edit = Edit("p.yaml", ("CiliumNetworkPolicy", "my-namespace", "app-external-block-policy"), "egress",
+                ({"toCIDR": ["192.0.2.1/32"]},))
+    patched = apply_edit(text, edit)
+    assert patched == text.replace("  log:\n", "  egress:\n  - toCIDR:\n    - 192.0.2.1/32\n  log:\n")
+
+
+# -- FQDN, DNS, labels ----------------------------------------------------------------------------
+
+NEW_VENDOR = [dns_answer("api.newvendor.example", ["192.0.2.80"], "2026-11-27T09:00:13.000Z"),
+              drop("2026-11-27T09:00:13.100Z", ip="192.0.2.80")]
+
+
+def test_a_name_a_dns_answer_gives_the_peer_is_allowed_by_matchname(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path, NEW_VENDOR)
+    result = run(policies, flows, ("allow",))
+    allow = next(s for s in result.suggestions if s.group.peer.kind == "fqdn")
+    assert allow.group.peer.value == "api.newvendor.example"
+    assert allow.verified, allow.reason
+    assert allow.edit is not None
+    # my-namespace-dns already lets every name through the DNS proxy: no DNS rule is added.
+    assert [dict(e) for e in allow.edit.entries] == [
+        {"toFQDNs": [{"matchName": "api.newvendor.example"}],
+         "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]
+
+
+def test_an_fqdn_allow_brings_the_dns_proxy_rule_it_needs_when_none_grants_it(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path, NEW_VENDOR, drop_docs=("my-namespace-dns",))
+    result = run(policies, flows, ("allow",))
+    allow = next(s for s in result.suggestions if s.group.peer.kind == "fqdn")
+    assert allow.edit is not None
+    assert [dict(e) for e in allow.edit.entries][1] == {
+        # The DNS server the workload's DNS flows went to (kube-dns here), narrowed to the name.
+        "toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s-app": "kube-dns"}}],
+        "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}],
+                     "rules": {"dns": [{"matchName": "api.newvendor.example"}]}}],
+    }
+    assert allow.verified, allow.reason
+
+
+def test_a_pod_peer_is_selected_by_its_stable_labels(tmp_path: Path) -> None:
+    redis = pod("cache", "redis", "redis", "k8s:pod-template-hash=7f9d", "k8s:tier=cache")
+    policies, flows = scenario(tmp_path, [drop("2026-11-27T09:00:13.000Z", ip="10.0.3.7", port=6379, peer=redis)])
+    result = run(policies, flows, ("allow",))
+    allow = next(s for s in result.suggestions if s.group.peer.kind == "endpoints")
+    assert allow.verified, allow.reason
+    assert allow.edit is not None
+    assert [dict(e) for e in allow.edit.entries] == [{
+        "toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "cache",
+                                         "app.kubernetes.io/name": "redis", "tier": "cache"}}],
+        "toPorts": [{"ports": [{"port": "6379", "protocol": "TCP"}]}],
+    }]
+
+
+# -- block ----------------------------------------------------------------------------------------
+
+def test_block_adds_the_name_to_the_workloads_tagged_fqdn_deny(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path, NEW_VENDOR)
+    result = run(policies, flows, ("block",))
+    block = next(s for s in result.suggestions if s.group.peer.kind == "fqdn")
+    assert block.verified, block.reason
+    assert block.edit is not None
+    assert (block.edit.policy[2], block.edit.section, block.edit.into) == ("app-external-block-policy", "egressDeny", 0)
+    assert '+    - matchName: api.newvendor.example\n' in block.diff
+    assert block.summary is not None
+    assert block.summary.counts[Change.TAG_CHANGED] == 1
+    [group] = [g for g in block.summary.sorted_groups(include_unchanged=False)]
+    assert group.proposed.tags == ("app-explicit-traffic-blocked",)
+
+
+def test_block_of_an_address_is_a_new_entry_in_the_tagged_deny(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path)
+    [block] = run(policies, flows, ("block",)).suggestions
+    assert block.verified, block.reason
+    assert block.edit is not None
+    assert block.edit.policy[2] == "app-external-block-policy"
+    assert [dict(e) for e in block.edit.entries] == [
+        {"toCIDR": ["203.0.113.50/32"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]
+    assert block.summary is not None
+    assert dict(block.summary.counts) == {Change.TAG_CHANGED: 3, Change.UNCHANGED: 14}
+
+
+def test_a_workload_without_a_policy_of_its_own_gets_a_new_file(tmp_path: Path) -> None:
+    worker = pod("my-namespace", "worker", "worker")
+    policies, flows = scenario(tmp_path, [drop("2026-11-27T09:00:13.000Z", local=worker)])
+    result = run(policies, flows)
+    suggestions = [s for s in result.suggestions if s.group.workload == "worker"]
+    assert [s.action for s in suggestions] == ["allow", "block"]
+    for suggestion in suggestions:
+        assert suggestion.verified, suggestion.reason
+        assert suggestion.edit is not None and suggestion.edit.new_policy is not None
+        assert suggestion.edit.file == str(policies / "suggested-worker.yaml")
+        assert suggestion.diff.startswith("--- /dev/null\n")
+    allow, block = suggestions
+    assert "+  endpointSelector:\n+    matchLabels:\n+      app.kubernetes.io/name: worker\n" in allow.diff
+    assert f"+  log:\n+    value: {DEFAULT_BLOCK_TAG}\n" in block.diff
+
+
+# -- verification ---------------------------------------------------------------------------------
+
+def test_an_allow_that_would_admit_another_workloads_flows_is_not_a_fix(tmp_path: Path) -> None:
+    # my-app-canary carries my-app's app label: the rule added to a policy selecting
+    # app.kubernetes.io/name=my-app admits the canary's drop too, which is another group.
+    canary = pod("my-namespace", "my-app", "my-app-canary")
+    policies, flows = scenario(tmp_path, [drop("2026-11-27T09:00:13.000Z", local=canary)])
+    result = run(policies, flows, ("allow",))
+    assert [len(g.indices) for g in result.scan.groups] == [3, 1]
+    for allow, others in zip(result.suggestions, (1, 3), strict=True):
+        assert not allow.verified
+        assert f"would also change {others} newly-allowed flow(s) beyond the drops it answers" in allow.reason
+    text = render_text(result)
+    assert "not a fix" in text and "+++" not in text
+    assert not result.every_group_fixed
+    assert write_suggestions(result.suggestions) == []
+
+
+def test_a_drop_the_policies_already_allow_gets_no_fix(tmp_path: Path) -> None:
+    # Cilium dropped a flow to postgres:5432, which my-app-in-cluster allows: no change to the
+    # policies can answer it, and suggest says so instead of printing a rule that does nothing.
+    postgres = pod("my-namespace", "postgres", "postgres")
+    policies, flows = scenario(tmp_path, [drop("2026-11-27T09:00:13.000Z", ip="10.0.1.20", port=5432, peer=postgres)])
+    result = run(policies, flows, ("allow",))
+    allow = next(s for s in result.suggestions if s.group.peer.kind == "endpoints")
+    assert (allow.edit, allow.verified) == (None, False)
+    assert "these policies already allow the flows Cilium dropped" in allow.reason
