@@ -247,3 +247,29 @@ def test_a_range_with_the_other_option_too_is_refused(repo):
     code, _, err = run("--policies", str(EXAMPLE / "policies"), "--proposed", "git:HEAD~1..HEAD:policies",
                        "--repo", str(repo), "--input-file", FLOWS)
     assert code == 2 and "leave out --policies" in err
+
+
+# -- named ports -------------------------------------------------------------------------------
+
+def test_named_ports_resolve_from_pods_else_the_change_is_told_by_unknown(tmp_path):
+    from tests.engine.test_named_ports import API, EG_HTTP, PODS_YAML, egress, to_app
+
+    (tmp_path / "now").mkdir()
+    (tmp_path / "next").mkdir()
+    (tmp_path / "now" / "p.yaml").write_text(EG_HTTP)  # web -> api on http-alt (8080)
+    deny = to_app("deny-http", "api", "{port: http-alt}", section="egressDeny")
+    (tmp_path / "next" / "p.yaml").write_text(EG_HTTP + "\n---\n" + deny)
+    (tmp_path / "pods.yaml").write_text(PODS_YAML)
+    (tmp_path / "flows.jsonl").write_text(json.dumps(egress(API, 8080)) + "\n")
+    args = ["--policies", str(tmp_path / "now"), "--proposed", str(tmp_path / "next"),
+            "--input-file", str(tmp_path / "flows.jsonl")]
+    with_pods = as_json(*args, "--pods", str(tmp_path / "pods.yaml"))
+    assert with_pods["counts"]["newly-dropped"] == 1
+    (group,) = with_pods["groups"]
+    assert (group["current"]["outcome"], group["proposed"]["outcome"]) == ("allowed", "denied")
+    without = as_json(*args)  # both unknown: the named port cannot be resolved
+    (group,) = without["groups"]
+    assert (group["current"]["outcome"], group["proposed"]["outcome"], group["change"]) == (
+        "unknown", "unknown", "unchanged")
+    code, _, err = run(*args, "--pods", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "--pods:" in err and "Traceback" not in err

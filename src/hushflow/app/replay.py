@@ -65,13 +65,14 @@ class ReplayOptions:
     default_local_cluster: bool | None = None
     max_groups: int = 20  # Markdown: the first groups shown
     repo: str = "."  # where `git` runs (git -C)
+    pods: Sequence[str] = ()  # --pods: pod specs named ports resolve from
 
 
 @dataclass(slots=True)
 class ReplayResult:
     summary: ReplaySummary
     flows: list[tuple[str, FlowReplay]] = field(default_factory=list)  # --per-flow: (file:line, replay)
-    bad_lines: int = 0
+    bad_lines: int = 0  # flow lines skipped, and documents of --pods files skipped
     current: tuple[str, ...] = ()
     proposed: tuple[str, ...] = ()
 
@@ -204,7 +205,17 @@ def replay_flows(options: ReplayOptions, stderr: IO[str]) -> ReplayResult:
                 sets.append(load_job_policies(paths, build).policy_set)
             except PolicyError as err:
                 raise ReplayError(f"the {role} policies ({printable(', '.join(labels))}): {err}") from None
-    replayer = Replayer(sets[0], sets[1], cilium_version=options.cilium_version)
+    pods, skipped = None, list[str]()
+    if options.pods:
+        from hushflow.app.enrich import PodSpecsError, load_pod_specs
+
+        try:
+            pods, skipped = load_pod_specs(options.pods)
+        except PodSpecsError as err:
+            raise ReplayError(f"--pods: {err}") from None
+        for line in skipped:
+            stderr.write(f"hushflow replay: --pods: {line}\n")
+    replayer = Replayer(sets[0], sets[1], cilium_version=options.cilium_version, pods=pods)
     result = ReplayResult(ReplaySummary(), current=current_labels, proposed=proposed_labels)
     stats = ReadStats()
     guard = FlowGuard(stats)
@@ -224,7 +235,7 @@ def replay_flows(options: ReplayOptions, stderr: IO[str]) -> ReplayResult:
     except FlowReadError as err:
         raise ReplayError(str(err)) from None
     stats.write_report(stderr)
-    result.bad_lines = stats.bad_lines
+    result.bad_lines = stats.bad_lines + len(skipped)
     return result
 
 
@@ -242,7 +253,7 @@ def run_replay(options: ReplayOptions, *, stdout: IO[str], stderr: IO[str]) -> i
     else:
         stdout.write(render_text(result))
     if result.bad_lines:
-        stderr.write(f"hushflow replay: {result.bad_lines} bad flow line(s) skipped; exit 2\n")
+        stderr.write(f"hushflow replay: {result.bad_lines} bad input line(s) or document(s) skipped; exit 2\n")
         return EXIT_BAD_INPUT
     hits = [change for change in options.fail_on if result.summary.counts[change]]
     if hits:

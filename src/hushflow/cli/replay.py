@@ -52,18 +52,22 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               help=f"Exit 1 when a flow has one of these changes (comma-separated: {', '.join(FAIL_KINDS)}).")
 @click.option("--max-groups", type=click.IntRange(1), default=20, show_default=True,
               help="Markdown: the number of changed groups shown.")
+@click.option("--pods", multiple=True, metavar="FILE",
+              help="Pod specs (kubectl get pods -A -o yaml or -o json): named ports in the policies resolve from "
+                   "them; without, such a rule makes the verdict unknown (repeatable).")
 @click.option("--repo", default=".", show_default=True, metavar="DIR", help="The git repository of git: revisions.")
 @cilium_version_option
 @cluster_name_option
 def replay(current: tuple[str, ...], proposed: tuple[str, ...], input_files: tuple[str, ...], output: str,
-           per_flow: bool, fail_on: frozenset[Change], max_groups: int, repo: str, cilium_version: tuple[int, int],
+           per_flow: bool, fail_on: frozenset[Change], max_groups: int, pods: tuple[str, ...], repo: str,
+           cilium_version: tuple[int, int],
            cluster_name: str, policy_default_local_cluster: bool | None) -> None:
     """What would a policy change do? Decide every recorded flow with the current and the proposed
     policies and report what changes, grouped by workload, peer, port and rule."""
     options = ReplayOptions(
         current=current, proposed=proposed, input_files=input_files, output=output, per_flow=per_flow,
         fail_on=fail_on, cilium_version=cilium_version, cluster_name=cluster_name,
-        default_local_cluster=policy_default_local_cluster, max_groups=max_groups, repo=repo,
+        default_local_cluster=policy_default_local_cluster, max_groups=max_groups, repo=repo, pods=pods,
     )
     try:
         code = run_replay(options, stdout=sys.stdout, stderr=sys.stderr)
