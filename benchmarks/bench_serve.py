@@ -22,7 +22,8 @@ Scenarios:
 - ``run, full stream``: no ``--serve``, but every flow and field, as ``--serve`` asks: the base
   the serve figures compare with (same flows, same decoding).
 - ``serve, N clients`` for N = 0, 1, 10, and 1 client sending the hubble CLI 1.19.4's default
-  field mask (``defaults.FieldMask``).
+  field mask (``defaults.FieldMask``); and 10 clients following only drops (``hubble observe
+  --follow --verdict DROPPED``: the filter runs server-side, what is sent is the drops).
 - memory: ``serve`` with 0 and 1 client, ring capacity 4095 (the default) and 65535; peak RSS
   against ``run, full stream``.
 
@@ -97,7 +98,7 @@ def replay(path: Path, conn: Any) -> None:
 # -- a following client -----------------------------------------------------------------------------
 
 
-def client_main(address: str, masked: bool) -> None:
+def client_main(address: str, masked: bool, dropped: bool = False) -> None:
     """One GetFlows follower: prints "ready" once its call is open, then a JSON line of what it got."""
     import grpc
     import grpc.experimental
@@ -112,6 +113,8 @@ def client_main(address: str, masked: bool) -> None:
     request = observer_pb2.GetFlowsRequest(follow=True)
     if masked:
         request.field_mask.paths.extend(HUBBLE_CLI_DEFAULT_MASK)
+    if dropped:  # `hubble observe --follow --verdict DROPPED`: what an SRE on call follows
+        request.whitelist.add().verdict.append(2)  # flow.Verdict.DROPPED
     stream = call(request)
     got = {"flows": 0, "bytes": 0, "lost": 0, "lost_messages": 0, "other": 0, "first": 0.0, "last": 0.0}
     last = [time.monotonic()]
@@ -228,7 +231,8 @@ def daemon_main(spec: dict[str, Any]) -> None:
             address = f"127.0.0.1:{observer.port}"
             for _ in range(spec["clients"]):
                 clients.append(subprocess.Popen(
-                    [sys.executable, __file__, "--client", address] + (["--masked"] if spec["masked"] else []),
+                    [sys.executable, __file__, "--client", address] + (["--masked"] if spec["masked"] else [])
+                    + (["--dropped"] if spec.get("dropped") else []),
                     stdout=subprocess.PIPE, text=True, env=os.environ))
             for client in clients:
                 assert client.stdout is not None
@@ -332,8 +336,9 @@ def cpu_stat() -> tuple[float, float]:
 
 
 def scenario(label: str, target: str, server_pid: int, *, full: bool = True, serve: bool = False, clients: int = 0,
-             masked: bool = False, capacity: int = 4095, repeat: int = 1, profile: bool = False) -> dict[str, Any]:
-    spec = {"target": target, "full": full, "serve": serve, "clients": clients, "masked": masked,
+             masked: bool = False, capacity: int = 4095, repeat: int = 1, profile: bool = False,
+             dropped: bool = False) -> dict[str, Any]:
+    spec = {"target": target, "full": full, "serve": serve, "clients": clients, "masked": masked, "dropped": dropped,
             "capacity": capacity, "profile": profile}
     runs = []
     for _ in range(repeat):
@@ -413,7 +418,7 @@ def print_table(results: list[dict[str, Any]], base: dict[str, Any]) -> None:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--client":
-        client_main(sys.argv[2], "--masked" in sys.argv[3:])
+        client_main(sys.argv[2], "--masked" in sys.argv[3:], "--dropped" in sys.argv[3:])
         return
     if len(sys.argv) > 2 and sys.argv[1] == "--daemon":
         daemon_main(json.loads(sys.argv[2]))
@@ -427,6 +432,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the pipeline thread (run, full stream; serve, 1 client)")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the ring-capacity runs")
+    parser.add_argument("--only", metavar="TEXT", action="append", default=[],
+                        help="run only the scenarios whose name contains TEXT (repeatable; the base always runs)")
     args = parser.parse_args()
     if args.quick:
         args.flows, args.repeat, args.skip_memory = 10_000, 1, True
@@ -449,20 +456,24 @@ def main() -> None:
             return
         repeat = args.repeat
         base = scenario("run, full stream", target, server_pid, repeat=repeat)
-        results = [
-            scenario("run", target, server_pid, full=False, repeat=repeat),
-            base,
-            scenario("serve, 0 clients", target, server_pid, serve=True, repeat=repeat),
-            scenario("serve, 1 client", target, server_pid, serve=True, clients=1, repeat=repeat),
-            scenario("serve, 1 client, hubble CLI mask", target, server_pid, serve=True, clients=1, masked=True,
-                     repeat=repeat),
-            scenario("serve, 10 clients", target, server_pid, serve=True, clients=10, repeat=repeat),
+        wanted: list[tuple[str, dict[str, Any]]] = [
+            ("run", {"full": False}),
+            ("serve, 0 clients", {"serve": True}),
+            ("serve, 1 client", {"serve": True, "clients": 1}),
+            ("serve, 1 client, hubble CLI mask", {"serve": True, "clients": 1, "masked": True}),
+            ("serve, 10 clients", {"serve": True, "clients": 10}),
+            ("serve, 10 clients --verdict DROPPED", {"serve": True, "clients": 10, "dropped": True}),
         ]
         if not args.skip_memory:
-            for capacity in (4095, 65535):
-                for clients in (0, 1):
-                    results.append(scenario(f"serve, {clients} client{'s' * (clients != 1)}, ring {capacity}",
-                                            target, server_pid, serve=True, clients=clients, capacity=capacity))
+            wanted += [(f"serve, {clients} client{'s' * (clients != 1)}, ring {capacity}",
+                        {"serve": True, "clients": clients, "capacity": capacity, "memory": True})
+                       for capacity in (4095, 65535) for clients in (0, 1)]
+        results = [base]
+        for label, spec in wanted:
+            if args.only and not any(text in label for text in args.only):
+                continue
+            runs = 1 if spec.pop("memory", False) else repeat
+            results.append(scenario(label, target, server_pid, repeat=runs, **spec))
         print_table(results, base)
     finally:
         parent.send("stop")

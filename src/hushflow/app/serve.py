@@ -40,6 +40,8 @@ OBSERVER_SERVICE = "observer.Observer"
 _POLL_SECONDS = 0.2
 #: 2^64-1: `hubble observe --all`.
 _ALL = (1 << 64) - 1
+#: A following call reads the ring at most this often (the latency it adds to a flow).
+_BATCH_SECONDS = 0.01
 #: A call adds to the flows-sent count every this many flows (and when it ends).
 _SENT_BATCH = 256
 #: Distinct field masks whose bytes a slot keeps.
@@ -388,6 +390,10 @@ class ObserverService:
             if not request.follow or not context.is_active() or self.stopping.is_set():
                 return
             self.ring.wait_beyond(cursor - 1, _POLL_SECONDS)
+            # Let more flows arrive before reading: a follower wakes at most 1/_BATCH_SECONDS
+            # times a second, not once per flow (each wake is a thread switch and a read under
+            # the ring's lock, for every follower, on the pipeline's core).
+            self.stopping.wait(_BATCH_SECONDS)
             lost, slots, cursor = self.ring.read_from(cursor)
             start = 0
             if lost:
