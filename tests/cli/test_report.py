@@ -23,6 +23,14 @@ FLOWS = EXAMPLE / "flows.jsonl"
 TAG = "app-explicit-traffic-blocked"
 
 
+# hushflow suggest's verified fixes for the 3 drops to 203.0.113.50:443
+ALLOW_OR_BLOCK = (
+    f"allow: 1 egress rule in CiliumNetworkPolicy/my-namespace/my-app-in-cluster ({POLICIES}/my-namespace-egress.yaml); "
+    f"block: 1 egressDeny rule in CiliumNetworkPolicy/my-namespace/app-external-block-policy "
+    f"({POLICIES}/app-external-block-policy.yaml)"
+)
+
+
 def hushflow_report(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(report, ["--policies", POLICIES, *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -39,6 +47,24 @@ def test_text_puts_the_unplanned_drops_on_top_and_counts_the_planned_apart() -> 
     assert header[:5] == ["COUNT", "WORKLOAD", "PEER", "PORT", "RULE"]
     assert row[:5] == ["3", "my-namespace/my-app", "203.0.113.50", "443/TCP", "default-deny"]
     assert row[-2:] == ["2026-11-27T09:00:09.558Z", "2026-11-27T09:00:12.558Z"]  # first and last seen
+    assert lines[5] == f"    suggestion: {ALLOW_OR_BLOCK}"
+    assert len(lines) == 6
+
+
+def test_suggestions_can_be_left_out() -> None:
+    code, out, _err = hushflow_report("--input-file", str(FLOWS), "--no-suggest", "-o", "json")
+    assert code == 0
+    assert "suggestion" not in json.loads(out)["top"][0]
+
+
+def test_no_fix_is_said_so_for_drops_an_intended_deny_covers() -> None:
+    # Unplanned now (another expected tag), but the deny stands: suggest proposes no allow through it.
+    code, out, _err = hushflow_report("--input-file", str(FLOWS), "-o", "json", "--expected-log", "something-else")
+    assert code == 0
+    first = json.loads(out)["top"][0]
+    assert first["peer"] == "ingest.telemetry.example.com"
+    allow, block = first["suggestion"].split("; ")
+    assert allow.startswith("allow: none (") and block.startswith("block: none (")
 
 
 def test_json_is_stable_and_complete() -> None:
@@ -58,6 +84,7 @@ def test_json_is_stable_and_complete() -> None:
                             "CiliumNetworkPolicy/my-namespace/my-namespace-dns"],
         "first_seen": "2026-11-27T09:00:09.558Z", "last_seen": "2026-11-27T09:00:12.558Z",
         "first_flow": f"{FLOWS}:21",
+        "suggestion": ALLOW_OR_BLOCK,
     }
 
 
@@ -65,9 +92,9 @@ def test_markdown_is_a_table_for_a_pull_request() -> None:
     code, out, _err = hushflow_report("--input-file", str(FLOWS), "-o", "markdown")
     assert code == 0
     assert out.startswith("### hushflow triage report\n\n25 flows, 17 policy verdicts: **3 unexpected drop(s)**")
-    assert "| Count | Workload | Peer | Port | Rule | First seen | Last seen |\n|---|---|---|---|---|---|---|\n" in out
+    assert "| Count | Workload | Peer | Port | Rule | First seen | Last seen | Suggestion |\n" in out
     assert ("| 3 | my-namespace/my-app | 203.0.113.50 | 443/TCP | default-deny (4 policies select it) | "
-            "2026-11-27T09:00:09.558Z | 2026-11-27T09:00:12.558Z |") in out
+            f"2026-11-27T09:00:09.558Z | 2026-11-27T09:00:12.558Z | {ALLOW_OR_BLOCK} |") in out
 
 
 def without_hubble_names(tmp_path: Path) -> Path:

@@ -6,8 +6,8 @@ here when, and only when, the daemon would count it in `hushflow_unexpected_drop
 send an event for it. Unexpected drops are grouped by the workload that dropped them, the peer
 (its DNS name when Hubble or an earlier DNS answer in the flows names it, else the pod's
 namespace/workload, else the IP), the port and the deciding rule; planned drops are counted
-apart, by tag. Each group may carry a one-line suggestion (`hushflow suggest`'s, through the
-`suggest` hook of :func:`build_report`).
+apart, by tag. Each group carries a one-line suggestion: `hushflow suggest`'s verified allow and
+block (`suggestions_of`), or any other through the `suggest` hook of :func:`build_report`.
 
 Outputs are deterministic (groups by count, then by their keys; JSON with sorted keys), so a
 report can be committed and diffed.
@@ -51,6 +51,7 @@ class ReportOptions:
     cilium_version: tuple[int, int] = (1, 18)
     cluster_name: str = "default"
     default_local_cluster: bool | None = None
+    suggestions: bool = True  # each group's fix from `hushflow suggest` (--no-suggest: none)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -181,8 +182,7 @@ class ReportBuilder:
                       port_of(conn), conn.direction, *_rule_of(attribution))
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = DropGroup(key, first=conn.time, last=conn.time,
-                                                  where=f"{event.source}:{event.line}")
+            group = self._groups[key] = DropGroup(key, first=conn.time, last=conn.time, where=event.origin)
         group.count += 1
         group.first = min(group.first, conn.time)
         group.last = max(group.last, conn.time)
@@ -205,10 +205,39 @@ def build_report(events: Iterable[FlowEvent], attributor: Attributor, *, suggest
     return builder.finish(suggest, top)
 
 
-def default_suggest(_policies: object) -> SuggestFn | None:
-    """The hook for `hushflow suggest`: its one-line suggestion per group, once its library
-    function exists (hushflow.app.suggest); None until then, and the report has no suggestions."""
-    return None
+def suggestions_of(options: ReportOptions, stderr: IO[str]) -> SuggestFn | None:
+    """`hushflow suggest`'s verified fixes (hushflow.app.suggest: an allow and a block for each
+    group of unexpected drops, each verified by a replay of the recorded flows), one line per
+    group of the report: that of the suggest group holding the report group's first flow. None
+    when the flows cannot be read again (stdin) or suggest fails (said on `stderr`)."""
+    from hushflow.app.policies import PolicyError
+    from hushflow.app.suggest import SuggestError, SuggestOptions, suggest
+
+    if "-" in options.input_files:
+        stderr.write("hushflow: no suggestions for flows read from stdin (suggest reads them again)\n")
+        return None
+    try:
+        result = suggest(SuggestOptions(
+            policies=options.policies, inputs=options.input_files, expected_logs=options.expected_logs,
+            cilium_version=options.cilium_version, cluster_name=options.cluster_name,
+            default_local_cluster=options.default_local_cluster,
+        ))
+    except (PolicyError, SuggestError) as exc:
+        stderr.write(f"hushflow: no suggestions: {exc}\n")
+        return None
+    lines: dict[str, str] = {}
+    for group, suggestions in result.by_group():
+        parts = []
+        for suggestion in suggestions:
+            if suggestion.verified and suggestion.edit is not None:
+                parts.append(f"{suggestion.action}: {suggestion.edit.describe()}")
+            else:
+                # the reason's first clause: the flow it names is in `hushflow suggest`'s output
+                parts.append(f"{suggestion.action}: none ({suggestion.reason.split(' (first: ')[0]})")
+        line = "; ".join(parts)
+        for index in group.indices:
+            lines[result.recorded.origins[index]] = line
+    return lambda group: lines.get(group.where)
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -333,6 +362,8 @@ def make_report(options: ReportOptions, stderr: IO[str], *, suggest: SuggestFn |
     except FlowReadError as exc:
         raise ReportError(str(exc)) from None
     stats.write_report(stderr)
+    if suggest is None and options.suggestions and builder.report.unexpected:
+        suggest = suggestions_of(options, stderr)
     report = builder.finish(suggest, options.top)
     report.bad_inputs = stats.bad_lines
     return report

@@ -20,6 +20,9 @@ from hushflow.cli.options import cilium_version_option, cluster_name_option
 @click.option("--expected-log", "expected_logs", multiple=True, metavar="TAG",
               help="A log.value that marks drops as planned (default: the log values of deny rules), as `run`.")
 @click.option("--expected-cel", multiple=True, metavar="EXPR", help="A CEL expression marking drops as planned.")
+@click.option("--suggest/--no-suggest", "suggestions", default=True, show_default=True,
+              help="Add each group's fix from `hushflow suggest` (an allow and a block, each verified by a "
+                   "replay of the flows; the diff is `hushflow suggest`'s). Not for flows read from stdin.")
 @cilium_version_option
 @cluster_name_option
 def report(**kwargs: Any) -> None:
@@ -43,5 +46,6 @@ def report(**kwargs: Any) -> None:
         top=kwargs["top"], expected_logs=tuple(kwargs["expected_logs"]) or None,
         expected_cel=tuple(kwargs["expected_cel"]), cilium_version=kwargs["cilium_version"],
         cluster_name=kwargs["cluster_name"], default_local_cluster=kwargs["policy_default_local_cluster"],
+        suggestions=kwargs["suggestions"],
     )
     sys.exit(run_report(options, sys.stdout, sys.stderr, stdin=sys.stdin.buffer))
