@@ -316,38 +316,30 @@ HEALTH_ROW = (
 
 
 
-def staged(change: str) -> str:
-    return f'hushflow_staged_verdicts_total{{{JOB}, {NS}, change="{change}"}}'
+def staged_panel(change: str, title: str, description: str) -> Panel:
+    """A Staged policies panel: the rate of one `change` by workload."""
+    selector = f'hushflow_staged_verdicts_total{{{JOB}, {NS}, change="{change}"}}'
+    return Panel(f"Staged: {title} by workload", "timeseries",
+                 (Query(f"sum by (namespace, workload) ({rate(selector)})", "{{namespace}}/{{workload}}"),),
+                 description, width=8, unit="ops")
 
 
 STAGED_ROW = (
-    Panel(
-        "Staged: newly dropped by workload",
-        "timeseries",
-        (Query(f"sum by (namespace, workload) ({rate(staged('newly-dropped'))})", "{{namespace}}/{{workload}}"),),
+    staged_panel(
+        "newly-dropped", "newly dropped",
         "Flows per second the enforced policies allow that the staged ones (`hushflow run --staged`) would "
         "drop: what applying the staged set would break. Zero for the whole staging period (a week of normal "
         "traffic) before applying a tightening change.",
-        width=8,
-        unit="ops",
     ),
-    Panel(
-        "Staged: newly allowed by workload",
-        "timeseries",
-        (Query(f"sum by (namespace, workload) ({rate(staged('newly-allowed'))})", "{{namespace}}/{{workload}}"),),
+    staged_panel(
+        "newly-allowed", "newly allowed",
         "Flows per second the enforced policies drop that the staged ones would allow: what applying the "
         "staged set would open. Only the drops the change means to fix should show here.",
-        width=8,
-        unit="ops",
     ),
-    Panel(
-        "Staged: planned drops losing their tag by workload",
-        "timeseries",
-        (Query(f"sum by (namespace, workload) ({rate(staged('tag-lost'))})", "{{namespace}}/{{workload}}"),),
+    staged_panel(
+        "tag-lost", "planned drops losing their tag",
         "Drops that stay drops under the staged policies but lose the log value that marks them planned: "
         "after applying, they would page as unexpected drops.",
-        width=8,
-        unit="ops",
     ),
 )
 

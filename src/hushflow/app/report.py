@@ -259,15 +259,17 @@ def _row(group: DropGroup) -> tuple[str, ...]:
     return (str(group.count), workload, key.peer, key.port or "-", rule, _iso(group.first), _iso(group.last))
 
 
-def _planned_line(report: TriageReport) -> str:
+def _headline(report: TriageReport, bold: str = "") -> str:
+    """The counts: flows, verdicts, unexpected drops (in `bold` markers), planned drops by tag."""
     tags = ", ".join(f"{tag} {count}" for tag, count in sorted(report.planned_by_tag.items()))
-    return f"{report.planned} planned drop(s)" + (f" ({tags})" if tags else "")
+    return (f"{report.flows} flows, {report.verdicts} policy verdicts: {bold}{report.unexpected} unexpected "
+            f"drop(s){bold} in {len(report.groups)} group(s), {report.planned} planned drop(s)"
+            + (f" ({tags})" if tags else ""))
 
 
 def render_text(report: TriageReport, top: int) -> str:
     out = io.StringIO()
-    out.write(f"{report.flows} flows, {report.verdicts} policy verdicts: {report.unexpected} unexpected drop(s) in "
-              f"{len(report.groups)} group(s), {_planned_line(report)}\n")
+    out.write(_headline(report) + "\n")
     groups = report.top(top)
     if not groups:
         out.write("no unexpected drops\n")
@@ -289,9 +291,7 @@ def _md(cell: str) -> str:
 
 def render_markdown(report: TriageReport, top: int) -> str:
     out = io.StringIO()
-    out.write("### hushflow triage report\n\n")
-    out.write(f"{report.flows} flows, {report.verdicts} policy verdicts: **{report.unexpected} unexpected "
-              f"drop(s)** in {len(report.groups)} group(s), {_planned_line(report)}.\n")
+    out.write("### hushflow triage report\n\n" + _headline(report, bold="**") + ".\n")
     groups = report.top(top)
     if not groups:
         out.write("\nNo unexpected drops.\n")
