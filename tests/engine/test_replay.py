@@ -227,3 +227,19 @@ def test_the_summary_groups_flows_and_orders_the_most_severe_first():
     ]
     assert [g.change for g in summary.sorted_groups(include_unchanged=False)] == [
         Change.NEWLY_DROPPED, Change.NEWLY_ALLOWED]
+
+
+def test_ingress_names_the_destination_as_workload_and_the_source_pod_as_peer(tmp_path):
+    ingress_allow = cnp("db-in", 'ingress:\n- fromEndpoints: [{matchLabels: {app: web}}]\n'
+                        '  toPorts: [{ports: [{port: "5432", protocol: TCP}]}]\n', selector="{matchLabels: {app: db}}")
+    web = {**WEB, "workloads": [{"name": "web", "kind": "Deployment"}]}
+    replayer = Replayer(policy_set(tmp_path, "current", [ingress_allow], (1, 18)),
+                        policy_set(tmp_path, "proposed", [], (1, 18)))
+    replay = replayer.replay(flow(web, DB, direction="INGRESS", port=5432, dst_ip="10.0.0.9"))
+    assert replay is not None
+    assert (replay.workload, replay.peer, replay.port, replay.direction) == ("shop/db-0", "shop/web", "5432/TCP",
+                                                                             "INGRESS")
+    assert (replay.current.outcome, replay.proposed.outcome, replay.change) == ("allowed", "none", Change.UNCHANGED)
+    host = replayer.replay(flow({"identity": 1, "labels": ["reserved:host"]}, DB, direction="INGRESS", port=5432,
+                                src_ip="10.0.5.1"))
+    assert host is not None and host.peer == "10.0.5.1"

@@ -171,7 +171,8 @@ def _reserved(endpoint: Mapping[str, Any]) -> str:
     return ",".join(sorted(labels))
 
 
-def _workload(endpoint: Mapping[str, Any], ip: str) -> str:
+def workload_name(endpoint: Mapping[str, Any], ip: str) -> str:
+    """`namespace/workload` (its first Hubble workload, else its pod), else its reserved identity, else `ip`."""
     namespace = endpoint.get("namespace")
     if namespace:
         return f"{namespace}/{workload_of(endpoint) or '?'}"
@@ -250,7 +251,7 @@ class Replayer:
             change = self._changes[pair] = change_of(current, proposed)
         return FlowReplay(
             change, current, proposed,
-            _workload(conn.local, conn.local_ip),
+            workload_name(conn.local, conn.local_ip),
             self.peer_of(conn),
             f"{conn.port}/{conn.protocol}" if conn.protocol else "",
             "EGRESS" if conn.direction == "egress" else "INGRESS",
@@ -258,17 +259,21 @@ class Replayer:
         )
 
     def peer_of(self, conn: Connection) -> str:
-        """The peer as people name it: Hubble's DNS name, else one DNS answer seen for its IP,
-        else its namespace/workload, else its IP (or its reserved identity)."""
-        if conn.peer_names:
-            return str(conn.peer_names[0]).rstrip(".")
-        if conn.peer_ip:
-            learned = self.dns.names_for_ip(conn.peer_ip, conn.time)
-            if learned:
-                return learned[0]
-        if conn.peer.get("namespace"):
-            return _workload(conn.peer, conn.peer_ip)
-        return conn.peer_ip or _reserved(conn.peer) or "?"
+        return peer_name(conn, self.dns)
+
+
+def peer_name(conn: Connection, dns: DnsKnowledge) -> str:
+    """The peer of `conn` as people name it: Hubble's DNS name, else one unexpired DNS answer
+    `dns` holds for its IP, else its namespace/workload, else its IP (or its reserved identity)."""
+    if conn.peer_names:
+        return str(conn.peer_names[0]).rstrip(".")
+    if conn.peer_ip:
+        learned = dns.names_for_ip(conn.peer_ip, conn.time)
+        if learned:
+            return learned[0]
+    if conn.peer.get("namespace"):
+        return workload_name(conn.peer, conn.peer_ip)
+    return conn.peer_ip or _reserved(conn.peer) or "?"
 
 
 @dataclass(slots=True)
