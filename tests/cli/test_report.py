@@ -214,3 +214,13 @@ def test_each_output_carries_the_suggestion_of_its_group() -> None:
     assert "    suggestion: allow ingest.telemetry.example.com on 443/TCP\n" in text
     assert "| Suggestion |" in render_markdown(built, 2)
     assert json.loads(render_json(built, 2))["top"][1]["suggestion"] == "allow 203.0.113.50 on 443/TCP"
+
+
+def test_stdin_is_read_and_suggestions_are_left_out_with_a_note() -> None:
+    result = CliRunner().invoke(report, ["--policies", POLICIES, "--input-file", "-", "-o", "json"],
+                                input=FLOWS.read_bytes())
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["unexpected_drops"], document["planned_drops"]) == (3, 9)
+    assert "suggestion" not in document["top"][0]
+    assert "no suggestions for flows read from stdin" in result.stderr
