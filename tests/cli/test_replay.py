@@ -273,3 +273,14 @@ def test_named_ports_resolve_from_pods_else_the_change_is_told_by_unknown(tmp_pa
         "unknown", "unknown", "unchanged")
     code, _, err = run(*args, "--pods", str(tmp_path / "missing.yaml"))
     assert code == 2 and "--pods:" in err and "Traceback" not in err
+
+
+def test_a_link_out_of_the_tree_is_refused_not_followed(repo, tmp_path):
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("not: policies\n")
+    (repo / "policies" / "link.yaml").symlink_to(secret)
+    git(repo, "add", "policies/link.yaml")
+    git(repo, "commit", "-q", "-m", "a link out")
+    code, _, err = run("--policies", str(EXAMPLE / "policies"), "--proposed", "git:HEAD:policies",
+                       "--repo", str(repo), "--input-file", FLOWS)
+    assert code == 2 and "cannot write the tree out" in err and len(err.strip().splitlines()) == 1

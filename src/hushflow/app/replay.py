@@ -144,8 +144,11 @@ def materialize(spec: GitSpec, repo: str, into: str) -> str:
         raise ReplayError(f"{printable(str(spec))}: no such path {printable(spec.path)!r} "
                           f"at {printable(spec.revision)}")
     archive = _git(top, "archive", "--format=tar", commit, "--", spec.path)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")  # no links out, no absolute paths, no devices
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(into, filter="data")  # no links out, no absolute paths, no devices
+    except (tarfile.TarError, OSError) as err:  # a link out of the tree is refused, not followed
+        raise ReplayError(f"{printable(str(spec))}: cannot write the tree out: {printable(str(err))}") from None
     return os.path.join(into, spec.path)
 
 

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from hushflow.app.replay import EXIT_BAD_INPUT, FAIL_KINDS, OUTPUTS, ReplayOptions, parse_fail_on, run_replay
+from hushflow.app.observe import EXIT_BROKEN_PIPE
+from hushflow.app.replay import FAIL_KINDS, OUTPUTS, ReplayOptions, parse_fail_on, run_replay
 from hushflow.cli.options import cilium_version_option, cluster_name_option
 from hushflow.engine.replay import Change
 
@@ -72,5 +73,5 @@ def replay(current: tuple[str, ...], proposed: tuple[str, ...], input_files: tup
     try:
         code = run_replay(options, stdout=sys.stdout, stderr=sys.stderr)
     except BrokenPipeError:
-        code = EXIT_BAD_INPUT
+        code = EXIT_BROKEN_PIPE  # as observe: like a process SIGPIPE ended
     sys.exit(code)
