@@ -14,6 +14,8 @@ from prometheus_client import generate_latest
 
 from hushflow.app.daemon import Daemon, RunOptions, StagedPolicyError
 from hushflow.cli.run import run
+from hushflow.engine.replay import Change
+from hushflow.sinks.metric_names import STAGED_CHANGES
 from hushflow.sinks.metrics import OTHER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,3 +159,8 @@ def test_cli_staged_counts_and_bad_file_exits_2(tmp_path: Path) -> None:
     assert isinstance(bad.exception, SystemExit)
     assert "error: --staged: the policies have 1 error(s)" in bad.output
     assert "app-external-block-policy.yaml:11:" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_metric_contract_names_every_change_kind_in_order() -> None:
+    # sinks may not import the engine: the contract keeps its own copy of the values
+    assert tuple(change.value for change in Change) == STAGED_CHANGES
