@@ -261,6 +261,31 @@ def test_comments_flow_style_and_indentation_survive_a_patch() -> None:
 """)
 
 
+HEAD = "kind: CiliumNetworkPolicy\nmetadata: {name: a, namespace: n}\nspec:\n  egress:\n"
+ADDED = "  - toCIDR:\n    - 192.0.2.1/32\n"
+
+
+@pytest.mark.parametrize(("last_entry", "after"), [
+    pytest.param("  - toEndpoints:\n    - matchLabels:\n        app: db   # the database\n",
+                 "  # the tag for planned drops\n  log: 1\n", id="after-an-end-of-line-comment"),
+    pytest.param("  - toCIDR:\n    - 1.2.3.4/32\n", "\n  # the tag\n  log: 1\n", id="after-a-blank-line"),
+    pytest.param("  - toCIDR: [1.2.3.4/32]  # eol\n", "  # the tag\n  log: 1\n", id="after-a-flow-sequence"),
+    pytest.param('  - toPorts:\n    - ports: [{port: "443", protocol: TCP}]\n', "  # the tag\n  # two lines\n  log: 1\n",
+                 id="after-a-nested-block"),
+    pytest.param("  - toCIDR:\n    - 1.2.3.4/32\n", "#\n# next section ----\n---\nkind: Other\n",
+                 id="a-header-before-the-next-document"),
+])
+def test_a_comment_that_introduces_the_next_key_stays_before_it(last_entry: str, after: str) -> None:
+    edit = Edit("p.yaml", ("CiliumNetworkPolicy", "n", "a"), "egress", ({"toCIDR": ["192.0.2.1/32"]},))
+    assert apply_edit(HEAD + last_entry + after, edit) == HEAD + last_entry + ADDED + after
+
+
+def test_an_entry_already_there_is_not_added_twice() -> None:
+    text = HEAD + ADDED + "  log: 1\n"
+    edit = Edit("p.yaml", ("CiliumNetworkPolicy", "n", "a"), "egress", ({"toCIDR": ["192.0.2.1/32"]},))
+    assert apply_edit(text, edit) == text
+
+
 def test_a_new_section_goes_after_the_rule_sections_before_log() -> None:
     text = (EXAMPLE / "policies" / "app-external-block-policy.yaml").read_text()
     edit = Edit("p.yaml", ("CiliumNetworkPolicy", "my-namespace", "app-external-block-policy"), "egress",

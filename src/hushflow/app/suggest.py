@@ -671,13 +671,102 @@ def _patch_document(spec: Any, edit: Edit) -> None:
         section = spec[edit.section]
     if not isinstance(section, list):
         raise PatchError(f"spec.{edit.section} is not a list")
-    section.extend(_quoted(entry) for entry in edit.entries)
+    present = [_plain(entry) for entry in section]
+    new = [entry for entry in edit.entries if _plain(entry) not in present]  # e.g. one DNS rule for two names
+    if not new:
+        return
+    comment = _take_trailing_comment(section) if section else None
+    section.extend(_commented(_quoted(entry)) for entry in new)
+    if comment is not None:
+        _give_trailing_comment(section, comment)
+
+
+def _last_slots(node: Any) -> list[tuple[Any, Any, int]]:
+    """(container, key, comment slot) of each last key or item on the way down to the last
+    scalar under `node`: ruamel keeps the comment lines that follow a block on one of them (slot 2
+    of a mapping key, slot 0 of a sequence item), the deepest first."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    found: list[tuple[Any, Any, int]] = []
+    while isinstance(node, CommentedMap | CommentedSeq) and len(node):
+        if isinstance(node, CommentedMap):
+            key: Any = list(node)[-1]
+            found.append((node, key, 2))
+        else:
+            key = len(node) - 1
+            found.append((node, key, 0))
+        node = node[key]
+    return found[::-1]
+
+
+def _take_trailing_comment(section: Any) -> str | None:
+    """The whole-line comments after the section's last entry (they introduce the key after the
+    section: ruamel keeps them with the entry's last scalar), removed from there. Its end-of-line
+    comment stays."""
+    for container, key, position in _last_slots(section):
+        child = container[key]
+        ending = getattr(getattr(child, "ca", None), "end", None)
+        if ending and any("#" in getattr(token, "value", "") for token in ending):
+            child.ca.end = []  # comments after a nested block: ruamel keeps them at its end
+            return "".join(" " * _column(token) + token.value for token in ending)
+        entry = container.ca.items.get(key)
+        token = entry[position] if entry and len(entry) > position else None
+        value = getattr(token, "value", None)
+        if token is None or not isinstance(value, str) or "\n" not in value:
+            continue
+        head, rest = value.split("\n", 1)
+        if "#" not in rest:
+            return None
+        if head.strip():
+            token.value = head + "\n"
+        else:
+            entry[position] = None
+        return rest
+    return None
+
+
+def _column(token: Any) -> int:
+    mark = getattr(token, "start_mark", None)
+    return int(getattr(mark, "column", 0) or 0)
+
+
+def _give_trailing_comment(section: Any, comment: str) -> None:
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    slots = _last_slots(section)
+    if not slots:
+        return
+    container, key, position = slots[0]
+    entry = container.ca.items.setdefault(key, [None, None, None, None])
+    entry[position] = CommentToken("\n" + comment, CommentMark(0))
+
+
+def _commented(value: Any) -> Any:
+    """`value` as ruamel's round-trip types, which can carry comments."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, Mapping):
+        return CommentedMap((key, _commented(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return CommentedSeq(_commented(item) for item in value)
+    return value
 
 
 def _dump(yaml: Any, data: Any) -> str:
     stream = io.StringIO()
     yaml.dump(data, stream)
     return stream.getvalue()
+
+
+def _trailing_comments(document: str) -> tuple[str, str]:
+    """(the document, the comment lines at its end that start in the first column): those
+    introduce what follows the `---` (a section header), and stay after whatever is appended."""
+    lines = document.splitlines(keepends=True)
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    return "".join(lines[:end]), "".join(lines[end:])
 
 
 def apply_edit(text: str | None, edit: Edit) -> str:
@@ -687,12 +776,13 @@ def apply_edit(text: str | None, edit: Edit) -> str:
     for index, part in enumerate(parts):
         if _DOCUMENT_START.fullmatch(part):
             continue
-        yaml = _yaml(part)
-        data = yaml.load(part)
+        body, tail = _trailing_comments(part)
+        yaml = _yaml(body)
+        data = yaml.load(body)
         if _document_key(data) != edit.policy:
             continue
         _patch_document(data.get("spec"), edit)
-        parts[index] = _dump(yaml, data)
+        parts[index] = _dump(yaml, data) + tail
         return "".join(parts)
     if edit.new_policy is None:
         raise PatchError(f"{edit.file}: {'/'.join(edit.policy)} is not in the file")
