@@ -25,7 +25,7 @@ def _say(text: str) -> None:
 @click.option("--input-file", "input_files", multiple=True, metavar="FILE",
               help="Recorded Hubble flows (jsonpb lines, exporter files, gzip, - for stdin; repeatable).")
 @click.option("--from-events", "from_events", multiple=True, metavar="FILE",
-              help="The daemon's unexpected-drop events (run --events-file) instead of flows (repeatable).")
+              help="The daemon's unexpected-drop events (run --events file:PATH) instead of flows (repeatable).")
 @click.option("--action", type=click.Choice(["allow", "block", "both"]), default="both", show_default=True,
               help="Suggest allowing the drops, blocking them as planned drops, or both.")
 @click.option("--write", is_flag=True,
