@@ -45,7 +45,7 @@ from hushflow.app.enrich import make_attributor
 from hushflow.app.policies import load_job_policies
 from hushflow.engine.pods import PodIndex
 from hushflow.engine.replay import Change, FlowReplay, Replayer, ReplaySummary, summarize
-from hushflow.flow.connection import Connection, endpoint_labels, workload_of
+from hushflow.flow.connection import Connection, endpoint_labels, is_policy_outcome, workload_of
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS, EventNormalizer, ProtoJSONError
 from hushflow.flow.reader import BadLine, FlowReader, ReadStats
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION, dns_name
@@ -130,15 +130,28 @@ class RecordedFlows:
         return self.stats.bad_lines
 
 
+def _decided_or_dns(flow: Mapping[str, Any]) -> bool:
+    """What the attribution and the replay use: policy outcomes, and DNS records (answers)."""
+    l7 = flow.get("l7")
+    if isinstance(l7, dict) and "dns" in l7:
+        return True
+    try:
+        return is_policy_outcome(flow)
+    except FLOW_SHAPE_ERRORS:
+        return True  # the attribution reports it, with its file:line
+
+
 def read_recorded_flows(paths: Sequence[str]) -> RecordedFlows:
-    """Hubble flows (jsonpb lines, exporter files, gzip, `-`): every event with a flow."""
+    """Hubble flows (jsonpb lines, exporter files, gzip, `-`): the policy outcomes and DNS records
+    among them, in order (held in memory: each suggestion replays them all)."""
     from hushflow.flow.reader import FlowReadError
 
     recorded = RecordedFlows()
     try:
         for event in FlowReader(list(paths), stats=recorded.stats):
-            if event.flow is None:
-                continue
+            flow = event.flow
+            if flow is None or not _decided_or_dns(flow):
+                continue  # traces and L7 records other than DNS: no decision, nothing to learn
             recorded.events.append(orjson.loads(event.raw))
             recorded.origins.append(event.origin)
     except FlowReadError as err:
@@ -774,8 +787,8 @@ def apply_edit(text: str | None, edit: Edit) -> str:
     document is re-written; every other document stays byte for byte."""
     parts = _split_documents(text or "")
     for index, part in enumerate(parts):
-        if _DOCUMENT_START.fullmatch(part):
-            continue
+        if _DOCUMENT_START.fullmatch(part) or edit.policy[2] not in part:
+            continue  # (a document without the policy's name is not parsed)
         body, tail = _trailing_comments(part)
         yaml = _yaml(body)
         data = yaml.load(body)
