@@ -25,7 +25,8 @@ from typing import IO, Any
 import orjson
 
 from hushflow.engine.attribution import Attribution, Attributor
-from hushflow.flow.connection import Connection, workload_of
+from hushflow.engine.replay import peer_name, workload_name
+from hushflow.flow.connection import Connection
 from hushflow.flow.reader import FlowEvent
 from hushflow.policy.model import BuildOptions, Rule
 
@@ -133,21 +134,6 @@ def _rule_of(attribution: Attribution) -> tuple[str, tuple[str, ...]]:
     return decision.outcome, by if decision.outcome == "default-deny" else ()
 
 
-def peer_of(conn: Connection, attributor: Attributor) -> str:
-    """The peer as people name it: a DNS name (Hubble's names, else an earlier answer in the
-    flows), else the pod's namespace/workload, else its IP."""
-    if conn.peer_names:
-        return str(conn.peer_names[0]).rstrip(".")
-    if conn.peer_ip:
-        names = attributor.dns.names_for_ip(conn.peer_ip, conn.time)
-        if names:
-            return names[0]
-    namespace = conn.peer.get("namespace")
-    if namespace:
-        return f"{namespace}/{workload_of(conn.peer)}"
-    return conn.peer_ip or "world"
-
-
 def port_of(conn: Connection) -> str:
     return f"{conn.port}/{conn.protocol}" if conn.protocol else ""
 
@@ -178,7 +164,7 @@ class ReportBuilder:
         self.report.unexpected += 1
         conn = attribution.connection
         local = conn.local
-        key = DropKey(f"{local.get('namespace', '')}/{workload_of(local)}", peer_of(conn, self.attributor),
+        key = DropKey(workload_name(local, conn.local_ip), peer_name(conn, self.attributor.dns),
                       port_of(conn), conn.direction, *_rule_of(attribution))
         group = self._groups.get(key)
         if group is None:
@@ -383,5 +369,5 @@ def run_report(options: ReportOptions, stdout: IO[str], stderr: IO[str], *, sugg
 
 __all__ = [
     "DropGroup", "DropKey", "ReportBuilder", "ReportError", "ReportOptions", "TriageReport", "build_report",
-    "make_report", "peer_of", "render_json", "render_markdown", "render_text", "rule_name", "run_report",
+    "make_report", "render_json", "render_markdown", "render_text", "rule_name", "run_report",
 ]
