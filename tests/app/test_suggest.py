@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from hushflow.app import suggest as suggest_module
 from hushflow.app.suggest import (
     DEFAULT_BLOCK_TAG,
     Edit,
@@ -22,6 +23,7 @@ from hushflow.app.suggest import (
     apply_edit,
     read_recorded_flows,
     render_text,
+    run_suggest,
     stable_labels,
     suggest,
     write_suggestions,
@@ -166,6 +168,43 @@ def test_the_allow_admits_the_drops_and_nothing_else_in_the_recorded_flows(tmp_p
     [again] = run(policies, flows, ("allow",)).suggestions
     assert (again.edit, again.verified) == (None, False)
     assert "these policies already allow the flows Cilium dropped" in again.reason
+
+
+def test_write_applies_every_verified_suggestion_checked_together(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path, NEW_VENDOR)
+    before = tmp_path / "before"
+    shutil.copytree(policies, before)
+    result, written = run_suggest(SuggestOptions(policies=(str(policies),), inputs=(str(flows),), actions=("allow",)),
+                                  write=True)
+    assert [s.verified for s in result.suggestions] == [True, True]
+    assert written == [str(policies / "my-namespace-egress.yaml")]
+    assert result.write_refused == ""
+    answered = {i for group in result.scan.groups for i in group.indices}
+    assert replay_changes(before, policies, flows) == dict.fromkeys(answered, Change.NEWLY_ALLOWED)
+
+
+def test_write_writes_nothing_when_the_suggestions_together_fail_the_replay(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    policies, flows = scenario(tmp_path, NEW_VENDOR)
+    before = {p.name: p.read_text() for p in policies.iterdir()}
+    # Each allow answers its own group (3 flows, 1 flow); the check of both together is made to
+    # expect one flow fewer, so the two together "change a flow beyond the drops they answer".
+    real = suggest_module.verify_changes
+
+    def one_flow_fewer_together(expected, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(expected) == 4:
+            expected = dict(sorted(expected.items())[:-1])
+        return real(expected, *args, **kwargs)
+
+    monkeypatch.setattr(suggest_module, "verify_changes", one_flow_fewer_together)
+    result, written = run_suggest(SuggestOptions(policies=(str(policies),), inputs=(str(flows),), actions=("allow",)),
+                                  write=True)
+    assert written == []
+    assert result.write_refused.startswith("the verified suggestions together are not a fix, nothing written: "
+                                           "it would also change")
+    assert not result.every_group_fixed
+    assert "nothing written" in render_text(result)
+    assert {p.name: p.read_text() for p in policies.iterdir()} == before
 
 
 GOLDEN_PATCHED_TAIL = """\
@@ -367,6 +406,16 @@ def test_block_of_an_address_is_a_new_entry_in_the_tagged_deny(tmp_path: Path) -
         {"toCIDR": ["203.0.113.50/32"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]
     assert block.summary is not None
     assert dict(block.summary.counts) == {Change.TAG_CHANGED: 3, Change.UNCHANGED: 14}
+
+
+def test_a_block_whose_tag_is_not_expected_is_not_a_fix(tmp_path: Path) -> None:
+    policies, flows = scenario(tmp_path)
+    # The planned drops are those tagged `other-tag` here: a deny tagged app-explicit-traffic-blocked
+    # would leave the next drop unexpected.
+    result = run(policies, flows, ("block",), expected_logs=("other-tag",))
+    [block] = [s for s in result.suggestions if s.group.peer.value == "203.0.113.50/32"]
+    assert not block.verified
+    assert "app-explicit-traffic-blocked is not one of --expected-log (other-tag)" in block.reason
 
 
 def test_a_workload_without_a_policy_of_its_own_gets_a_new_file(tmp_path: Path) -> None:

@@ -866,8 +866,16 @@ def verify(action: str, group: DropGroup, current: PolicySet, proposed: PolicySe
     """Replay every recorded flow against `current` and `proposed`: an allow must turn each of the
     group's flows newly-allowed; a block each of them into a planned drop (tag-changed, with
     `tag`); and no other flow may change in any way."""
+    expected = dict.fromkeys(group.indices, (action, tag))
+    return verify_changes(expected, current, proposed, recorded, cilium_version=cilium_version, pods=pods)
+
+
+def verify_changes(expected: Mapping[int, tuple[str, str | None]], current: PolicySet, proposed: PolicySet,
+                   recorded: RecordedFlows, *, cilium_version: tuple[int, int] = DEFAULT_CILIUM_VERSION,
+                   pods: PodIndex | None = None) -> Verification:
+    """`verify` for several groups at once: `expected` maps each answered flow's position to its
+    (action, tag); every other flow must stay unchanged."""
     replayer = Replayer(current, proposed, cilium_version=cilium_version, pods=pods)
-    members = set(group.indices)
     replays: list[FlowReplay] = []
     missed: list[tuple[int, FlowReplay]] = []
     others: list[tuple[int, FlowReplay]] = []
@@ -875,12 +883,14 @@ def verify(action: str, group: DropGroup, current: PolicySet, proposed: PolicySe
     answered = 0
     for index, event in enumerate(recorded.events):
         replay = replayer.replay(event)
+        wants = expected.get(index)
         if replay is None:
-            if index in members:
+            if wants is not None:
                 not_replayed += 1
             continue
         replays.append(replay)
-        if index in members:
+        if wants is not None:
+            action, tag = wants
             wanted = (replay.change is Change.NEWLY_ALLOWED if action == ALLOW
                       else replay.change is Change.TAG_CHANGED and bool(tag) and tag in replay.proposed.tags)
             if wanted:
@@ -896,7 +906,9 @@ def verify(action: str, group: DropGroup, current: PolicySet, proposed: PolicySe
         reasons.append("it would also change " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
                        + f" flow(s) beyond the drops it answers (first: {_first(others, recorded.origins)})")
     if missed:
-        want = "newly allowed" if action == ALLOW else f"a planned drop tagged {tag}"
+        actions = {action for action, _ in expected.values()}
+        tags = sorted({tag or "" for action, tag in expected.values() if action == BLOCK})
+        want = "newly allowed" if actions == {ALLOW} else f"a planned drop tagged {', '.join(tags)}"
         reasons.append(f"{len(missed)} of the group's flows would not be {want} "
                        f"(first: {_first(missed, recorded.origins)})")
     if not_replayed:
@@ -977,6 +989,7 @@ class SuggestResult:
     scan: DropScan
     recorded: RecordedFlows
     loaded: LoadedPolicies
+    write_refused: str = ""  # why --write wrote nothing (the suggestions together failed the replay)
 
     @property
     def bad_input(self) -> int:
@@ -987,8 +1000,8 @@ class SuggestResult:
 
     @property
     def every_group_fixed(self) -> bool:
-        """Every suggestion asked for was verified."""
-        return all(suggestion.verified for suggestion in self.suggestions)
+        """Every suggestion asked for was verified (and, with --write, written)."""
+        return not self.write_refused and all(suggestion.verified for suggestion in self.suggestions)
 
     def by_group(self) -> Iterator[tuple[DropGroup, list[Suggestion]]]:
         seen: dict[int, list[Suggestion]] = {}
@@ -1062,6 +1075,10 @@ def _verified(action: str, group: DropGroup, edit: Edit, loaded: LoadedPolicies,
         why = f"the patched policy does not load: [{first.code}] {first.message}"
         return Suggestion(action, group, edit, False, why, patched=patched, originals=originals)
     tag = _block_tag(loaded, edit, options) if action == BLOCK else None
+    if tag is not None and options.expected_logs is not None and tag not in options.expected_logs:
+        why = (f"the deny's tag {tag} is not one of --expected-log ({', '.join(options.expected_logs)}): "
+               "the next drop would still be unexpected")
+        return Suggestion(action, group, edit, False, why, patched=patched, originals=originals)
     verification = verify(action, group, loaded.policy_set, proposed.policy_set, recorded,
                           cilium_version=options.cilium_version, pods=options.pods, tag=tag)
     diff = unified_diff(edit.file, original, patched[edit.file])
@@ -1076,8 +1093,32 @@ def run_suggest(options: SuggestOptions, *, write: bool = False) -> tuple[Sugges
     if write and len(options.actions) != 1:
         raise SuggestError("--write applies one fix per drop: choose --action allow or --action block")
     result = suggest(options)
-    written = write_suggestions(result.suggestions) if write else []
-    return result, written
+    if not write:
+        return result, []
+    together = verify_together(result, options)
+    if together is not None and not together.ok:
+        result.write_refused = f"the verified suggestions together are not a fix, nothing written: {together.reason}"
+        return result, []
+    return result, write_suggestions(result.suggestions)
+
+
+def verify_together(result: SuggestResult, options: SuggestOptions) -> Verification | None:
+    """The verified suggestions applied all at once, replayed like one (None when there is at most
+    one: it was verified alone)."""
+    chosen = [s for s in result.suggestions if s.verified and s.edit is not None]
+    if len(chosen) < 2:
+        return None
+    edits = [s.edit for s in chosen if s.edit is not None]
+    patched = apply_edits({edit.file: read_text(edit.file) for edit in edits}, edits)
+    build = _build_options(options)
+    proposed = proposed_policies(result.loaded, patched, build)
+    expected: dict[int, tuple[str, str | None]] = {}
+    for suggestion in chosen:
+        assert suggestion.edit is not None
+        tag = _block_tag(result.loaded, suggestion.edit, options) if suggestion.action == BLOCK else None
+        expected.update(dict.fromkeys(suggestion.group.indices, (suggestion.action, tag)))
+    return verify_changes(expected, result.loaded.policy_set, proposed.policy_set, result.recorded,
+                          cilium_version=options.cilium_version, pods=options.pods)
 
 
 _TAG = re.compile(r"[ -~]{1,32}")
@@ -1135,6 +1176,9 @@ def render_text(result: SuggestResult, written: Sequence[str] = ()) -> str:
     if written:
         out.append("")
         out.extend(f"wrote {path}" for path in written)
+    if result.write_refused:
+        out.append("")
+        out.append(result.write_refused)
     return "\n".join(out) + "\n"
 
 
@@ -1159,6 +1203,7 @@ def render_json(result: SuggestResult, written: Sequence[str] = ()) -> str:
         "bad_input": result.bad_input,
         "groups": groups,
         "written": list(written),
+        **({"write_refused": result.write_refused} if result.write_refused else {}),
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
 
