@@ -461,3 +461,28 @@ def test_a_drop_the_policies_already_allow_gets_no_fix(tmp_path: Path) -> None:
     allow = next(s for s in result.suggestions if s.group.peer.kind == "endpoints")
     assert (allow.edit, allow.verified) == (None, False)
     assert "these policies already allow the flows Cilium dropped" in allow.reason
+
+
+def test_icmp_drops_are_allowed_by_their_type(tmp_path: Path) -> None:
+    echo = drop("2026-11-27T09:00:13.000Z", ip="192.0.2.10")
+    echo["flow"]["l4"] = {"ICMPv4": {"type": 8}}
+    policies, flows = scenario(tmp_path, [echo])
+    allow = next(s for s in run(policies, flows, ("allow",)).suggestions if s.group.protocol == "ICMPv4")
+    assert allow.verified, allow.reason
+    assert allow.edit is not None
+    assert [dict(e) for e in allow.edit.entries] == [
+        {"toCIDR": ["192.0.2.10/32"], "icmps": [{"fields": [{"family": "IPv4", "type": 8}]}]}]
+
+
+def test_hostile_names_reach_the_text_escaped_and_never_a_policy(tmp_path: Path) -> None:
+    named = drop("2026-11-27T09:00:13.000Z", ip="192.0.2.9")
+    named["flow"]["destination_names"] = ["evil.example.\n---\nkind: x"]
+    odd = drop("2026-11-27T09:00:13.100Z", ip="192.0.2.12")
+    odd["flow"]["source"] = pod("my-namespace", "\x1b[31mred", "\x1b[31mred")
+    policies, flows = scenario(tmp_path, [named, odd])
+    result = run(policies, flows)
+    text = render_text(result)
+    assert not [c for c in text if ord(c) < 32 and c != "\n"]
+    assert "evil.example.\\n---\\nkind: x" in text and "\\x1b[31mred" in text
+    hostile = [s for s in result.suggestions if s.group.peer.value.startswith("evil")]
+    assert hostile and all(not s.verified and "the patched policy does not load" in s.reason for s in hostile)

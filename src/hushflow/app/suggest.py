@@ -52,6 +52,7 @@ from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION, dns_name
 from hushflow.policy.labels import endpoint_label_map
 from hushflow.policy.loading import LoadedPolicies, load_policies
 from hushflow.policy.model import CNP, BuildOptions, PolicySet, Rule
+from hushflow.policy.source import printable
 
 ALLOW = "allow"
 BLOCK = "block"
@@ -205,7 +206,7 @@ class Peer:
     labels: tuple[tuple[str, str], ...] = ()  # endpoints: stable labels (namespace included)
 
     def __str__(self) -> str:
-        return self.value
+        return self.value or "(no address)"
 
 
 @dataclass(slots=True)
@@ -293,11 +294,11 @@ def find_drop_groups(
     unexpected = planned = 0
     bad: list[BadLine] = []
     for index, event in enumerate(recorded.events):
-        dns_server = _dns_server_of(event)
-        if dns_server is not None:
-            dns_servers.setdefault(dns_server[0], dns_server[1])
         work = orjson.loads(orjson.dumps(event))  # the attribution fills the flow in place
         try:
+            dns_server = _dns_server_of(event)
+            if dns_server is not None:
+                dns_servers.setdefault(dns_server[0], dns_server[1])
             attribution = attributor.observe(work)
         except FLOW_SHAPE_ERRORS as err:
             source, _, line = recorded.origins[index].rpartition(":")
@@ -315,7 +316,7 @@ def find_drop_groups(
             planned += 1
             continue
         unexpected += 1
-        names = conn.peer_names or attribution_names(attributor, conn)
+        names = conn.peer_names or _names_learned(attributor, conn)
         peer = _peer_of(conn, names)
         namespace = str(conn.local.get("namespace") or "")
         workload = workload_of(conn.local) or conn.local_ip
@@ -352,7 +353,7 @@ def _dns_server_of(event: Mapping[str, Any]) -> tuple[str, dict[str, str]] | Non
     return f"{local.get('namespace', '')}/{workload_of(local)}", labels
 
 
-def attribution_names(attributor: Any, conn: Connection) -> tuple[str, ...]:
+def _names_learned(attributor: Any, conn: Connection) -> tuple[str, ...]:
     """The names DNS answers seen so far gave the peer IP (at the flow's time)."""
     if not conn.peer_ip:
         return ()
@@ -392,7 +393,7 @@ def _ports(group: DropGroup) -> dict[str, Any]:
     if group.protocol in ("TCP", "UDP", "SCTP"):
         return {"toPorts": [{"ports": [{"port": str(group.port), "protocol": group.protocol}]}]}
     if group.protocol in ("ICMPv4", "ICMPv6"):
-        return {"icmps": [{"fields": [{"family": group.protocol[4:], "type": group.port}]}]}
+        return {"icmps": [{"fields": [{"family": "IP" + group.protocol[4:], "type": group.port}]}]}
     return {}
 
 
@@ -1150,6 +1151,8 @@ def _counts(summary: ReplaySummary) -> str:
 
 
 def render_text(result: SuggestResult, written: Sequence[str] = ()) -> str:
+    """For people. Names, labels and reasons come from the flows and the files: each line is
+    made printable (`printable`), so no control character of theirs reaches a terminal raw."""
     out: list[str] = []
     scan = result.scan
     out.append(f"{scan.unexpected} unexpected drop(s) in {len(scan.groups)} group(s); "
@@ -1168,7 +1171,7 @@ def render_text(result: SuggestResult, written: Sequence[str] = ()) -> str:
             if suggestion.verified:
                 out.append(f"  {suggestion.action}: {suggestion.edit.describe()}")
                 out.append(f"    {replay}: verified (the {suggestion.answered} drop(s) answered, nothing else changes)")
-                out.extend("    " + line for line in suggestion.diff.rstrip("\n").splitlines())
+                out.extend("    " + line for line in suggestion.diff.rstrip("\n").split("\n"))
             else:
                 out.append(f"  {suggestion.action}: not a fix: {suggestion.reason}")
                 if summary is not None:
@@ -1179,7 +1182,7 @@ def render_text(result: SuggestResult, written: Sequence[str] = ()) -> str:
     if result.write_refused:
         out.append("")
         out.append(result.write_refused)
-    return "\n".join(out) + "\n"
+    return "".join(printable(line) + "\n" for line in out)
 
 
 def render_json(result: SuggestResult, written: Sequence[str] = ()) -> str:
