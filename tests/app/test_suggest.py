@@ -436,20 +436,48 @@ def test_a_workload_without_a_policy_of_its_own_gets_a_new_file(tmp_path: Path) 
 
 # -- verification ---------------------------------------------------------------------------------
 
-def test_an_allow_that_would_admit_another_workloads_flows_is_not_a_fix(tmp_path: Path) -> None:
-    # my-app-canary carries my-app's app label: the rule added to a policy selecting
-    # app.kubernetes.io/name=my-app admits the canary's drop too, which is another group.
+def forwarded(event: dict[str, Any]) -> dict[str, Any]:
+    """`event` as Cilium let it through (recorded while the cluster ran other policies)."""
+    event = copy.deepcopy(event)
+    event["flow"]["verdict"] = "FORWARDED"
+    del event["flow"]["drop_reason_desc"]
+    return event
+
+
+def test_an_allow_that_would_admit_other_recorded_flows_is_not_a_fix(tmp_path: Path) -> None:
+    # my-app-canary carries my-app's app label, and its call to 203.0.113.50:443 went through
+    # (these policies deny it): the rule added for my-app's drops would newly allow it too.
     canary = pod("my-namespace", "my-app", "my-app-canary")
-    policies, flows = scenario(tmp_path, [drop("2026-11-27T09:00:13.000Z", local=canary)])
+    policies, flows = scenario(tmp_path, [forwarded(drop("2026-11-27T09:00:13.000Z", local=canary))])
     result = run(policies, flows, ("allow",))
-    assert [len(g.indices) for g in result.scan.groups] == [3, 1]
-    for allow, others in zip(result.suggestions, (1, 3), strict=True):
-        assert not allow.verified
-        assert f"would also change {others} newly-allowed flow(s) beyond the drops it answers" in allow.reason
+    [allow] = result.suggestions
+    assert not allow.verified
+    assert allow.reason.startswith("it would also change 1 newly-allowed flow(s) beyond the drops it answers (first: "
+                                   f"{flows}:26: my-namespace/my-app-canary egress 203.0.113.50 443/TCP denied "
+                                   "(default-deny) -> allowed by CiliumNetworkPolicy/my-namespace/my-app-in-cluster)")
     text = render_text(result)
-    assert "not a fix" in text and "+++" not in text
+    assert "allow: not a fix: it would also change" in text and "+++" not in text
+    assert "replay: 4 newly-allowed, 14 unchanged" in text
     assert not result.every_group_fixed
     assert write_suggestions(result.suggestions) == []
+
+
+def test_workloads_one_policy_selects_together_share_one_fix(tmp_path: Path) -> None:
+    # The canary's call is dropped too: alone, each group's rule also answers the other's drop;
+    # replayed together, the one rule answers both groups and changes nothing else.
+    canary = pod("my-namespace", "my-app", "my-app-canary")
+    policies, flows = scenario(tmp_path, [drop("2026-11-27T09:00:13.000Z", local=canary)])
+    result = run(policies, flows, ("allow", "block"))
+    assert [len(g.indices) for g in result.scan.groups] == [3, 1]
+    mine, canary_group = result.scan.groups
+    for suggestion in result.suggestions:
+        assert suggestion.verified, suggestion.reason
+        assert suggestion.shared_with == [canary_group if suggestion.group is mine else mine]
+        assert suggestion.answered == 4
+    text = render_text(result)
+    assert text.count("the same change answers [2] too: the policy selects those workloads together") == 2
+    assert text.count("the same change answers [1] too") == 2
+    assert result.every_group_fixed
 
 
 def test_a_drop_the_policies_already_allow_gets_no_fix(tmp_path: Path) -> None:

@@ -117,13 +117,15 @@ def test_a_bad_flow_line_is_named_and_the_exit_is_2(policies: Path, tmp_path: Pa
 
 def test_an_unverified_suggestion_exits_1(policies: Path, tmp_path: Path) -> None:
     lines = FLOWS.read_text().splitlines()
-    canary = json.loads(lines[20])  # the unplanned drop, from a canary that carries my-app's label
+    canary = json.loads(lines[20])  # the unplanned drop's call, let through, from a canary with my-app's label
     canary["flow"]["source"]["workloads"] = [{"name": "my-app-canary", "kind": "Deployment"}]
+    canary["flow"]["verdict"] = "FORWARDED"
+    del canary["flow"]["drop_reason_desc"]
     flows = tmp_path / "flows.jsonl"
     flows.write_text("\n".join([*lines, json.dumps(canary)]) + "\n")
     code, out, err = invoke("--policies", str(policies), "--input-file", str(flows), "--action", "allow")
     assert (code, err) == (1, "")
-    assert out.count("allow: not a fix: it would also change") == 2
+    assert out.count("allow: not a fix: it would also change 1 newly-allowed flow(s)") == 1
     assert "+++" not in out
 
 

@@ -931,9 +931,12 @@ class Suggestion:
     originals: dict[str, str | None] = field(default_factory=dict)
     summary: ReplaySummary | None = None
     answered: int = 0
+    shared_with: list[DropGroup] = field(default_factory=list)  # groups the same edit answers too
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "verified": self.verified}
+        if self.shared_with:
+            out["shared_with"] = [group.describe() for group in self.shared_with]
         if self.reason:
             out["reason"] = self.reason
         if self.edit is not None:
@@ -1054,7 +1057,41 @@ def suggest(options: SuggestOptions) -> SuggestResult:
                 suggestions.append(Suggestion(action, group, None, False, made))
                 continue
             suggestions.append(_verified(action, group, made, loaded, recorded, build, options))
+    _share_identical_edits(suggestions, loaded, recorded, build, options)
     return SuggestResult(suggestions, scan, recorded, loaded)
+
+
+def _edit_key(action: str, edit: Edit) -> str:
+    return orjson.dumps([action, edit.file, list(edit.policy), edit.section, _plain(list(edit.entries)), edit.into,
+                         _plain(list(edit.fqdns))], option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _share_identical_edits(suggestions: list[Suggestion], loaded: LoadedPolicies, recorded: RecordedFlows,
+                           build: BuildOptions, options: SuggestOptions) -> None:
+    """Groups whose suggestions are one and the same edit (workloads a policy selects together, such
+    as a Deployment and its canary sharing the label the policy selects by, dropped on the same peer
+    and port): each failed alone because the edit also answers the others. Replayed once for all
+    of them, the edit is their common fix when it changes their flows as wanted and nothing else."""
+    buckets: dict[str, list[Suggestion]] = {}
+    for suggestion in suggestions:
+        if suggestion.edit is not None and not suggestion.verified and suggestion.summary is not None:
+            buckets.setdefault(_edit_key(suggestion.action, suggestion.edit), []).append(suggestion)
+    for members in buckets.values():
+        if len(members) < 2:
+            continue
+        first = members[0]
+        assert first.edit is not None
+        proposed = proposed_policies(loaded, first.patched, build)
+        tag = _block_tag(loaded, first.edit, options) if first.action == BLOCK else None
+        expected = {index: (first.action, tag) for member in members for index in member.group.indices}
+        verification = verify_changes(expected, loaded.policy_set, proposed.policy_set, recorded,
+                                      cilium_version=options.cilium_version, pods=options.pods)
+        if not verification.ok:
+            continue
+        for member in members:
+            member.verified, member.reason = True, ""
+            member.summary, member.answered = verification.summary, verification.answered
+            member.shared_with = [other.group for other in members if other is not member]
 
 
 def _verified(action: str, group: DropGroup, edit: Edit, loaded: LoadedPolicies, recorded: RecordedFlows,
@@ -1157,6 +1194,7 @@ def render_text(result: SuggestResult, written: Sequence[str] = ()) -> str:
     scan = result.scan
     out.append(f"{scan.unexpected} unexpected drop(s) in {len(scan.groups)} group(s); "
                f"{scan.planned} planned drop(s) left alone")
+    numbers = {id(group): number for number, (group, _) in enumerate(result.by_group(), 1)}
     for number, (group, suggestions) in enumerate(result.by_group(), 1):
         flows = len(group.indices)
         out.append("")
@@ -1170,6 +1208,9 @@ def render_text(result: SuggestResult, written: Sequence[str] = ()) -> str:
             replay = f"replay: {_counts(summary)}" if summary is not None else "replay: not run"
             if suggestion.verified:
                 out.append(f"  {suggestion.action}: {suggestion.edit.describe()}")
+                if suggestion.shared_with:
+                    others = ", ".join(f"[{numbers[id(other)]}]" for other in suggestion.shared_with)
+                    out.append(f"    the same change answers {others} too: the policy selects those workloads together")
                 out.append(f"    {replay}: verified (the {suggestion.answered} drop(s) answered, nothing else changes)")
                 out.extend("    " + line for line in suggestion.diff.rstrip("\n").split("\n"))
             else:
