@@ -284,7 +284,8 @@ def scenario(name: str, policies: Path, flows_path: Path, a2p: Path | None, why_
         new_policies, rules,
         f"{len(result.scan.groups)} groups, {refused} without a verified allow" if refused else
         f"{len(result.scan.groups)} groups")]
-    print(f"{name}: {len(flows):,} flows, {result.scan.unexpected:,} unexpected drops in "
+    print(f"{name}: {result.recorded.stats.events:,} flows ({len(flows):,} policy verdicts and DNS records), "
+          f"{result.scan.unexpected:,} unexpected drops in "
           f"{len(result.scan.groups)} groups, {result.scan.planned:,} planned drops; suggest took {seconds:.2f} s; "
           f"{len(probes)} probe flows")
     if a2p is None:
