@@ -14,7 +14,8 @@ alert only on the drops nobody planned. What a Python program uses, in the pipel
         if findings is not None and keep(event.data):
             ...
 
-The daemon (`hushflow run`) is `Daemon(RunOptions(...))` with `run_daemon`; the FQDN-deny
+What a policy change would do to recorded flows is `Replayer(current, proposed).replay(event)`
+(`hushflow replay`). The daemon (`hushflow run`) is `Daemon(RunOptions(...))` with `run_daemon`; the FQDN-deny
 compiler (`hushflow compile`) is `run_compile(CompileJob(...))`. Names load on first use, so
 ``import hushflow`` stays cheap (the CLI imports only what a command needs). Everything not
 listed in ``__all__`` is internal and may change.
@@ -56,6 +57,13 @@ _EXPORTS: dict[str, str] = {
     "Attribution": "hushflow.engine.attribution",
     "Attributor": "hushflow.engine.attribution",
     "DnsKnowledge": "hushflow.engine.dns_knowledge",
+    # what a policy change would do to recorded flows (`hushflow replay`)
+    "Change": "hushflow.engine.replay",
+    "FlowReplay": "hushflow.engine.replay",
+    "Replayer": "hushflow.engine.replay",
+    "ReplaySummary": "hushflow.engine.replay",
+    "Verdict": "hushflow.engine.replay",
+    "summarize": "hushflow.engine.replay",
     # the jobs
     "CompileJob": "hushflow.app.compile",
     "CompileReport": "hushflow.app.compile",
@@ -69,6 +77,7 @@ __all__ = [
     "Attribution",
     "Attributor",
     "BuildOptions",
+    "Change",
     "CompileJob",
     "CompileReport",
     "Connection",
@@ -80,13 +89,17 @@ __all__ = [
     "FilterError",
     "FlowEvent",
     "FlowReader",
+    "FlowReplay",
     "FlowSource",
     "HubbleSource",
     "LintReport",
     "LoadedPolicies",
     "PolicySet",
+    "ReplaySummary",
+    "Replayer",
     "RunOptions",
     "Severity",
+    "Verdict",
     "__version__",
     "compile_filters",
     "connection_of",
@@ -96,6 +109,7 @@ __all__ = [
     "load_policies",
     "run_compile",
     "run_daemon",
+    "summarize",
 ]
 
 
@@ -117,6 +131,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from hushflow.app.daemon import Daemon, RunOptions, run_daemon
     from hushflow.engine.attribution import Attribution, Attributor
     from hushflow.engine.dns_knowledge import DnsKnowledge
+    from hushflow.engine.replay import Change, FlowReplay, Replayer, ReplaySummary, Verdict, summarize
     from hushflow.filter.field_filter import FilterError
     from hushflow.filter.flow_filter import compile_filters
     from hushflow.flow.connection import Connection, connection_of
