@@ -28,6 +28,15 @@ demo: $(STAMP)
 	@echo "== 4. only the drop nobody planned is left once drops carry their rule's tag =="
 	$(BIN)/hushflow observe --input-file examples/telemetry-block/flows.jsonl --enrich examples/telemetry-block \
 	  --verdict DROPPED --not --cel-expression "'app-explicit-traffic-blocked' in _flow.policy_log"
+	@echo
+	@echo "== 5. close the loop: the fix for that drop, verified against the recorded flows, applied to a copy =="
+	rm -rf hushflow-demo/proposed && cp -r examples/telemetry-block/policies hushflow-demo/proposed
+	$(BIN)/hushflow suggest --policies hushflow-demo/proposed --input-file examples/telemetry-block/flows.jsonl \
+	  --action allow --write
+	@echo
+	@echo "== 6. hushflow replay: what that change does to every recorded flow (a pull-request check) =="
+	$(BIN)/hushflow replay --policies examples/telemetry-block/policies --proposed hushflow-demo/proposed \
+	  --input-file examples/telemetry-block/flows.jsonl --per-flow
 
 # Real components the tests run against: Unbound (RPZ check) and Prometheus/promtool.
 SYSTEM_TOOLS := unbound promtool prometheus
