@@ -22,7 +22,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "compile": ("hushflow.cli.compile", "compile_", "Turn FQDN denies into CIDR-group rules Cilium runs."),
     "explain": ("hushflow.cli.explain", "explain", "Why each policy verdict happened: rule, selector, DNS answer."),
     "suggest": ("hushflow.cli.suggest", "suggest", "The fix for each unexpected drop (allow or block), verified."),
-    "report": ("hushflow.cli.report", "report", "Triage flows: the top unexpected drops by workload, peer, port, rule."),
+    "report": ("hushflow.cli.report", "report", "Triage: the top unexpected drops by workload, peer, port and rule."),
     "replay": ("hushflow.cli.replay", "replay", "What a policy change would do to recorded flows (CI: --fail-on)."),
 }
 
