@@ -39,9 +39,12 @@ class FifoWriter:
         self.thread.start()
 
     def _write(self) -> None:
-        with open(self.path, "w") as fifo:  # blocks until a reader opens the other end
-            self.reached.set()
-            fifo.write("kind: Fifo\n")
+        try:
+            with open(self.path, "w") as fifo:  # blocks until a reader opens the other end
+                self.reached.set()
+                fifo.write("kind: Fifo\n")
+        except BrokenPipeError:  # the reader was gone before the write: `reached` says it was there
+            pass
 
     def release(self) -> bool:
         """Whether a reader had opened the FIFO; then let the writer finish either way."""
