@@ -101,6 +101,15 @@ STAGED_VERDICTS_TOTAL = MetricSpec(
     "workload of the endpoint the decision is for.",
     ("change", "namespace", "workload"),
 )
+UNEXPLAINED_DESTINATIONS_TOTAL = MetricSpec(
+    "hushflow_unexplained_destinations_total",
+    "counter",
+    "Connections an endpoint an FQDN deny selects opened on the denied ports to a world IP no DNS answer "
+    "hushflow learned explains (no Hubble DNS, dnstap or pre-resolution; within TTL + grace): the deny cannot "
+    "see the name used (NodeLocal DNS, DoH, a hard-coded IP) and may be leaking. namespace and workload of the "
+    "endpoint, bounded like the verdicts'.",
+    ("namespace", "workload"),
+)
 #: The `change` values of STAGED_VERDICTS_TOTAL (hushflow.engine.replay.Change), most severe first.
 STAGED_CHANGES = ("newly-dropped", "newly-allowed", "tag-lost", "tag-changed", "unchanged")
 DNS_ANSWERS_TOTAL = MetricSpec(
@@ -309,6 +318,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     POLICY_VERDICTS_TOTAL,
     UNEXPECTED_DROPS_TOTAL,
     STAGED_VERDICTS_TOTAL,
+    UNEXPLAINED_DESTINATIONS_TOTAL,
     DNS_ANSWERS_TOTAL,
     CIDR_GROUP_IPS,
     CIDR_GROUP_CAPACITY,
