@@ -136,12 +136,19 @@ class DenyLearner:
                     changes.extend(self._add(deny, ip, name, ttl, now, "resolver"))
         return changes
 
-    def learn_answer(self, answer: DnsAnswer, now: float) -> list[Change]:
-        """A DNS answer seen in a flow: record allowed IPs, and fill the denies that select its name."""
+    def learn_answer(self, answer: DnsAnswer, now: float, *, any_client: bool = False) -> list[Change]:
+        """A DNS answer seen in a flow: record allowed IPs, and fill the denies that select its name.
+
+        `any_client`: the endpoint that asked is not known (a dnstap answer to an address no flow
+        or pod names): every deny and allow selecting the name applies, as the endpoint may be
+        any of theirs; recording the allows too keeps the shared-IP guard on the safe side."""
         self.stats.answers += 1
         self._rejected(answer.rejected, answer.name)
         name, ips, ttl = answer.name, answer.ips, float(answer.ttl)
-        allow_hits, deny_hits = self._applying(name, endpoint_labels(answer.client))
+        if any_client:
+            allow_hits, deny_hits = self._selecting(name)
+        else:
+            allow_hits, deny_hits = self._applying(name, endpoint_labels(answer.client))
         changes: list[Change] = []
         for index in allow_hits:
             for ip in ips:
