@@ -117,6 +117,21 @@ DNS_ANSWERS_TOTAL = MetricSpec(
     "counter",
     "DNS answers learned from Hubble flows.",
 )
+DNSTAP_MESSAGES_TOTAL = MetricSpec(
+    "hushflow_dnstap_messages_total",
+    "counter",
+    "dnstap messages from DNS servers (run --dnstap), by kind: learned (an answer for a pod known by its "
+    "address), unattributed (learned for every deny selecting the name: no flow or pod names the address "
+    "that asked), ignored (a query, a failure, no address), malformed (no dnstap message; the sender is "
+    "disconnected).",
+    ("kind",),
+)
+DNSTAP_CONNECTIONS = MetricSpec(
+    "hushflow_dnstap_connections",
+    "gauge",
+    "DNS servers connected to the --dnstap sockets now (0 while none sends: nothing is learned from dnstap).",
+    (),
+)
 CIDR_GROUP_IPS = MetricSpec(
     "hushflow_cidr_group_ips",
     "gauge",
@@ -320,6 +335,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     STAGED_VERDICTS_TOTAL,
     UNEXPLAINED_DESTINATIONS_TOTAL,
     DNS_ANSWERS_TOTAL,
+    DNSTAP_MESSAGES_TOTAL,
+    DNSTAP_CONNECTIONS,
     CIDR_GROUP_IPS,
     CIDR_GROUP_CAPACITY,
     SHARED_IPS_SKIPPED,
