@@ -543,3 +543,16 @@ def test_a_hung_writer_is_waited_for_once_then_lines_are_dropped_and_counted():
     assert exporter.close() == 0
     assert dropped > 0 and len(target.lines) + dropped == 4 * len(events)
     assert sum("behind its file" in line for line in said) == 1
+
+
+def test_a_new_export_file_is_the_owners_only_and_rotation_keeps_the_mode(tmp_path):
+    """lumberjack (Hubble's exporter) creates files 0600 and keeps a replaced file's mode: flows
+    name pods, IPs, DNS names and policies."""
+    import stat
+
+    path = tmp_path / "flows.log"
+    write_lines(RotatingFile(str(path), max_bytes=1000, max_backups=3, clock=Clock()), numbered(2))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    os.chmod(path, 0o640)  # the operator's choice survives rotation
+    write_lines(RotatingFile(str(path), max_bytes=1000, max_backups=3, clock=Clock()), numbered(12))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640

@@ -70,6 +70,9 @@ _BATCH_BYTES = 256 * 1024  # the writer wakes when this much waits
 _WRITE_BYTES = 4 * MEGABYTE
 _ROOM_WAIT = 1.0  # seconds a caller waits for room while the writer is behind (not failing)
 _COMPRESS_SUFFIX = ".gz"
+# Flows name pods, IPs, DNS names and policies: a new file is the owner's only, as lumberjack
+# creates Hubble's (0600); a rotated one keeps the mode of the file it replaces, as lumberjack does.
+_NEW_FILE_MODE = 0o600
 _BACKUP_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}")
 _FLOW_LINE = b'{"flow":'
 
@@ -303,7 +306,7 @@ class RotatingFile:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        mode = 0o644
+        mode = _NEW_FILE_MODE
         try:
             info = os.stat(self.path)
         except FileNotFoundError:
@@ -398,7 +401,7 @@ def check_export_path(path: str) -> None:
     existed = os.path.exists(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _NEW_FILE_MODE)
         os.close(fd)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
