@@ -40,6 +40,7 @@ from hushflow.enforce.compile import DEFAULT_RUN_INSTANCE
 from hushflow.enforce.protect import ProtectedAddresses
 from hushflow.enforce.publish import policy_label
 from hushflow.engine.attribution import Attribution
+from hushflow.engine.blindness import UnexplainedDestinations
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
 from hushflow.flow.dns import DnsAnswer, dns_answer_of
@@ -147,6 +148,7 @@ class RunSummary:
     leak_p50: float | None = None
     leak_p99: float | None = None
     staged: Counter[str] = field(default_factory=Counter)  # --staged: verdicts by change (engine.replay.Change)
+    unexplained: Counter[str] = field(default_factory=Counter)  # unexplained destinations by ns/workload
 
 
 #: Flows that fail processing are reported on stderr up to this many times, then only counted.
@@ -236,6 +238,11 @@ class Daemon:
         except ValueError as exc:
             raise RunError(str(exc)) from None
         self.staged = self._staged(loaded.policy_set) if options.staged else None
+        # The blindness alarm (engine.blindness): connections of endpoints an FQDN deny selects, on
+        # its ports, to IPs no DNS answer explains, for as long as the deny keeps an answer's IPs.
+        blindness = UnexplainedDestinations(loaded.policy_set, self.attributor.dns, min_ttl=options.min_ttl,
+                                            grace=options.grace)
+        self.blindness = blindness if blindness else None
         try:
             protected = ProtectedAddresses.from_cidrs(options.protect_cidrs)
         except ValueError as exc:
@@ -528,6 +535,8 @@ class Daemon:
         for name, (ips, ttl) in result.answers.items():
             changes = self.learner.learn_resolved(name, ips, ttl, now)
             self._published(changes, read_at)
+            if self.blindness is not None:
+                self.blindness.learn_resolved(ips, ttl, now)
         for name, error in result.errors.items():
             self.stderr.write(f"hushflow: resolving {name} failed ({error}); nothing removed\n")
 
@@ -588,6 +597,9 @@ class Daemon:
             disagreements=attribution.disagreements,
         )
         self.metrics.verdict(record)
+        if self.blindness is not None and self.blindness.observe(conn, flow) is not None:
+            self.metrics.unexplained_destination(record.namespace, record.workload)
+            self.summary.unexplained[f"{record.namespace}/{record.workload}"] += 1
         if self.staged is not None:  # decided with the staged set too; the flow is left as it is
             change = self.staged.replay_connection(conn).change.value
             self.metrics.staged_verdict(change, record.namespace, record.workload)

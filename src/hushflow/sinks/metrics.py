@@ -79,6 +79,7 @@ class HushflowMetrics:
         self._verdicts = _Bounded(self.options.max_series)
         self._unexpected = _Bounded(self.options.max_series)
         self._staged = _Bounded(self.options.max_series)
+        self._unexplained = _Bounded(self.options.max_series)
         # prometheus_client's labels() costs microseconds: keep the children per label values.
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         # Per-flow counts wait here until flush() (prometheus_client's inc() takes a lock and
@@ -151,6 +152,14 @@ class HushflowMetrics:
                                workload if "workload" in context else ""), foldable=(1, 2))
         self.add(metric_names.STAGED_VERDICTS_TOTAL, *labels)
 
+    def unexplained_destination(self, namespace: str, workload: str) -> None:
+        """Count one connection no DNS answer explains (engine.blindness), for the endpoint that
+        opened it; namespace and workload are bounded like the verdicts' (--metric-labels, --max-series)."""
+        context = self.options.context
+        labels = self._unexplained((namespace if "namespace" in context else "",
+                                    workload if "workload" in context else ""), foldable=(0, 1))
+        self.add(metric_names.UNEXPLAINED_DESTINATIONS_TOTAL, *labels)
+
     def follow_total(self, spec: metric_names.MetricSpec, total: float, *values: str) -> None:
         """Bring counter `spec` (with these label values) up to `total`, a cumulative count kept
         elsewhere (a source's reconnects, a reader's bad lines): only the increase is added."""
@@ -196,4 +205,4 @@ class HushflowMetrics:
 
     @property
     def folded(self) -> int:
-        return self._verdicts.folded + self._unexpected.folded + self._staged.folded
+        return self._verdicts.folded + self._unexpected.folded + self._staged.folded + self._unexplained.folded
