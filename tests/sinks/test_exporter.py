@@ -546,8 +546,8 @@ def test_a_hung_writer_is_waited_for_once_then_lines_are_dropped_and_counted():
 
 
 def test_a_new_export_file_is_the_owners_only_and_rotation_keeps_the_mode(tmp_path):
-    """lumberjack (Hubble's exporter) creates files 0600 and keeps a replaced file's mode: flows
-    name pods, IPs, DNS names and policies."""
+    """A new file is 0600 (flows name pods, IPs, DNS names and policies; lumberjack's is 0644),
+    and rotation keeps a replaced file's mode, as lumberjack does."""
     import stat
 
     path = tmp_path / "flows.log"

@@ -70,8 +70,9 @@ _BATCH_BYTES = 256 * 1024  # the writer wakes when this much waits
 _WRITE_BYTES = 4 * MEGABYTE
 _ROOM_WAIT = 1.0  # seconds a caller waits for room while the writer is behind (not failing)
 _COMPRESS_SUFFIX = ".gz"
-# Flows name pods, IPs, DNS names and policies: a new file is the owner's only, as lumberjack
-# creates Hubble's (0600); a rotated one keeps the mode of the file it replaces, as lumberjack does.
+# Flows name pods, IPs, DNS names and policies: a new file is the owner's only (lumberjack, which
+# writes Hubble's, creates 0644); a rotated one keeps the mode of the file it replaces, as
+# lumberjack does, so a `chmod` for a shipper running as another user lasts.
 _NEW_FILE_MODE = 0o600
 _BACKUP_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}")
 _FLOW_LINE = b'{"flow":'
