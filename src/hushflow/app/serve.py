@@ -287,8 +287,8 @@ def _lost_event_bytes(count: int, node_name: str) -> bytes:
 
 
 class ObserverService:
-    """The Observer methods over one ring. Methods not served answer UNIMPLEMENTED (gRPC's own
-    answer for a method no handler knows): GetAgentEvents, GetDebugEvents."""
+    """The Observer methods over one ring. GetAgentEvents and GetDebugEvents answer UNIMPLEMENTED
+    "... not yet implemented", as Relay does."""
 
     def __init__(self, ring: EventRing, *, node_name: str = "hushflow", version: str = "",
                  announce_nodes: bool = True, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -427,8 +427,20 @@ class ObserverService:
         return observer_pb2.GetNamespacesResponse(namespaces=[
             observer_pb2.Namespace(cluster=cluster, namespace=namespace) for cluster, namespace in namespaces])
 
+    @staticmethod
+    def _not_yet_implemented(method: str) -> Callable[[bytes, grpc.ServicerContext], Iterator[bytes]]:
+        """Relay's answer to GetAgentEvents/GetDebugEvents (pkg/hubble/relay/observer/server.go)."""
+        def answer(_request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} not yet implemented")
+            yield b""  # never reached: abort raises
+
+        return answer
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(OBSERVER_SERVICE, {
+            **{method: grpc.unary_stream_rpc_method_handler(
+                self._not_yet_implemented(method), request_deserializer=_identity, response_serializer=_identity)
+               for method in ("GetAgentEvents", "GetDebugEvents")},
             "GetFlows": grpc.unary_stream_rpc_method_handler(
                 self.get_flows, request_deserializer=observer_pb2.GetFlowsRequest.FromString,
                 response_serializer=_identity),
