@@ -79,13 +79,18 @@ def count(daemon: Daemon, **labels: str) -> float:
 def test_the_examples_unplanned_drops_are_one_unexplained_destination(tmp_path):
     # my-app's three drops to 203.0.113.50:443 (a verdict and two SYN retransmits), which no DNS
     # answer names: the telemetry deny, which selects my-app on 443, cannot know that name.
+    events = tmp_path / "events.jsonl"
     daemon = Daemon(RunOptions(policies=(str(EXAMPLE),), input_files=(str(EXAMPLE / "flows.jsonl"),),
-                               resolve=False, clock="flows"))
+                               resolve=False, clock="flows", events=(f"file:{events}",)))
     assert daemon.run() == 0
     assert count(daemon, namespace="my-namespace", workload="my-app") == 1
-    assert daemon.summary.unexplained == {"my-namespace/my-app": 1}
     # The telemetry IPs its DNS answers named, and everything else, are explained.
-    assert sum(daemon.summary.unexplained.values()) == 1
+    assert daemon.summary.unexplained == {"my-namespace/my-app": 1}
+    # The unexpected-drop event's explanation says why the deny did not stop it.
+    (event,) = [json.loads(line) for line in events.read_text().splitlines()]
+    assert "no DNS answer seen for 203.0.113.50: the FQDN deny cnp my-namespace/app-external-block-policy" \
+        in event["explain"]
+    assert "docs/runbooks.md#hushflowunexplaineddestinations" in event["explain"]
 
 
 def test_planted_connections(tmp_path):

@@ -170,3 +170,47 @@ def test_which_tcp_packets_open_a_connection(flags, opens):
     if flags is not None:
         tcp["flags"] = flags
     assert opens_connection({"l4": {"TCP": tcp}}) is opens
+
+
+def _explain(attributor: Attributor, event: dict[str, Any]) -> str:
+    from hushflow.engine.explain import explain_flow
+
+    text = explain_flow(attributor, event, "flows.jsonl:1")
+    assert text is not None
+    return text
+
+
+def test_explain_says_the_deny_cannot_see_the_name(alarm):
+    attributor, _check = alarm(FQDN_DENY, FQDN_ALLOW)
+    text = _explain(attributor, flow(APP, WORLD, dst_ip=HIDDEN, verdict="DROPPED", drop="POLICY_DENIED",
+                                     time=_at(10)))
+    assert "  no DNS answer seen for 203.0.113.50: the FQDN deny cnp shop/block (" in text
+    assert text.count("no DNS answer seen") == 1  # instead of the plain line, not beside it
+    assert "spec.egressDeny[0]) cannot know its name (NodeLocal DNS, DoH or a hard-coded IP?); see " \
+        "docs/runbooks.md#hushflowunexplaineddestinations" in text
+
+
+def test_explain_says_it_for_an_allowed_connection_too(alarm):
+    # Allowed to the world on 443 by a toCIDR allow, which the deny should have stopped were it a telemetry name.
+    world_allow = cnp("to-world", WEB + '  egress:\n  - toCIDR: [0.0.0.0/0]\n')
+    attributor, _check = alarm(FQDN_DENY, world_allow)
+    text = _explain(attributor, syn())
+    assert "decision: allowed" in text and "the FQDN deny cnp shop/block" in text
+
+
+@pytest.mark.parametrize("event", [
+    pytest.param(syn(port=8443), id="another-port"),
+    pytest.param(syn(names=["api.stripe.com"]), id="hubble-named-it"),
+    pytest.param(syn(is_reply=True), id="a-reply"),
+    pytest.param(syn(src=OTHER_APP), id="not-selected"),
+])
+def test_explain_says_nothing_of_it_otherwise(alarm, event):
+    attributor, _check = alarm(FQDN_DENY, FQDN_ALLOW)
+    assert "cannot know its name" not in _explain(attributor, event)
+
+
+def test_explain_after_a_dns_answer_shows_the_answer(alarm):
+    attributor, _check = alarm(FQDN_DENY, FQDN_ALLOW)
+    attributor.observe(dns_answer(APP, "api.stripe.com", [HIDDEN], time=_at(5)))
+    text = _explain(attributor, syn())
+    assert "cannot know its name" not in text and "resolved api.stripe.com" in text

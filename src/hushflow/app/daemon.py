@@ -614,7 +614,8 @@ class Daemon:
 
     def _explain(self, flow: dict[str, Any], attribution: Attribution, conn: Connection) -> str:
         decision = self.attributor.engine.decide(conn, endpoint_labels(conn.local), explain=True)
-        return render(self.attributor, flow, conn, dataclasses.replace(attribution, decision=decision), "")
+        return render(self.attributor, flow, conn, dataclasses.replace(attribution, decision=decision), "",
+                      self.blindness)
 
     def _update_group_gauges(self) -> None:
         self.metrics.cidr_groups(

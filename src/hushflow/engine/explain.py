@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hushflow.engine.attribution import Attribution, Attributor
+from hushflow.engine.blindness import UnexplainedDestination, UnexplainedDestinations, opens_connection
 from hushflow.engine.decision import Decision, RuleMatch
 from hushflow.flow.connection import Connection, connection_of
 from hushflow.flow.times import flow_time
@@ -22,6 +23,7 @@ _OUTCOME_WORDS = {
 
 
 _SHORT_KINDS = {CCNP: "ccnp", CNP: "cnp"}
+RUNBOOK_UNEXPLAINED = "docs/runbooks.md#hushflowunexplaineddestinations"
 
 
 def _endpoint(endpoint: Mapping[str, Any], ip: str) -> str:
@@ -98,9 +100,21 @@ def _tier_lines(decision: Decision, direction: str, local: str) -> list[str]:
     return lines
 
 
-def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, att: Attribution, origin: str) -> str:
+def _blindness_line(found: UnexplainedDestination, indent: str = "  ") -> str:
+    return (f"{indent}no DNS answer seen for {found.ip}: the FQDN deny {_rule_name(found.rule)} ({found.where}) "
+            "cannot know its name (NodeLocal DNS, DoH or a hard-coded IP?); see " + RUNBOOK_UNEXPLAINED)
+
+
+def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, att: Attribution, origin: str,
+           blindness: UnexplainedDestinations | None = None) -> str:
+    """`blindness`: the run's alarm (its resolver answers, min TTL and grace); None: one over the
+    attributor's policies and DNS knowledge."""
     decision = att.decision
     lines = [_headline(flow, conn, origin)]
+    if blindness is None:
+        blindness = UnexplainedDestinations(attributor.engine.policy_set, attributor.dns)
+    # A connection the blindness alarm counts (engine.blindness): said instead of the plain "no DNS answer".
+    blind = blindness.unexplained(conn) if blindness and opens_connection(flow) else None
     if decision.outcome == "unknown":
         agreement = f"cannot be checked against what Cilium did ({att.note})"
     else:
@@ -140,7 +154,9 @@ def render(attributor: Attributor, flow: Mapping[str, Any], conn: Connection, at
             lines.append(f"    - {_rule_name(rule)}  ({_where(rule)})")
         if len(decision.default_deny_rules) > 10:
             lines.append(f"    ... and {len(decision.default_deny_rules) - 10} more")
-        lines.extend(_dns_lines(attributor, conn, indent="  "))
+        lines.extend(_dns_lines(attributor, conn, indent="  ", blind=blind))
+    if blind is not None and _blindness_line(blind) not in lines:  # not said yet (no default-deny above)
+        lines.append(_blindness_line(blind))
     if att.policy_log:
         lines.append(f"  policy_log: {', '.join(att.policy_log)}")
     if att.expected is not None:
@@ -171,11 +187,14 @@ def _describe_match(attributor: Attributor, conn: Connection, match: RuleMatch, 
     return lines
 
 
-def _dns_lines(attributor: Attributor, conn: Connection, indent: str = "      ") -> list[str]:
+def _dns_lines(attributor: Attributor, conn: Connection, indent: str = "      ",
+               blind: UnexplainedDestination | None = None) -> list[str]:
     if not conn.peer_ip:
         return []
     answers = attributor.dns.answers_for_ip(conn.peer_ip, conn.time)
     if not answers:
+        if blind is not None:
+            return [_blindness_line(blind, indent)]
         if conn.peer_names:
             return [f"{indent}Hubble named the peer {', '.join(conn.peer_names)} (no DNS answer seen by hushflow)"]
         return [f"{indent}no DNS answer seen for {conn.peer_ip}: a hard-coded IP, or resolved before hushflow started"]
