@@ -106,6 +106,7 @@ def test_example_compiles_to_golden_manifests_that_lint_and_validate(tmp_path):
         ".hushflow-state.json",
         "ciliumcidrgroups/hushflow.cnp.my-namespace.app-external-block-policy.egressdeny-0.yaml",
         "ciliumnetworkpolicies/my-namespace.app-external-block-policy.yaml",
+        "dns/blocky-hushflow.yml",
         "dns/coredns-hushflow.conf",
         "dns/hushflow.rpz",
     ]
@@ -129,17 +130,18 @@ def test_second_run_changes_nothing_and_removed_objects_are_deleted(tmp_path):
     out = tmp_path / "out"
     lookup = fake_lookup({"beacon.example.com": ["192.0.2.1", "2001:db8::1"]})
     first = run_compile(CompileJob([str(policies)], out_dir=str(out)), lookup=lookup, now=lambda: 1000.0)
-    assert len(first.written.created) == 4
+    assert len(first.written.created) == 5
     mine = out / "notes.md"
     mine.write_text("my own file\n")
     second = run_compile(CompileJob([str(policies)], out_dir=str(out)), lookup=lookup, now=lambda: 1001.0)
-    assert second.written.created == [] and second.written.updated == [] and len(second.written.unchanged) == 4
+    assert second.written.created == [] and second.written.updated == [] and len(second.written.unchanged) == 5
     # The deny goes away: its policy and groups are deleted, my own file stays.
     write(tmp_path, DNS_RULE)
     third = run_compile(CompileJob([str(policies)], out_dir=str(out)), lookup=lookup, now=lambda: 1002.0)
     assert sorted(third.written.deleted) == [
         "ciliumcidrgroups/hushflow.cnp.shop.block.egressdeny-0.yaml",
         "ciliumnetworkpolicies/shop.block.yaml",
+        "dns/blocky-hushflow.yml",
         "dns/coredns-hushflow.conf",
         "dns/hushflow.rpz",
     ]

@@ -19,7 +19,14 @@ from hushflow.app.cluster import Cluster
 from hushflow.app.policies import PolicyError, diagnostics_listing, load_job_policies
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
-from hushflow.enforce.dnsblock import BlockAnswer, BlockedName, coredns_snippet, rpz_zone
+from hushflow.enforce.dnsblock import (
+    BlockAnswer,
+    BlockedName,
+    blocky_answer_note,
+    blocky_config,
+    coredns_snippet,
+    rpz_zone,
+)
 from hushflow.enforce.kube import ApplyResult
 from hushflow.enforce.learner import DEFAULT_MAX_PER_NAME, DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
 from hushflow.enforce.protect import ProtectedAddresses
@@ -132,7 +139,8 @@ _SOA_SERIAL = re.compile(r"IN SOA \S+ \S+ \((\d+) ")
 def dns_files(
     denies: Sequence[FqdnDeny], answer: BlockAnswer, serial: int, previous_rpz: str | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """CoreDNS snippet and RPZ zone for the denied names; and the patterns RPZ cannot express.
+    """CoreDNS snippet, RPZ zone and Blocky config for the denied names; and the patterns RPZ
+    cannot express.
 
     The zone keeps its previous serial while its content is unchanged (a second run changes
     nothing); when the content changes the serial grows, as secondaries need.
@@ -152,6 +160,7 @@ def dns_files(
     files = {
         "dns/coredns-hushflow.conf": coredns_snippet(entries, answer=answer),
         "dns/hushflow.rpz": rpz.text,
+        "dns/blocky-hushflow.yml": blocky_config(entries, answer=answer).text,
     }
     return files, [str(b.selector) for b in rpz.unsupported]
 
@@ -251,6 +260,8 @@ def run_compile(
             report.unsupported_rpz = unsupported
             for pattern in unsupported:
                 report.notes.append(f"the RPZ zone cannot express {pattern}: block it in CoreDNS, or by IP only")
+            if note := blocky_answer_note(job.dns_answer):
+                report.notes.append(note)
         report.written = write_directory(job.out_dir, report.output.objects, extra)
     if state_path:
         state.save(state_path)

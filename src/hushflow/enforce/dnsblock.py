@@ -1,4 +1,5 @@
-"""DNS-level blocking artifacts for FQDN denies: a CoreDNS `template` snippet and an RPZ zone.
+"""DNS-level blocking artifacts for FQDN denies: a CoreDNS `template` snippet, an RPZ zone and a
+Blocky configuration.
 
 The DNS block is the first line of defence: a pod that cannot resolve a denied name never
 learns an IP to connect to. It is not a guarantee: hard-coded IPs, DNS-over-HTTPS and any
@@ -15,10 +16,14 @@ Both generators are pure functions of the entries; the caller writes the files.
   say so; entries RPZ cannot express at all (a star inside a label, a star label after the
   first, a pattern of only stars) are left out of the zone, listed in a comment and returned
   in `RpzResult.unsupported`.
+- Blocky: exact names are plain list entries (Blocky blocks only that name), patterns are
+  regex entries (the CoreDNS regex without the final dot), so it is exact like CoreDNS. Blocky
+  has no NODATA or REFUSED answer: those are written as nxDomain and say so.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -116,21 +121,28 @@ def coredns_regex(selector: FQDNSelector) -> str:
     CoreDNS matches `match` regexes against the lowercased, fully qualified query name; the
     regex is case-insensitive anyway. No backslashes: a literal dot is `[.]`.
     """
-    text = _selector_text(selector)
-    if selector.match_pattern is None:
-        _check_chars(selector, text, _NAME_CHARS)
-        return "(?i)^" + _literal(text) + "$"
-    _check_chars(selector, text, _NAME_CHARS | {"*"})
     if _selects_everything(selector):
+        _check_chars(selector, _selector_text(selector), _NAME_CHARS | {"*"})
         # Cilium (toFQDNs): every name of DNS characters without empty labels, and the root.
         return f"(?i)^(?:(?:{_LABEL_CLASS}+[.])+|[.])$"
+    return "(?i)^" + _pattern_regex_body(selector) + "$"
+
+
+def _pattern_regex_body(selector: FQDNSelector, *, final_dot: bool = True) -> str:
+    """The unanchored regex of the names `selector` selects (not for select-all patterns), with
+    the final dot of a fully qualified name or (`final_dot=False`) without it."""
+    text = _selector_text(selector)
+    _check_chars(selector, text, _NAME_CHARS | ({"*"} if selector.match_pattern is not None else set()))
+    if not final_dot:
+        text = text[:-1]
+    if selector.match_pattern is None:
+        return _literal(text)
     prefix = ""
     if skip := multi_label_prefix(text, selector.cilium_version):
         # Cilium >= 1.19: two or more leading stars and a dot are one or more whole labels.
         prefix = f"(?:{_LABEL_CLASS}+[.])+"
         text = text[skip:]
-    body = "".join(f"{_LABEL_CLASS}*" if char == "*" else _literal(char) for char in text)
-    return "(?i)^" + prefix + body + "$"
+    return prefix + "".join(f"{_LABEL_CLASS}*" if char == "*" else _literal(char) for char in text)
 
 
 def _literal(text: str) -> str:
@@ -397,3 +409,160 @@ def _depth_text(selector: FQDNSelector) -> str:
     if labels[0] == "**" and selector.cilium_version >= (1, 19):
         return f"{stars} or more labels"
     return "exactly one label" if stars == 1 else f"exactly {stars} labels"
+
+
+# -- Blocky ----------------------------------------------------------------------------------
+
+BLOCKY_GROUP = "hushflow"
+_BLOCKY_GROUP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+# Blocky's list parser takes a name of labels of 1..63 of these, at most 255 characters.
+_BLOCKY_MAX_NAME = 255
+_BLOCKY_MAX_LABEL = 63
+# What Blocky has for each answer, and what the config says about it. Blocky's block types are
+# zeroIP, nxDomain and custom IPs (blocking.blockType): it has no NODATA and no REFUSED.
+_BLOCKY_TYPES: dict[BlockAnswer, tuple[str, str]] = {
+    "nxdomain": ("nxDomain", "NXDOMAIN (with an SOA, for every query type)"),
+    "null-ip": ("zeroIP", "A 0.0.0.0 / AAAA ::, and NXDOMAIN for other query types (Blocky's zeroIP)"),
+    "nodata": ("nxDomain", "NXDOMAIN: Blocky has no NODATA block type; nxDomain is the nearest answer that "
+               "fails as fast"),
+    "refused": ("nxDomain", "NXDOMAIN: Blocky has no REFUSED block type; nxDomain is the nearest answer that "
+                "fails as fast"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BlockyResult:
+    """A Blocky configuration and what it does not say as asked.
+
+    `not_applied`: entries left out of the denylist (only in a comment), with why.
+    `answer_note`: set when Blocky has no block type for the answer asked for and a nearer one
+    is written instead (`nodata`, `refused`); None when the answer is the one asked for.
+    """
+
+    text: str
+    not_applied: tuple[tuple[BlockedName, str], ...]
+    answer_note: str | None
+
+
+def blocky_entry(selector: FQDNSelector) -> str:
+    """The line of a Blocky list that blocks exactly the names `selector` selects.
+
+    Blocky matches a query name lowercased and without its final dot. A plain name in a Blocky
+    list blocks that name only (its subdomains are not blocked), as `matchName` does. Blocky's own
+    wildcard `*.example.com` would be wrong twice over: it blocks `example.com` itself and every
+    depth below it. So a pattern is written as a Blocky regex entry (`/.../`, Go RE2, matched
+    against the whole name), the same regex as the CoreDNS one without the final dot; no spaces
+    or `#` (which would start a comment in the list). Select-all patterns are not for here: see
+    blocky_config.
+    """
+    if selector.match_pattern is None or "*" not in selector.match_pattern:
+        _check_chars(selector, _selector_text(selector), _NAME_CHARS)
+        return _selector_text(selector)[:-1]
+    return "/(?i)^" + _pattern_regex_body(selector, final_dot=False) + "$/"
+
+
+def _blocky_why_not(selector: FQDNSelector) -> str | None:
+    if _selects_everything(selector):
+        return "it selects every name; a resolver-wide block would stop all DNS for every client"
+    if selector.match_pattern is not None and "*" in selector.match_pattern:
+        return None
+    name = _selector_text(selector)[:-1]
+    labels = name.split(".")
+    if not name or any(not label for label in labels):
+        # Blocky rejects such a line, and too many rejected lines make it drop the whole list.
+        return "it is not a name a query can ask for (an empty label)"
+    if len(name) > _BLOCKY_MAX_NAME or any(len(label) > _BLOCKY_MAX_LABEL for label in labels):
+        return "it is longer than DNS allows"
+    return None
+
+
+def _blocky_block_type(answer: BlockAnswer, block_ips: Sequence[str]) -> tuple[str, str]:
+    if not block_ips:
+        return _BLOCKY_TYPES[answer]
+    if answer != "null-ip":
+        raise ValueError(f"block IPs are an answer of their own: use them with null-ip, not {answer}")
+    parsed = []
+    for text in block_ips:
+        try:
+            parsed.append(ipaddress.ip_address(text.strip()))
+        except ValueError:
+            raise ValueError(f"not an IP address for the Blocky block answer: {text!r}") from None
+    shown = ", ".join(str(ip) for ip in parsed)
+    families = {ip.version for ip in parsed}
+    missing = "" if families == {4, 6} else f"; {'AAAA ::' if 6 not in families else 'A 0.0.0.0'} for the other family"
+    return shown, f"A/AAAA {shown}{missing}, and NXDOMAIN for other query types"
+
+
+def blocky_config(
+    entries: Iterable[BlockedName],
+    *,
+    answer: BlockAnswer = "nxdomain",
+    block_ips: Sequence[str] = (),
+    ttl: int = 60,
+    group: str = BLOCKY_GROUP,
+) -> BlockyResult:
+    """A Blocky (>= 0.24) configuration that answers denied names with `answer`.
+
+    The `blocking:` section holds one denylist group (`group`) with one inline list (a YAML
+    literal block, which Blocky reads as the list itself because it has a line break), the
+    client group `default` using it, `blockType` and `blockTTL` (`ttl` seconds). Names are
+    exact, patterns are regexes that select exactly what the policy selects (blocky_entry);
+    select-all patterns are left out (a comment, and `not_applied`). `block_ips` with `null-ip`
+    answers those addresses instead of 0.0.0.0/:: (Blocky's custom-IP block type).
+
+    The output is sorted and stable; every entry has a comment line with its reason.
+    """
+    _check_answer(answer)
+    _check_ttl(ttl)
+    if not group or not set(group) <= _BLOCKY_GROUP_CHARS:
+        raise ValueError(f"Blocky group name must be letters, digits, '-' or '_': {group!r}")
+    block_type, answer_text = _blocky_block_type(answer, block_ips)
+    ordered = sorted(entries, key=_entry_sort_key)
+
+    lines_by_entry: dict[str, list[BlockedName]] = {}
+    not_applied: list[tuple[BlockedName, str]] = []
+    for entry in ordered:
+        why = _blocky_why_not(entry.selector)
+        if why is not None:
+            not_applied.append((entry, why))
+        else:
+            lines_by_entry.setdefault(blocky_entry(entry.selector), []).append(entry)
+
+    lines = [
+        "# hushflow DNS block for Blocky (>= 0.24: denylists): the first line of defence for FQDN denies.",
+        "# Merge this `blocking:` section into Blocky's config.yml, or put this file in Blocky's config folder.",
+        f"# Denied names get: {answer_text}.",
+        "# Exact names block only themselves; patterns are regexes that reproduce the policy's FQDN matching",
+        "# exactly (Cilium: `*` stays inside one label), never Blocky's `*.name` wildcard (name and any depth).",
+        f"# blockType and blockTTL apply to every list of this Blocky; the `default` client group gets `{group}`:",
+        "# if your config has clientGroupsBlock entries, add it to each of them (merged files replace lists).",
+        "# An allowlist entry in any group of a client wins over this list. It blocks these names for every",
+        "# client of this resolver; hard-coded IPs and DNS-over-HTTPS bypass it (the L3 deny still applies).",
+    ]
+    for entry, why in not_applied:
+        lines.append(f"# NOT APPLIED: {_comment_text(f'{entry.selector} - {why} - {entry.reason}')}")
+    if not lines_by_entry:
+        lines.append("# No denied names: nothing to block.")
+        lines.append("blocking: {}")
+        return BlockyResult("\n".join(lines) + "\n", tuple(not_applied), blocky_answer_note(answer, block_ips))
+
+    lines += ["blocking:", "  denylists:", f"    {group}:", "      - |"]
+    for entry_line, group_entries in lines_by_entry.items():
+        for entry in group_entries:
+            lines.append(f"        # {_comment_text(f'{entry.reason} - {entry.selector}')}")
+        lines.append(f"        {entry_line}")
+    lines += [
+        "  clientGroupsBlock:",
+        "    default:",
+        f"      - {group}",
+        f'  blockType: "{block_type}"',
+        f"  blockTTL: {ttl}s",
+    ]
+    return BlockyResult("\n".join(lines) + "\n", tuple(not_applied), blocky_answer_note(answer, block_ips))
+
+
+def blocky_answer_note(answer: BlockAnswer, block_ips: Sequence[str] = ()) -> str | None:
+    """What the Blocky config answers instead of `answer`, when Blocky has no such block type."""
+    if block_ips or answer not in ("nodata", "refused"):
+        return None
+    return f"Blocky has no {answer.upper()} block type: the Blocky config answers NXDOMAIN"
