@@ -51,7 +51,7 @@ def test_replay_of_the_example(tmp_path):
                   expected="true") == 9
     assert sample(daemon, "hushflow_policy_verdicts_total", **labels, tag="", expected="false") == 3
     assert sample(daemon, "hushflow_unexpected_drops_total", direction="egress", namespace="my-namespace",
-                  workload="my-app", destination="world") == 3
+                  workload="my-app", destination="world", reply="false") == 3
     assert sample(daemon, "hushflow_dns_answers_total") == 4
     assert sample(daemon, "hushflow_cidr_group_ips", group=f"hushflow.{DENY_ID}.run",
                   policy="my-namespace/app-external-block-policy") == 3
@@ -272,7 +272,7 @@ def test_metric_context_labels_can_be_left_empty(tmp_path):
     assert sample(daemon, "hushflow_policy_verdicts_total", direction="egress", namespace="my-namespace",
                   workload="", verdict="DROPPED", tag="", expected="true") == 9
     assert sample(daemon, "hushflow_unexpected_drops_total", direction="egress", namespace="my-namespace",
-                  workload="", destination="") == 3
+                  workload="", destination="", reply="false") == 3
 
 
 def test_a_flow_that_cannot_be_processed_is_counted_reported_and_skipped(tmp_path):

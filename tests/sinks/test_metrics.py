@@ -35,3 +35,13 @@ def test_source_health_sets_the_gauges_and_follows_the_counters():
     assert value(registry, "hushflow_source_connected", source="relay") == 1
     assert value(registry, "hushflow_source_lag_seconds", source="relay") == 0.25
     assert value(registry, "hushflow_malformed_input_total", source="relay", reason="unreadable-line") == 4
+
+
+def test_the_reconnects_counter_exists_at_zero_before_the_first_reconnect():
+    # The restart window of the alert rules is increase(hushflow_source_reconnects_total[10m]) > 0:
+    # a counter that first appeared at 1 would hide the first reconnect from increase().
+    registry = CollectorRegistry()
+    metrics = HushflowMetrics(registry)
+    metrics.source_health("unix:///var/run/cilium/hubble.sock", connected=True, lag=None, reconnects=0,
+                          node_status={}, bad_lines=0)
+    assert value(registry, "hushflow_source_reconnects_total", source="unix:///var/run/cilium/hubble.sock") == 0

@@ -31,6 +31,9 @@ DEFAULT_CIDR_GROUP_CAPACITY = 1000
 FLOW_TYPES = ("policy-verdict", "drop", "l7", "trace", "other")
 EXPECTED_TRUE = "true"
 EXPECTED_FALSE = "false"
+# `reply` of UNEXPECTED_DROPS_TOTAL.
+REPLY_TRUE = "true"
+REPLY_FALSE = "false"
 # `expected` is only meaningful for these verdicts; other verdicts carry expected="".
 VERDICTS_WITH_EXPECTATION = ("DROPPED", "AUDIT")
 TAG_SEPARATOR = ","
@@ -90,8 +93,9 @@ UNEXPECTED_DROPS_TOTAL = MetricSpec(
     "hushflow_unexpected_drops_total",
     "counter",
     "DROPPED and AUDIT verdicts no policy planned. destination: the peer's FQDN, else the peer's "
-    "namespace/workload, else 'world'.",
-    ("direction", "namespace", "workload", "destination"),
+    "namespace/workload, else 'world'. reply: 'true' when the dropped packet continues a connection (TCP "
+    "ACK/RST/FIN, UDP from a port below 1024 to an ephemeral one; cilium#41045), which the alerts leave out.",
+    ("direction", "namespace", "workload", "destination", "reply"),
 )
 STAGED_VERDICTS_TOTAL = MetricSpec(
     "hushflow_staged_verdicts_total",

@@ -138,7 +138,8 @@ class HushflowMetrics:
         self.add(metric_names.POLICY_VERDICTS_TOTAL, *labels)
         if record.expected is False:
             destination = record.destination if "destination" in context else ""
-            labels = self._unexpected((direction, namespace, workload, destination), foldable=(1, 2, 3))
+            reply = metric_names.REPLY_TRUE if record.reply else metric_names.REPLY_FALSE
+            labels = self._unexpected((direction, namespace, workload, destination, reply), foldable=(1, 2, 3))
             self.add(metric_names.UNEXPECTED_DROPS_TOTAL, *labels)
         for kind in record.disagreements:
             self.add(metric_names.ATTRIBUTION_DISAGREEMENTS_TOTAL, kind)
@@ -173,6 +174,9 @@ class HushflowMetrics:
                       node_status: Mapping[str, int], bad_lines: int) -> None:
         """A flow source's state: connected, how far behind (None: no flow yet), and its counters."""
         self.child(metric_names.SOURCE_CONNECTED, source).set(1 if connected else 0)
+        # At 0 before the first reconnect: the alerts' restart window is increase() > 0, and a
+        # counter that first appears at 1 shows no increase.
+        self.child(metric_names.SOURCE_RECONNECTS_TOTAL, source)
         if lag is not None:
             self.child(metric_names.SOURCE_LAG_SECONDS, source).set(lag)
         self.follow_total(metric_names.SOURCE_RECONNECTS_TOTAL, reconnects, source)
