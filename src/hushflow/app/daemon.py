@@ -43,7 +43,7 @@ from hushflow.engine.attribution import Attribution
 from hushflow.engine.blindness import UnexplainedDestinations
 from hushflow.engine.explain import render
 from hushflow.flow.connection import Connection, endpoint_labels
-from hushflow.flow.dns import DnsAnswer, dns_answer_of
+from hushflow.flow.dns import DnsAnswer, dns_answer_of, endpoint_key
 from hushflow.flow.protojson import FLOW_SHAPE_ERRORS, unprocessable_reason
 from hushflow.flow.reader import FlowEvent
 from hushflow.flow.sources import FileSource, FlowSource
@@ -55,12 +55,14 @@ from hushflow.sinks.records import VerdictRecord
 
 if TYPE_CHECKING:  # types only: the resolver (dnspython) and the cluster client load when used
     from hushflow.app.cluster import Cluster
+    from hushflow.app.dnstap_server import DnstapServer
     from hushflow.app.pod_watch import PodWatch
     from hushflow.app.serve import EventRing
     from hushflow.enforce.group_writes import GroupWrites
     from hushflow.enforce.learner import Change
     from hushflow.enforce.resolver import LookupFn, ResolveResult
     from hushflow.engine.replay import Replayer
+    from hushflow.flow.dnstap import DnstapMessage
     from hushflow.flow.grpc_target import TLSOptions
     from hushflow.policy.model import PolicySet
     from hushflow.sinks.exporter import FlowExporter
@@ -128,6 +130,7 @@ class RunOptions:
     export_allowlist: tuple[dict[str, Any], ...] = ()  # FlowFilters on the enriched events (hubble-export-allowlist)
     export_denylist: tuple[dict[str, Any], ...] = ()  # (hubble-export-denylist)
     export_field_mask: tuple[str, ...] = ()  # the flow fields written (hubble-export-fieldmask)
+    dnstap: tuple[str, ...] = ()  # listen for DNS servers' dnstap here (unix:///PATH, tcp://HOST:PORT)
 
 
 @dataclass(slots=True)
@@ -151,6 +154,8 @@ class RunSummary:
     unexplained: Counter[str] = field(default_factory=Counter)  # unexplained destinations by ns/workload
 
 
+#: Pods remembered by address for --dnstap (a node's pods, and the peers its flows name).
+_MAX_CLIENTS = 65_536
 #: Flows that fail processing are reported on stderr up to this many times, then only counted.
 _SKIPS_REPORTED = 10
 
@@ -192,6 +197,7 @@ class Daemon:
         self._applied_names: set[str] = set()
         self._bad_events_reported = -1e18  # this instance's groups found in the cluster at start
         self._unsaved = False  # a snapshot failed: the journal is kept until one lands
+        self._clients: dict[str, Mapping[str, Any]] | None = None  # --dnstap: pod IP -> its Hubble endpoint
         self.ring: EventRing | None = None  # --serve: the processed (enriched) events, for app.serve
         if options.serve:
             from hushflow.app.serve import EventRing
@@ -274,6 +280,21 @@ class Daemon:
             on_emit=lambda sink, ok: emitted(sink, "delivered" if ok else "failed"),
         )
         self.source = source or self._default_source()
+        self.dnstap = self._dnstap() if options.dnstap else None
+
+    def _dnstap(self) -> DnstapServer:
+        """--dnstap: the listening sockets, bound now so that a bad address stops the start. Who
+        asked is known by address: the pods of the flows seen (and of the pod watch)."""
+        from hushflow.app.dnstap_server import DnstapServer
+
+        self._clients = {}
+        try:
+            server = DnstapServer(self.options.dnstap, self._dnstap_answers, report=self._say,
+                                  monotonic=self.monotonic)
+            server.bind()
+        except (ValueError, OSError) as exc:
+            raise RunError(f"--dnstap: {exc}" if isinstance(exc, ValueError) else str(exc)) from None
+        return server
 
     def _staged(self, enforced: PolicySet) -> Replayer:
         """--staged: the proposed set, loaded and refused exactly as --policies, decided beside the
@@ -560,6 +581,8 @@ class Daemon:
         now = self._times.time_of(flow, data)
         if self._last_flow_time < now:
             self._last_flow_time = now
+        if self._clients is not None:
+            self._note_clients(flow)
         attributor = self.attributor
         l7 = flow.get("l7")
         if l7 is not None and "dns" in l7:
@@ -577,6 +600,52 @@ class Daemon:
         attribution = attributor.observe(data, now=now)
         if attribution is not None:
             self._count(flow, attribution)
+
+    def _note_clients(self, flow: Mapping[str, Any]) -> None:
+        """Remember the pods of a flow by address (--dnstap answers are keyed by the address that
+        asked); bounded, the oldest address goes first."""
+        addresses = flow.get("IP")
+        if not isinstance(addresses, dict):
+            return
+        clients = self._clients
+        assert clients is not None
+        for side in ("source", "destination"):
+            endpoint = flow.get(side)
+            ip = addresses.get(side)
+            if (isinstance(endpoint, dict) and endpoint.get("pod_name") and isinstance(ip, str) and ip
+                    and clients.get(ip) is not endpoint):
+                if ip not in clients and len(clients) >= _MAX_CLIENTS:
+                    del clients[next(iter(clients))]
+                clients[ip] = endpoint
+
+    def _dnstap_client(self, ip: str) -> Mapping[str, Any] | None:
+        """The Hubble endpoint (or pod of the pod watch) at `ip`, or None."""
+        assert self._clients is not None
+        endpoint = self._clients.get(ip)
+        if endpoint is None and ip and self.pod_watch is not None:
+            pod, _why = self.pod_watch.index.find({}, ip)
+            if pod is not None:
+                endpoint = {"namespace": pod.namespace, "pod_name": pod.name,
+                            "labels": [f"k8s:{key}={value}" for key, value in pod.labels]}
+        return endpoint
+
+    def _dnstap_answers(self, messages: Sequence[DnstapMessage], read_at: float) -> int:
+        """Learn the answers of one read of a dnstap connection (its thread; under the lock, as
+        the learner is the pipeline's): for the pod that asked when its address is known, else
+        for every deny selecting the name. Returns how many were attributed to a pod."""
+        attributed = 0
+        with self._lock:
+            now = self._last_flow_time if self.options.clock == "flows" and self._last_flow_time else self.clock()
+            for message in messages:
+                # Only a client response's query_address is the pod; a resolver's is the server itself.
+                client = self._dnstap_client(message.client_ip) if message.kind == "client-response" else None
+                answer = message.dns_answer(client or {}, endpoint_key(client, message.client_ip, ""))
+                changes = self.learner.learn_answer(answer, now, any_client=client is None)
+                if changes:
+                    self._published(changes, read_at)
+                self.attributor.learn_answer(answer, now)
+                attributed += client is not None
+        return attributed
 
     def _published(self, changes: Sequence[Change], read_at: float) -> None:
         if not changes:
@@ -663,6 +732,13 @@ class Daemon:
             metrics.follow_total(metric_names.SERVE_LOST_EVENTS_TOTAL, served.lost_to_clients)
         if self.exporter is not None:
             self._export_metrics(self.exporter)
+        if self.dnstap is not None:
+            dnstap = self.dnstap.stats
+            metrics.child(metric_names.DNSTAP_CONNECTIONS).set(dnstap.connections)
+            for kind, count in list(dnstap.messages.items()):
+                metrics.follow_total(metric_names.DNSTAP_MESSAGES_TOTAL, count, kind)
+            for reason, count in list(dnstap.malformed.items()):
+                metrics.follow_total(metric_names.MALFORMED_INPUT_TOTAL, count, "dnstap", reason)
         watch = self.pod_watch
         if watch is not None:
             metrics.child(metric_names.POD_WATCH_UP).set(1 if watch.up else 0)
@@ -756,6 +832,8 @@ class Daemon:
         pipeline.start()
         if self.options.resolve and self.denies:
             threading.Thread(target=self._resolve_loop, name="hushflow-resolver", daemon=True).start()
+        if self.dnstap is not None:
+            self.dnstap.start()
         self.ready.set()
         last = {"expire": self.monotonic(), "snapshot": self.monotonic()}
         while not self._finished.wait(0.5):
@@ -763,6 +841,8 @@ class Daemon:
                 self._periodic(last)
         pipeline.join()
         self.stopping.set()
+        if self.dnstap is not None:
+            self.dnstap.close()
         # The export's last lines are written (retried while the disk fails, for the drain timeout).
         export_lost = 0  # events the export file did not get (unwritten at the end, dropped, too large)
         if self.exporter is not None:

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 @click.option("--watch-pods", is_flag=True,
               help="List and watch the cluster's pods so that named ports (`port: http-alt`) resolve; "
                    "without it a rule on a named port is explained as unknown (RBAC: list, watch pods).")
+@click.option("--dnstap", multiple=True, metavar="ADDRESS", callback=lambda _ctx, _param, value: _dnstap(value),
+              help="Listen here for DNS servers' dnstap (CoreDNS/NodeLocal DNSCache `dnstap` plugin, Unbound, "
+                   "BIND), unix:///PATH or tcp://HOST:PORT, and learn their answers as Hubble's DNS flows "
+                   "(when Hubble does not see DNS: docs/dnstap.md). Repeatable.")
 @click.option("--instance", default="", envvar="HUSHFLOW_INSTANCE", metavar="NAME",
               help="Per-node mode: this instance's name (e.g. the node), so that each instance writes and "
                    "prunes only its own CIDR groups; the policies select all of them. Env: HUSHFLOW_INSTANCE.")
@@ -176,7 +180,7 @@ def run(**kwargs: Any) -> None:
         instance=kwargs["instance"],
         linger=kwargs["linger"], cilium_version=kwargs["cilium_version"],
         cluster_name=kwargs["cluster_name"], default_local_cluster=kwargs["policy_default_local_cluster"],
-        clock=clock, watch_pods=kwargs["watch_pods"],
+        clock=clock, watch_pods=kwargs["watch_pods"], dnstap=kwargs["dnstap"],
         metric_context=_metric_context(kwargs["metric_labels"]),
         serve=kwargs["serve"], serve_capacity=kwargs["serve_buffer_capacity"],
         serve_peers=tuple(kwargs["serve_peers"]), serve_peers_selector=kwargs["serve_peers_selector"],
@@ -250,6 +254,17 @@ def _serve_address(text: str | None) -> str | None:
     except ServeError as exc:
         raise click.BadParameter(str(exc), param_hint="--serve") from None
     return text
+
+
+def _dnstap(values: tuple[str, ...]) -> tuple[str, ...]:
+    from hushflow.app.dnstap_server import parse_dnstap_address
+
+    for text in values:
+        try:
+            parse_dnstap_address(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dnstap") from None
+    return tuple(values)
 
 
 def _serve_tls_options(kwargs: dict[str, Any], serve: str | None) -> ServeTLSOptions:
