@@ -28,6 +28,12 @@ DROPS = 'verdict=~"DROPPED|AUDIT"'
 PLANNED = 'expected="true"'
 UNPLANNED = 'expected="false"'
 TAGGED = 'tag!=""'
+# Replies Cilium dropped after losing their conntrack entry (cilium#41045) are left out of the
+# unexpected drops, as the alert rules leave them out; the "Reply-direction drops" panel shows them.
+NOT_REPLY = 'reply!="true"'
+UNEXPECTED = f"hushflow_unexpected_drops_total{{{JOB}, {NS}, {NOT_REPLY}}}"
+REPLIES = f'hushflow_unexpected_drops_total{{{JOB}, {NS}, reply="true"}}'
+UNEXPLAINED = f"hushflow_unexplained_destinations_total{{{JOB}, {NS}}}"
 GRID_WIDTH = 24
 LEAK_BUCKETS = f"hushflow_leak_window_seconds_bucket{{{JOB}}}"
 
@@ -50,7 +56,7 @@ class Query:
 @dataclass(frozen=True)
 class Panel:
     title: str
-    kind: str  # timeseries | bargauge | stat | table
+    kind: str  # timeseries | bargauge | stat | table | text (no queries; options.content in Markdown)
     queries: tuple[Query, ...]
     description: str
     width: int = 12
@@ -64,7 +70,27 @@ def _thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
     return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
 
 
+ICMP_DENY_RESPONSE_NOTE = (
+    "**Cilium's ICMP deny response hides egress denies from Cilium's own metrics.** With "
+    "`policy-deny-response: icmp` (Cilium 1.19, experimental), egress policy denies are no longer counted in "
+    "`cilium_drop_count_total` nor shown by `cilium monitor -t drop` "
+    "([cilium#48282](https://github.com/cilium/cilium/issues/48282)); Hubble still reports them, and so do the "
+    "hushflow panels below, which are built from Hubble's flows. Do not compare them with "
+    "`cilium_drop_count_total` there. Reply-direction drops (cilium#41045) and an agent restart's first 10 "
+    "minutes are left out of the alerts: see docs/runbooks.md."
+)
+
 DROPS_ROW = (
+    Panel(
+        "Note: drops Cilium's metrics miss, false positives left out",
+        "text",
+        (),
+        "What these panels count that Cilium's own drop metrics may not (ICMP deny response, cilium#48282), "
+        "and which drops the alerts leave out (docs/runbooks.md).",
+        width=24,
+        height=3,
+        options={"mode": "markdown", "content": ICMP_DENY_RESPONSE_NOTE},
+    ),
     Panel(
         "Policy drops: expected vs unexpected",
         "timeseries",
@@ -75,7 +101,8 @@ DROPS_ROW = (
                   "unexpected"),
         ),
         "DROPPED and AUDIT verdicts per second after attribution. Expected drops come from rules whose "
-        "log value is listed as expected; unexpected ones are what HushflowUnexpectedDrops alerts on.",
+        "log value is listed as expected; unexpected ones are what HushflowUnexpectedDrops alerts on (less the "
+        "reply-direction drops of the panel below).",
         width=24,
         unit="ops",
         field_config={"custom": {"drawStyle": "line", "fillOpacity": 20, "stacking": {"mode": "normal"}}},
@@ -85,7 +112,7 @@ DROPS_ROW = (
         "bargauge",
         (
             Query(f"topk(10, sum by (namespace, workload, direction) "
-                  f"(increase(hushflow_unexpected_drops_total{{{JOB}, {NS}}}[$__range])))",
+                  f"(increase({UNEXPECTED}[$__range])))",
                   "{{namespace}}/{{workload}} ({{direction}})", instant=True),
         ),
         "Unplanned drops over the dashboard's time range, by enforcing workload. Investigate with "
@@ -97,7 +124,7 @@ DROPS_ROW = (
         "bargauge",
         (
             Query(f"topk(10, sum by (destination) "
-                  f"(increase(hushflow_unexpected_drops_total{{{JOB}, {NS}}}[$__range])))",
+                  f"(increase({UNEXPECTED}[$__range])))",
                   "{{destination}}", instant=True),
         ),
         "Unplanned drops over the time range, by peer: its FQDN when hushflow learned one, else the "
@@ -109,7 +136,7 @@ DROPS_ROW = (
         "table",
         (
             Query(f"topk(10, sum by (namespace, workload, destination) "
-                  f"(increase(hushflow_unexpected_drops_total{{{JOB}, {NS}}}[1h])))",
+                  f"(increase({UNEXPECTED}[1h])))",
                   "{{namespace}}/{{workload}} → {{destination}}", instant=True),
         ),
         "What `hushflow report` lists from recorded flows, from the metrics: the 10 workload and peer pairs "
@@ -138,6 +165,21 @@ DROPS_ROW = (
                   "{{verdict}} {{direction}}"),
         ),
         "Every attributed policy verdict per second, planned or not.",
+        unit="ops",
+    ),
+    Panel(
+        "Reply-direction drops (left out of the alerts)",
+        "timeseries",
+        (
+            Query(f"sum by (namespace, workload, destination) "
+                  f"({rate(REPLIES)})",
+                  "{{namespace}}/{{workload}} ← {{destination}}"),
+        ),
+        "Unplanned drops of packets that continue a connection (TCP ACK/RST/FIN, UDP from a port below 1024 to "
+        "an ephemeral one): replies Cilium dropped after losing the connection's conntrack entry "
+        "(cilium#41045). Left out of the other drop panels and of HushflowUnexpectedDrops; many of them point at "
+        "Cilium's conntrack, not at the policy.",
+        width=24,
         unit="ops",
     ),
 )
@@ -198,6 +240,19 @@ ENFORCEMENT_ROW = (
         "timeseries",
         (Query(f"sum(rate(hushflow_dns_answers_total{{{JOB}}}[$__rate_interval]))", "answers/s"),),
         "DNS answers read from Hubble: what keeps FQDN denies and destinations up to date.",
+        unit="ops",
+    ),
+    Panel(
+        "Unexplained destinations by workload (blindness alarm)",
+        "timeseries",
+        (Query(f"sum by (namespace, workload) "
+               f"({rate(UNEXPLAINED)})",
+               "{{namespace}}/{{workload}}"),),
+        "Connections per second that workloads an FQDN deny selects opened on the denied ports to IPs no DNS "
+        "answer hushflow saw explains: hushflow cannot see the name they used (NodeLocal DNSCache, DNS over "
+        "HTTPS, a hard-coded IP), so the deny may be leaking. HushflowUnexplainedDestinations fires when it "
+        "lasts 15 minutes (docs/runbooks.md).",
+        width=24,
         unit="ops",
     ),
 )
@@ -413,6 +468,9 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                    "tooltip": {"mode": "multi", "sort": "desc"}}
     options.update(panel.options)
+    if panel.kind == "text":
+        return {"id": panel_id, "type": "text", "title": panel.title, "description": panel.description,
+                "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y}, "options": dict(panel.options)}
     return {
         "id": panel_id,
         "type": panel.kind,

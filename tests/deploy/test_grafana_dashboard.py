@@ -56,7 +56,7 @@ def _panels() -> list[dict[str, Any]]:
 
 
 def _exprs() -> list[str]:
-    return [target["expr"] for panel in _panels() for target in panel["targets"]]
+    return [target["expr"] for panel in _panels() for target in panel.get("targets", [])]
 
 
 def _variable_queries() -> list[str]:
@@ -119,6 +119,52 @@ def test_dashboard_covers_what_operators_asked_for() -> None:
     assert [target["legendFormat"] for target in leak["targets"]] == ["p50", "p99"]
 
 
+def _rows() -> dict[str, list[dict[str, Any]]]:
+    """Each row's title -> its panels, in order."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    current: list[dict[str, Any]] = []
+    for panel in _dashboard()["panels"]:
+        if panel["type"] == "row":
+            current = rows.setdefault(panel["title"], [])
+        else:
+            current.append(panel)
+    return rows
+
+
+@pytest.mark.parametrize("panel", _panels(), ids=lambda panel: panel["title"])
+def test_every_panel_has_a_description(panel: dict[str, Any]) -> None:
+    # Grafana shows it behind the (i) of the panel's title: what it counts and what to do about it.
+    description = panel.get("description", "")
+    assert len(description) >= 20 and description != panel["title"], panel["title"]
+
+
+def test_the_blindness_alarm_and_the_staged_verdicts_have_panels() -> None:
+    rows = _rows()
+    (blind,) = [panel for panel in rows["Enforcement"] if "blindness alarm" in panel["title"]]
+    assert "hushflow_unexplained_destinations_total" in blind["targets"][0]["expr"]
+    assert "HushflowUnexplainedDestinations" in blind["description"]
+    staged = rows["Staged policies"]
+    assert {target["expr"].split('change="')[1].split('"')[0] for panel in staged for target in panel["targets"]} == {
+        "newly-dropped", "newly-allowed", "tag-lost"}
+
+
+def test_unexpected_drops_panels_leave_replies_out_and_show_them_apart() -> None:
+    for panel in _panels():
+        for target in panel.get("targets", []):
+            if "hushflow_unexpected_drops_total" in target["expr"]:
+                assert 'reply!="true"' in target["expr"] or "Reply-direction" in panel["title"], panel["title"]
+    (replies,) = [panel for panel in _panels() if panel["title"].startswith("Reply-direction drops")]
+    assert 'reply="true"' in replies["targets"][0]["expr"] and "cilium#41045" in replies["description"]
+
+
+def test_the_icmp_deny_response_note_is_a_text_panel_on_top_of_the_drops() -> None:
+    first = _rows()["Drops"][0]
+    assert first["type"] == "text"
+    content = first["options"]["content"]
+    for needle in ("policy-deny-response: icmp", "cilium_drop_count_total", "cilium#48282", "Hubble"):
+        assert needle in content, needle
+
+
 def test_layout_is_sane() -> None:
     panels = _dashboard()["panels"]
     ids = [panel["id"] for panel in panels]
@@ -127,6 +173,9 @@ def test_layout_is_sane() -> None:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
     for panel in _panels():
+        if panel["type"] == "text":
+            assert panel["options"]["content"] and "targets" not in panel, panel["title"]
+            continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["targets"] and panel["description"], panel["title"]
         ref_ids = [target["refId"] for target in panel["targets"]]
