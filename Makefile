@@ -38,14 +38,14 @@ demo: $(STAMP)
 	$(BIN)/hushflow replay --policies examples/telemetry-block/policies --proposed hushflow-demo/proposed \
 	  --input-file examples/telemetry-block/flows.jsonl --per-flow
 
-# Real components the tests run against: Unbound (RPZ check) and Prometheus/promtool.
-SYSTEM_TOOLS := unbound promtool prometheus
+# Real components the tests run against: Unbound and BIND 9 (RPZ checks) and Prometheus/promtool.
+SYSTEM_TOOLS := unbound named named-checkconf named-checkzone promtool prometheus
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages for:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    unbound prometheus >/dev/null; \
+	    unbound bind9 prometheus >/dev/null; \
 	fi
 
 ## test: install what the tests need, then ruff, mypy, the import contracts (rules of the house) and pytest
