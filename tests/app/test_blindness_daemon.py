@@ -129,3 +129,17 @@ def test_no_fqdn_deny_no_alarm(tmp_path):
     daemon = run(tmp_path, [syn("203.0.113.7", 1)], policies=str(tmp_path / "allow"))
     assert daemon.blindness is None
     assert count(daemon, namespace="shop", workload="web") == 0
+
+
+def test_the_summary_names_the_workloads(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from hushflow.cli.run import print_summary
+
+    daemon = run(tmp_path, [syn("203.0.113.7", 1), syn("203.0.113.8", 2, app="web", workload="[bold]web-2[/]")])
+    out = io.StringIO()
+    print_summary(daemon.summary, Console(file=out, width=200, color_system=None))
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("unexplained destinations"))
+    assert "shop/web 1" in line and "shop/[bold]web-2[/] 1" in line  # a name from the flows is printed, not markup

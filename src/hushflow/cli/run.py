@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hushflow.cli.options import cilium_version_option, cluster_name_option, protect_cidr_option
@@ -374,6 +375,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     if summary.staged:
         changes = ", ".join(f"{summary.staged[change]} {change}" for change in STAGED_CHANGES if summary.staged[change])
         console.print(f"staged policies: {changes}", soft_wrap=True)
+    if summary.unexplained:  # the blindness alarm (engine.blindness): names from the flows, printed as text
+        shown = sorted(summary.unexplained.items(), key=lambda item: (-item[1], item[0]))
+        workloads = ", ".join(f"{name} {count}" for name, count in shown[:10])
+        more = f" and {len(shown) - 10} more workloads" if len(shown) > 10 else ""
+        console.print(f"[yellow]unexplained destinations[/] (connections an FQDN deny cannot know the name of: "
+                      f"NodeLocal DNS, DoH or hard-coded IPs?): {escape(workloads)}{more}", soft_wrap=True)
     if summary.leak_p50 is not None and summary.leak_p99 is not None:
         console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
     if summary.bad_lines or summary.flows_skipped or summary.lost_events or summary.dns_values_rejected:
