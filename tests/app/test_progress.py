@@ -1,0 +1,73 @@
+"""Progress bars: on a terminal only, never with --quiet, and nothing changes in what is iterated."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from hushflow.app.progress import BATCH, NO_PROGRESS, progress_on
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def terminal() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=100), out
+
+
+def test_nothing_is_printed_when_stderr_is_not_a_terminal():
+    stderr = io.StringIO()  # a pipe, a file, a CI log
+    reporter = progress_on(stderr)
+    assert reporter is NO_PROGRESS and not reporter.enabled
+    items = list(range(3 * BATCH))
+    assert list(reporter.iterate(items, "reading flows")) == items
+    with reporter.steps("resolving names", 3) as step:
+        for _ in range(3):
+            step()
+    assert stderr.getvalue() == ""
+
+
+def test_quiet_silences_even_a_terminal():
+    console, out = terminal()
+    assert progress_on(FakeTerminal(), quiet=True) is NO_PROGRESS
+    assert progress_on(FakeTerminal(), quiet=True, console=console) is NO_PROGRESS
+    assert out.getvalue() == ""
+
+
+def test_a_terminal_gets_a_bar():
+    assert progress_on(FakeTerminal()).enabled
+
+
+def test_a_terminal_shows_the_count_of_what_was_read():
+    console, out = terminal()
+    reporter = progress_on(io.StringIO(), console=console)
+    items = list(range(2 * BATCH + 5))
+    assert list(reporter.iterate(items, "reading flows")) == items
+    shown = out.getvalue()
+    assert "reading flows" in shown and "2,005" in shown
+
+
+def test_a_terminal_shows_steps_out_of_their_total():
+    console, out = terminal()
+    reporter = progress_on(io.StringIO(), console=console)
+    with reporter.steps("resolving 3 denied names", 3) as step:
+        for _ in range(3):
+            step()
+    shown = out.getvalue()
+    assert "resolving 3 denied names" in shown and "3/3" in shown
+
+
+def test_a_consumer_that_stops_early_leaves_the_rest_unread():
+    console, _out = terminal()
+    reporter = progress_on(io.StringIO(), console=console)
+    taken = []
+    source = iter(range(10))
+    for item in reporter.iterate(source, "reading flows"):
+        taken.append(item)
+        if item == 2:
+            break
+    assert taken == [0, 1, 2] and next(source) == 3
