@@ -40,7 +40,7 @@ def _say(text: str) -> None:
 @click.option("--allow-unobserved", is_flag=True,
               help="Compile FQDN denies for endpoints no DNS proxy rule covers (IPs only from --resolve).")
 @click.option("--dns-answer", type=click.Choice(["nxdomain", "refused", "nodata", "null-ip"]), default="nxdomain",
-              show_default=True, help="What the CoreDNS/RPZ block answers for denied names.")
+              show_default=True, help="What the CoreDNS/RPZ/Blocky block answers for denied names.")
 @click.option("--clock", type=click.Choice(["wall", "flows"]), default="wall", show_default=True,
               help="Expire IPs against the wall clock, or the time of the last flow read (for replays).")
 @click.option("--apply", "apply_", is_flag=True, help="Server-side apply the objects (field manager hushflow).")
@@ -58,7 +58,8 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
              cluster_name: str, policy_default_local_cluster: bool | None) -> None:
     """Turn `egressDeny` + `toFQDNs` (which Cilium cannot run) into `toCIDRSet` rules selecting
     CiliumCIDRGroups that hushflow keeps filled with the IPs behind the denied names, plus a
-    CoreDNS snippet and an RPZ zone that block the names at DNS level (the first line of defence).
+    CoreDNS snippet, an RPZ zone and a Blocky config that block the names at DNS level (the first
+    line of defence).
 
     IPs come from resolving every matchName now (--resolve), from DNS answers in recorded Hubble
     flows (--flows), and from the state of earlier runs. Output is deterministic; a second run
