@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from rich.console import Console
 
@@ -71,3 +72,28 @@ def test_a_consumer_that_stops_early_leaves_the_rest_unread():
         if item == 2:
             break
     assert taken == [0, 1, 2] and next(source) == 3
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "telemetry-block"
+
+
+def test_report_shows_the_flows_it_reads_on_a_terminal_and_prints_the_same_report():
+    from hushflow.app.report import ReportOptions, run_report
+
+    options = ReportOptions(policies=(str(EXAMPLE / "policies"),), input_files=(str(EXAMPLE / "flows.jsonl"),),
+                            suggestions=False)
+    console, shown = terminal()
+    quiet_out, shown_out = io.StringIO(), io.StringIO()
+    assert run_report(options, quiet_out, io.StringIO()) == 0
+    assert run_report(options, shown_out, io.StringIO(), progress=progress_on(io.StringIO(), console=console)) == 0
+    assert shown_out.getvalue() == quiet_out.getvalue()
+    assert "reading flows" in shown.getvalue()
+
+
+def test_report_quiet_is_an_option():
+    from click.testing import CliRunner
+
+    from hushflow.cli import main
+
+    result = CliRunner().invoke(main, ["report", "--help"])
+    assert "--quiet" in result.output

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import orjson
 
+from hushflow.app.progress import NO_PROGRESS, ProgressReporter
 from hushflow.engine.attribution import Attribution, Attributor
 from hushflow.engine.replay import peer_name, workload_name
 from hushflow.flow.connection import Connection
@@ -306,9 +307,10 @@ RENDERERS: dict[str, Callable[[TriageReport, int], str]] = {
 
 
 def make_report(options: ReportOptions, stderr: IO[str], *, suggest: SuggestFn | None = None,
-                stdin: Any = None) -> TriageReport:
+                stdin: Any = None, progress: ProgressReporter = NO_PROGRESS) -> TriageReport:
     """Read and attribute the flows of `options` and group their unexpected drops. Bad lines and
-    flows are skipped and reported on `stderr` (file:line), and counted in `bad_inputs`.
+    flows are skipped and reported on `stderr` (file:line), and counted in `bad_inputs`;
+    `progress` shows the flows read.
     Raises ReportError when the policies are refused or the input cannot be read at all."""
     from pathlib import Path
 
@@ -343,7 +345,7 @@ def make_report(options: ReportOptions, stderr: IO[str], *, suggest: SuggestFn |
     guard = FlowGuard(stats)
     builder = ReportBuilder(attributor)
     try:
-        for _ in guard.each(builder.add, reader):
+        for _ in guard.each(builder.add, progress.iterate(reader, "reading flows")):
             pass
     except FlowReadError as exc:
         raise ReportError(str(exc)) from None
@@ -356,10 +358,10 @@ def make_report(options: ReportOptions, stderr: IO[str], *, suggest: SuggestFn |
 
 
 def run_report(options: ReportOptions, stdout: IO[str], stderr: IO[str], *, suggest: SuggestFn | None = None,
-               stdin: Any = None) -> int:
+               stdin: Any = None, progress: ProgressReporter = NO_PROGRESS) -> int:
     """`hushflow report`: write the report; 0, or 2 when input was skipped or the report cannot be made."""
     try:
-        report = make_report(options, stderr, suggest=suggest, stdin=stdin)
+        report = make_report(options, stderr, suggest=suggest, stdin=stdin, progress=progress)
     except ReportError as exc:
         stderr.write(f"error: {exc}\n")
         return EXIT_BAD_INPUT

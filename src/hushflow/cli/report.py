@@ -23,6 +23,8 @@ from hushflow.cli.options import cilium_version_option, cluster_name_option
 @click.option("--suggest/--no-suggest", "suggestions", default=True, show_default=True,
               help="Add each group's fix from `hushflow suggest` (an allow and a block, each verified by a "
                    "replay of the flows; the diff is `hushflow suggest`'s). Not for flows read from stdin.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar on stderr (there is none when stderr is not a terminal).")
 @cilium_version_option
 @cluster_name_option
 def report(**kwargs: Any) -> None:
@@ -39,6 +41,7 @@ def report(**kwargs: Any) -> None:
       hushflow report --policies policies/ --input-file hubble-export.json
       hushflow report --policies policies/ --input-file flows.jsonl -o markdown --top 5
     """
+    from hushflow.app.progress import progress_on
     from hushflow.app.report import ReportOptions, run_report
 
     options = ReportOptions(
@@ -48,4 +51,5 @@ def report(**kwargs: Any) -> None:
         cluster_name=kwargs["cluster_name"], default_local_cluster=kwargs["policy_default_local_cluster"],
         suggestions=kwargs["suggestions"],
     )
-    sys.exit(run_report(options, sys.stdout, sys.stderr, stdin=sys.stdin.buffer))
+    sys.exit(run_report(options, sys.stdout, sys.stderr, stdin=sys.stdin.buffer,
+                        progress=progress_on(sys.stderr, quiet=kwargs["quiet"])))
