@@ -90,7 +90,7 @@ def blocky_list_lines(source: str) -> list[str]:
 
 def blocky_kind(entry: str) -> str:
     """regex, wildcard or name, in the order Blocky's chained list cache tries them; fails the test
-    on a line Blocky's parser would reject (too many of those and Blocky drops the whole list)."""
+    on a line Blocky's parser would reject (past a few of those Blocky stops reading the list)."""
     assert len(entry.split()) == 1, f"Blocky reads one field per line: {entry!r}"
     if len(entry) >= 2 and entry.startswith("/") and entry.endswith("/"):
         re2.compile(entry[1:-1].strip())
@@ -272,8 +272,8 @@ def test_select_all_is_not_applied(text):
     ],
 )
 def test_names_blocky_would_reject_are_left_out_not_written(text, why):
-    """A line Blocky's parser rejects counts as an error, and a list with too many errors is
-    dropped whole: such names (which no query can carry) are left out and said so."""
+    """A line Blocky's parser rejects counts as an error, and past maxErrorsPerSource errors Blocky
+    stops reading the list: such names (which no query can carry) are left out and said so."""
     entry = name(text)
     result = blocky_config([entry, name("api.evil.example")])
     _blocking, groups = load_like_blocky(result.text)

@@ -469,7 +469,8 @@ def _blocky_why_not(selector: FQDNSelector) -> str | None:
     name = _selector_text(selector)[:-1]
     labels = name.split(".")
     if not name or any(not label for label in labels):
-        # Blocky rejects such a line, and too many rejected lines make it drop the whole list.
+        # Blocky rejects such a line; past maxErrorsPerSource (5) rejected lines it stops reading
+        # the list, and every name after that point is lost.
         return "it is not a name a query can ask for (an empty label)"
     if len(name) > _BLOCKY_MAX_NAME or any(len(label) > _BLOCKY_MAX_LABEL for label in labels):
         return "it is longer than DNS allows"
