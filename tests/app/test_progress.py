@@ -97,3 +97,18 @@ def test_report_quiet_is_an_option():
 
     result = CliRunner().invoke(main, ["report", "--help"])
     assert "--quiet" in result.output
+
+
+def test_replay_shows_the_flows_it_replays_on_a_terminal_and_prints_the_same_result():
+    from hushflow.app.replay import ReplayOptions, run_replay
+
+    policies = str(EXAMPLE / "policies")
+    options = ReplayOptions(current=(policies,), proposed=(policies,), input_files=(str(EXAMPLE / "flows.jsonl"),),
+                            output="json")
+    console, shown = terminal()
+    quiet_out, shown_out = io.StringIO(), io.StringIO()
+    assert run_replay(options, stdout=quiet_out, stderr=io.StringIO()) == 0
+    assert run_replay(options, stdout=shown_out, stderr=io.StringIO(),
+                      progress=progress_on(io.StringIO(), console=console)) == 0
+    assert shown_out.getvalue() == quiet_out.getvalue()
+    assert "replaying flows 25" in shown.getvalue()  # every event of the file, 17 of them verdicts

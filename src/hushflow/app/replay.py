@@ -32,6 +32,7 @@ from typing import IO, Any
 import orjson
 
 from hushflow.app.policies import PolicyError, load_job_policies
+from hushflow.app.progress import NO_PROGRESS, ProgressReporter
 from hushflow.engine.replay import Change, FlowReplay, Replayer, ReplayGroup, ReplaySummary, Verdict
 from hushflow.policy.fqdn import DEFAULT_CILIUM_VERSION
 from hushflow.policy.model import DEFAULT_CLUSTER_NAME, BuildOptions
@@ -173,8 +174,8 @@ def _resolve(values: Sequence[str], role: str, repo: str, stack: ExitStack) -> t
 
 # -- the run -----------------------------------------------------------------------------------
 
-def replay_flows(options: ReplayOptions, stderr: IO[str]) -> ReplayResult:
-    """Load both sets, replay the flows; ReplayError for what stops the run."""
+def replay_flows(options: ReplayOptions, stderr: IO[str], progress: ProgressReporter = NO_PROGRESS) -> ReplayResult:
+    """Load both sets, replay the flows (`progress` shows them); ReplayError for what stops the run."""
     from hushflow.app.observe import FlowGuard
     from hushflow.flow.reader import FlowReader, FlowReadError, ReadStats
 
@@ -229,7 +230,7 @@ def replay_flows(options: ReplayOptions, stderr: IO[str]) -> ReplayResult:
 
     add = result.summary.add
     try:
-        for event, replay in guard.each(stage, reader):
+        for event, replay in guard.each(stage, progress.iterate(reader, "replaying flows")):
             if replay is None:
                 continue
             add(replay)
@@ -242,10 +243,11 @@ def replay_flows(options: ReplayOptions, stderr: IO[str]) -> ReplayResult:
     return result
 
 
-def run_replay(options: ReplayOptions, *, stdout: IO[str], stderr: IO[str]) -> int:
+def run_replay(options: ReplayOptions, *, stdout: IO[str], stderr: IO[str],
+               progress: ProgressReporter = NO_PROGRESS) -> int:
     """`hushflow replay` with parsed options. Returns the exit code; never raises for user errors."""
     try:
-        result = replay_flows(options, stderr)
+        result = replay_flows(options, stderr, progress)
     except ReplayError as err:
         stderr.write(f"hushflow replay: {err}\n")
         return EXIT_BAD_INPUT

@@ -7,6 +7,7 @@ import sys
 import click
 
 from hushflow.app.observe import EXIT_BROKEN_PIPE
+from hushflow.app.progress import progress_on
 from hushflow.app.replay import FAIL_KINDS, OUTPUTS, ReplayOptions, parse_fail_on, run_replay
 from hushflow.cli.options import cilium_version_option, cluster_name_option
 from hushflow.engine.replay import Change
@@ -57,11 +58,13 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
               help="Pod specs (kubectl get pods -A -o yaml or -o json): named ports in the policies resolve from "
                    "them; without, such a rule makes the verdict unknown (repeatable).")
 @click.option("--repo", default=".", show_default=True, metavar="DIR", help="The git repository of git: revisions.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar on stderr (there is none when stderr is not a terminal).")
 @cilium_version_option
 @cluster_name_option
 def replay(current: tuple[str, ...], proposed: tuple[str, ...], input_files: tuple[str, ...], output: str,
            per_flow: bool, fail_on: frozenset[Change], max_groups: int, pods: tuple[str, ...], repo: str,
-           cilium_version: tuple[int, int],
+           quiet: bool, cilium_version: tuple[int, int],
            cluster_name: str, policy_default_local_cluster: bool | None) -> None:
     """What would a policy change do? Decide every recorded flow with the current and the proposed
     policies and report what changes, grouped by workload, peer, port and rule."""
@@ -71,7 +74,7 @@ def replay(current: tuple[str, ...], proposed: tuple[str, ...], input_files: tup
         default_local_cluster=policy_default_local_cluster, max_groups=max_groups, repo=repo, pods=pods,
     )
     try:
-        code = run_replay(options, stdout=sys.stdout, stderr=sys.stderr)
+        code = run_replay(options, stdout=sys.stdout, stderr=sys.stderr, progress=progress_on(sys.stderr, quiet=quiet))
     except BrokenPipeError:
         code = EXIT_BROKEN_PIPE  # as observe: like a process SIGPIPE ended
     sys.exit(code)
