@@ -172,6 +172,14 @@ def test_which_tcp_packets_open_a_connection(flags, opens):
     assert opens_connection({"l4": {"TCP": tcp}}) is opens
 
 
+@pytest.mark.parametrize(("source", "destination", "opens"), [
+    (40000, 53, True), (40000, 443, True), (53, 40000, False), (443, 50000, False), (1024, 40000, True),
+    (53, 8080, True),
+])
+def test_which_udp_packets_open_a_connection(source, destination, opens):
+    assert opens_connection({"l4": {"UDP": {"source_port": source, "destination_port": destination}}}) is opens
+
+
 def _explain(attributor: Attributor, event: dict[str, Any]) -> str:
     from hushflow.engine.explain import explain_flow
 

@@ -19,7 +19,8 @@ A connection is an *unexplained destination* when all of these hold:
 Which flows: the policy outcomes the attribution reads (policy-verdict events, one per new
 connection of an endpoint whose egress is enforced, which an egress deny makes it; and policy
 drop notifications). Packets that cannot open a connection are left out: replies (`is_reply`,
-cilium#41045) and TCP packets other than a SYN without ACK. A connection is counted once per
+cilium#41045), TCP packets other than a SYN without ACK, and UDP from a port below 1024 to an
+ephemeral one (a server's answer). A connection is counted once per
 (endpoint, IP, protocol, port) per `window` seconds of flow time, so a SYN's retransmits, the
 drop notification beside its verdict and a client that reconnects every second count once;
 the number of such keys kept is bounded (`max_tracked`, the oldest forgotten first).
@@ -43,6 +44,8 @@ DEFAULT_MAX_RESOLVED = 100_000
 _SUBJECT_CACHE_LIMIT = 100_000
 _HOST = "reserved:host"
 _UNSEEN = object()
+_WELL_KNOWN_PORTS_BELOW = 1024
+_EPHEMERAL_PORTS_FROM = 32768  # Linux's default ip_local_port_range starts here
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +66,26 @@ class UnexplainedDestination:
 
 
 def opens_connection(flow: Mapping[str, Any]) -> bool:
-    """Whether the flow's packet can open a connection: not a reply, and for TCP a SYN without
-    ACK (a flow without TCP flags, as a policy-verdict event may be, is taken as one)."""
+    """Whether the flow's packet can open a connection: not a reply (`is_reply`, which Hubble
+    leaves out of drops, cilium#41045), for TCP a SYN without ACK (a flow without TCP flags, as a
+    policy-verdict event may be, is taken as one), and no UDP server's answer (from a port below
+    1024 to an ephemeral one: the same rule as sinks.records.looks_like_reply)."""
     if flow.get("is_reply") is True:
         return False
     l4 = flow.get("l4")
-    tcp = l4.get("TCP") if isinstance(l4, dict) else None  # dicts as read (isinstance of Mapping costs 4x)
+    if not isinstance(l4, dict):  # dicts as read (isinstance of Mapping costs 4x)
+        return True
+    tcp = l4.get("TCP")
     if isinstance(tcp, dict):
         flags = tcp.get("flags")
         if isinstance(flags, dict) and flags:
-            return bool(flags.get("SYN")) and not flags.get("ACK")
+            return flags.get("SYN") is True and flags.get("ACK") is not True
+        return True
+    udp = l4.get("UDP")
+    if isinstance(udp, dict):
+        source, destination = udp.get("source_port"), udp.get("destination_port")
+        return not (isinstance(source, int) and isinstance(destination, int)
+                    and 0 < source < _WELL_KNOWN_PORTS_BELOW and destination >= _EPHEMERAL_PORTS_FROM)
     return True
 
 
