@@ -90,15 +90,6 @@ def test_report_shows_the_flows_it_reads_on_a_terminal_and_prints_the_same_repor
     assert "reading flows" in shown.getvalue()
 
 
-def test_report_quiet_is_an_option():
-    from click.testing import CliRunner
-
-    from hushflow.cli import main
-
-    result = CliRunner().invoke(main, ["report", "--help"])
-    assert "--quiet" in result.output
-
-
 def test_replay_shows_the_flows_it_replays_on_a_terminal_and_prints_the_same_result():
     from hushflow.app.replay import ReplayOptions, run_replay
 
@@ -112,3 +103,25 @@ def test_replay_shows_the_flows_it_replays_on_a_terminal_and_prints_the_same_res
                       progress=progress_on(io.StringIO(), console=console)) == 0
     assert shown_out.getvalue() == quiet_out.getvalue()
     assert "replaying flows 25" in shown.getvalue()  # every event of the file, 17 of them verdicts
+
+
+def test_suggest_shows_the_flows_it_reads_on_a_terminal_and_suggests_the_same():
+    from hushflow.app.suggest import SuggestOptions, render_json, run_suggest
+
+    options = SuggestOptions(policies=(str(EXAMPLE / "policies"),), inputs=(str(EXAMPLE / "flows.jsonl"),),
+                             actions=("allow",))
+    console, shown = terminal()
+    quiet, _ = run_suggest(options)
+    with_bar, _ = run_suggest(options, progress=progress_on(io.StringIO(), console=console))
+    assert render_json(with_bar, []) == render_json(quiet, [])
+    assert "reading flows 25" in shown.getvalue()
+
+
+def test_every_long_command_has_quiet():
+    from click.testing import CliRunner
+
+    from hushflow.cli import main
+
+    for command in ("report", "replay", "suggest"):
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert "--quiet" in result.output, command

@@ -43,6 +43,7 @@ import orjson
 
 from hushflow.app.enrich import make_attributor
 from hushflow.app.policies import load_job_policies
+from hushflow.app.progress import NO_PROGRESS, ProgressReporter
 from hushflow.engine.pods import PodIndex
 from hushflow.engine.replay import Change, FlowReplay, Replayer, ReplaySummary, summarize
 from hushflow.flow.connection import Connection, endpoint_labels, is_policy_outcome, workload_of
@@ -142,14 +143,14 @@ def _decided_or_dns(flow: Mapping[str, Any]) -> bool:
         return True  # the attribution reports it, with its file:line
 
 
-def read_recorded_flows(paths: Sequence[str]) -> RecordedFlows:
+def read_recorded_flows(paths: Sequence[str], progress: ProgressReporter = NO_PROGRESS) -> RecordedFlows:
     """Hubble flows (jsonpb lines, exporter files, gzip, `-`): the policy outcomes and DNS records
-    among them, in order (held in memory: each suggestion replays them all)."""
+    among them, in order (held in memory: each suggestion replays them all); `progress` shows them."""
     from hushflow.flow.reader import FlowReadError
 
     recorded = RecordedFlows()
     try:
-        for event in FlowReader(list(paths), stats=recorded.stats):
+        for event in progress.iterate(FlowReader(list(paths), stats=recorded.stats), "reading flows"):
             flow = event.flow
             if flow is None or not _decided_or_dns(flow):
                 continue  # traces and L7 records other than DNS: no decision, nothing to learn
@@ -1035,12 +1036,14 @@ def _block_tag(loaded: LoadedPolicies, edit: Edit, options: SuggestOptions) -> s
     return options.block_tag
 
 
-def suggest(options: SuggestOptions) -> SuggestResult:
-    """Every unexpected drop's suggestions, each verified by a replay. Raises `PolicyError` for
-    policies a job refuses, `SuggestError` for input that cannot be read at all."""
+def suggest(options: SuggestOptions, progress: ProgressReporter = NO_PROGRESS) -> SuggestResult:
+    """Every unexpected drop's suggestions, each verified by a replay (`progress` shows the flows
+    read). Raises `PolicyError` for policies a job refuses, `SuggestError` for input that cannot be
+    read at all."""
     build = _build_options(options)
     loaded = load_job_policies(options.policies, build)
-    recorded = read_drop_events(options.from_events) if options.from_events else read_recorded_flows(options.inputs)
+    recorded = (read_drop_events(options.from_events) if options.from_events
+                else read_recorded_flows(options.inputs, progress))
     scan = find_drop_groups(loaded.policy_set, recorded, expected_logs=options.expected_logs,
                             cilium_version=options.cilium_version, pods=options.pods)
     suggestions: list[Suggestion] = []
@@ -1124,13 +1127,14 @@ def _verified(action: str, group: DropGroup, edit: Edit, loaded: LoadedPolicies,
                       verification.summary, verification.answered)
 
 
-def run_suggest(options: SuggestOptions, *, write: bool = False) -> tuple[SuggestResult, list[str]]:
+def run_suggest(options: SuggestOptions, *, write: bool = False,
+                progress: ProgressReporter = NO_PROGRESS) -> tuple[SuggestResult, list[str]]:
     """`suggest`, and with `write` the verified suggestions applied (`write_suggestions`)."""
     if options.block_tag is not None and not _TAG.fullmatch(options.block_tag):
         raise SuggestError(f"--block-tag {options.block_tag!r}: a log.value is 1 to 32 printable ASCII characters")
     if write and len(options.actions) != 1:
         raise SuggestError("--write applies one fix per drop: choose --action allow or --action block")
-    result = suggest(options)
+    result = suggest(options, progress)
     if not write:
         return result, []
     together = verify_together(result, options)

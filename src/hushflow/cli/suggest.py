@@ -38,11 +38,13 @@ def _say(text: str) -> None:
                    "(default: suggested-block).")
 @click.option("--pods", "pod_files", multiple=True, metavar="FILE",
               help="Pod specs (kubectl get pods -A -o yaml), for named ports in the policies.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar on stderr (there is none when stderr is not a terminal).")
 @cilium_version_option
 @cluster_name_option
 def suggest(policies: tuple[str, ...], input_files: tuple[str, ...], from_events: tuple[str, ...], action: str,
             write: bool, output: str, expected_logs: tuple[str, ...], block_tag: str | None,
-            pod_files: tuple[str, ...], cilium_version: tuple[int, int], cluster_name: str,
+            pod_files: tuple[str, ...], quiet: bool, cilium_version: tuple[int, int], cluster_name: str,
             policy_default_local_cluster: bool | None) -> None:
     """For each group of unexpected drops (DROPPED or AUDIT flows no planned deny explains, by
     workload, direction, peer and port), suggest the fix:
@@ -69,6 +71,7 @@ def suggest(policies: tuple[str, ...], input_files: tuple[str, ...], from_events
       hushflow suggest --policies policies/ --from-events events.jsonl --action allow --write
     """
     from hushflow.app.policies import PolicyError
+    from hushflow.app.progress import progress_on
     from hushflow.app.suggest import ACTIONS, SuggestError, SuggestOptions, render_json, render_text, run_suggest
 
     if bool(input_files) == bool(from_events):
@@ -95,7 +98,7 @@ def suggest(policies: tuple[str, ...], input_files: tuple[str, ...], from_events
         cluster_name=cluster_name, default_local_cluster=policy_default_local_cluster, pods=pods,
     )
     try:
-        result, written = run_suggest(options, write=write)
+        result, written = run_suggest(options, write=write, progress=progress_on(sys.stderr, quiet=quiet))
     except PolicyError as exc:
         _say(f"error: {exc}")
         sys.exit(EXIT_BAD_INPUT)
