@@ -310,6 +310,14 @@ def test_reason_cannot_break_out_of_its_comment(reason):
     assert blocking["clientGroupsBlock"] == {"default": ["hushflow"]}
 
 
+def test_a_huge_reason_cannot_stop_blocky_reading_the_list():
+    """Blocky reads a list with Go's bufio.Scanner: a line over 64 KiB would end the list there."""
+    entries = [BlockedName(FQDNSelector("a.evil.example", None, WHERE), "log: " + "x" * 70_000), name("b.evil.example")]
+    blocking, groups = load_like_blocky(blocky_config(entries).text)
+    assert groups == {"hushflow": ["a.evil.example", "b.evil.example"]}
+    assert max(len(line) for line in blocking["denylists"]["hushflow"][0].splitlines()) <= 1000
+
+
 def test_output_does_not_depend_on_input_order():
     assert blocky_config(SMALL).text == blocky_config(list(reversed(SMALL))).text
 

@@ -418,6 +418,10 @@ _BLOCKY_GROUP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU
 # Blocky's list parser takes a name of labels of 1..63 of these, at most 255 characters.
 _BLOCKY_MAX_NAME = 255
 _BLOCKY_MAX_LABEL = 63
+# Blocky reads lists line by line with Go's bufio.Scanner: a line over 64 KiB stops the reading
+# of the list. Comment lines (a reason is policy text: its file name, its log value) are cut well
+# below that.
+_BLOCKY_MAX_COMMENT = 1000
 # What Blocky has for each answer, and what the config says about it. Blocky's block types are
 # zeroIP, nxDomain and custom IPs (blocking.blockType): it has no NODATA and no REFUSED.
 _BLOCKY_TYPES: dict[BlockAnswer, tuple[str, str]] = {
@@ -550,7 +554,7 @@ def blocky_config(
     lines += ["blocking:", "  denylists:", f"    {group}:", "      - |"]
     for entry_line, group_entries in lines_by_entry.items():
         for entry in group_entries:
-            lines.append(f"        # {_comment_text(f'{entry.reason} - {entry.selector}')}")
+            lines.append(f"        {_blocky_comment(f'{entry.reason} - {entry.selector}')}")
         lines.append(f"        {entry_line}")
     lines += [
         "  clientGroupsBlock:",
@@ -560,6 +564,12 @@ def blocky_config(
         f"  blockTTL: {ttl}s",
     ]
     return BlockyResult("\n".join(lines) + "\n", tuple(not_applied), blocky_answer_note(answer, block_ips))
+
+
+def _blocky_comment(text: str) -> str:
+    """A comment line of the list, at most _BLOCKY_MAX_COMMENT characters."""
+    line = "# " + _comment_text(text)
+    return line if len(line) <= _BLOCKY_MAX_COMMENT else line[: _BLOCKY_MAX_COMMENT - 3] + "..."
 
 
 def blocky_answer_note(answer: BlockAnswer, block_ips: Sequence[str] = ()) -> str | None:
