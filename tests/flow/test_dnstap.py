@@ -167,3 +167,48 @@ def test_the_buffer_never_holds_more_than_a_frame():
     assert len(reader._buffer) == 1003
     assert reader.feed(b"a") == ([b"a" * 1000], b"", False)
     assert len(reader._buffer) == 0
+
+
+# -- the fast reader of DNS responses against dnspython --------------------------------------------------
+
+WIRES = [
+    response("Ingest.Telemetry.Example.com.", "ingest.telemetry.example.com. 60 IN A 198.51.100.77"),
+    response("v6.example.", "v6.example. 30 IN AAAA 2001:DB8:0::1", "v6.example. 30 IN AAAA ::ffff:192.0.2.1"),
+    response("a.example.", "a.example. 300 IN CNAME B.cdn.example.", "b.cdn.example. 20 IN A 192.0.2.5",
+             "b.cdn.example. 20 IN A 192.0.2.6", "other.example. 5 IN A 192.0.2.7"),
+    response("a.example.", "a.example. 60 IN CNAME b.example.", "b.example. 60 IN CNAME a.example."),
+    response("gone.example.", rcode=dns.rcode.NXDOMAIN),
+    response("a.example.", "a.example. 60 IN TXT hello", "a.example. 60 IN A 192.0.2.2"),
+    response("_srv._tcp.a-b.example.", "_srv._tcp.a-b.example. 60 IN A 192.0.2.3"),
+]
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_the_fast_reader_agrees_with_dnspython(wire):
+    fast = dnstap._read_wire(wire)
+    slow = dnstap._read_with_dnspython(wire)
+    assert fast[:2] == slow[:2]
+    assert dnstap._chain(fast[1], fast[2]) == dnstap._chain(slow[1], slow[2])
+
+
+@pytest.mark.parametrize(
+    ("case", "wire", "expected"),
+    [
+        ("a label with a byte no name form has", response("a\\032b.example.", "a\\032b.example. 60 IN A 192.0.2.1"),
+         ("a\\032b.example", ("192.0.2.1",))),
+        ("two questions (of the root)", b"\x00\x01\x81\x80\x00\x02" + b"\x00" * 6 + b"\x00\x00\x01\x00\x01" * 2,
+         ("", ())),
+        ("cut short", WIRES[0][:-2], None),
+        ("a compression loop", b"\x00\x01\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01", None),
+    ],
+)
+def test_what_the_fast_reader_does_not_read_goes_to_dnspython(case, wire, expected):
+    with pytest.raises(dnstap._Unusual):
+        dnstap._read_wire(wire)
+    if expected is None:
+        with pytest.raises(DnstapError) as raised:
+            parse_dnstap(frame(wire))
+        assert raised.value.reason == dnstap.BAD_DNS_MESSAGE, case
+    else:
+        message = parse_dnstap(frame(wire))
+        assert (message.name, message.ips) == expected, case
