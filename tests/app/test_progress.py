@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -122,6 +123,47 @@ def test_every_long_command_has_quiet():
 
     from hushflow.cli import main
 
-    for command in ("report", "replay", "suggest"):
+    for command in ("report", "replay", "suggest", "compile"):
         result = CliRunner().invoke(main, [command, "--help"])
         assert "--quiet" in result.output, command
+
+
+def test_compile_shows_the_names_it_resolves_on_a_terminal_and_writes_the_same(tmp_path):
+    from hushflow.app.compile import CompileJob, run_compile
+
+    asked: list[tuple[str, str]] = []
+
+    def lookup(name: str, rdtype: str) -> tuple[list[str], float]:
+        asked.append((name, rdtype))
+        return (["192.0.2.7"] if rdtype == "A" else []), 300.0
+
+    policies = tmp_path / "policies"
+    shutil.copytree(EXAMPLE / "policies", policies)
+    deny = policies / "app-external-block-policy.yaml"
+    deny.write_text(deny.read_text().replace(
+        '    - matchPattern: "*.telemetry.example.com"\n',
+        '    - matchPattern: "*.telemetry.example.com"\n    - matchName: a.example.net\n    - matchName: b.example.net\n'))
+    console, shown = terminal()
+    outputs = []
+    for out, bars in (("quiet", NO_PROGRESS), ("shown", progress_on(io.StringIO(), console=console))):
+        job = CompileJob([str(policies)], out_dir=str(tmp_path / out))
+        run_compile(job, lookup=lookup, now=lambda: 1000.0, bars=bars)
+        outputs.append({path.relative_to(tmp_path / out): path.read_bytes()
+                        for path in sorted((tmp_path / out).rglob("*")) if path.is_file()})
+    assert outputs[0] == outputs[1] and outputs[0]
+    names = len({name for name, _ in asked})
+    assert names == 2 and asked[: len(asked) // 2] == asked[len(asked) // 2:]  # the same lookups, bar or not
+    assert f"resolving {names} denied name(s)" in shown.getvalue() and f"{names}/{names}" in shown.getvalue()
+
+
+def test_compile_quiet_also_silences_its_step_messages(tmp_path):
+    from click.testing import CliRunner
+
+    from hushflow.cli import main
+
+    args = ["compile", str(EXAMPLE / "policies"), "--no-resolve", "--flows", str(EXAMPLE / "flows.jsonl")]
+    loud = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    quiet = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--quiet"])
+    assert loud.exit_code == quiet.exit_code == 0, (loud.output, quiet.output)
+    assert "--quiet" in CliRunner().invoke(main, ["compile", "--help"]).output
+    assert "flow lines" in loud.output and "flow lines" not in quiet.output

@@ -17,6 +17,7 @@ from typing import Literal
 
 from hushflow.app.cluster import Cluster
 from hushflow.app.policies import PolicyError, diagnostics_listing, load_job_policies
+from hushflow.app.progress import NO_PROGRESS, ProgressReporter
 from hushflow.enforce.compile import CompileOptions, CompileOutput, compile_policies
 from hushflow.enforce.denies import FqdnDeny, fqdn_denies
 from hushflow.enforce.dnsblock import (
@@ -30,7 +31,7 @@ from hushflow.enforce.dnsblock import (
 from hushflow.enforce.kube import ApplyResult
 from hushflow.enforce.learner import DEFAULT_MAX_PER_NAME, DEFAULT_MAX_TOTAL, DenyLearner, SharedIpMode
 from hushflow.enforce.protect import ProtectedAddresses
-from hushflow.enforce.resolver import LookupFn, PreResolver
+from hushflow.enforce.resolver import LookupFn, PreResolver, dnspython_lookup
 from hushflow.enforce.state import DEFAULT_MIN_TTL, DenyState
 from hushflow.enforce.writer import WriteResult, write_directory
 from hushflow.flow.dns import dns_answer_of
@@ -165,6 +166,19 @@ def dns_files(
     return files, [str(b.selector) for b in rpz.unsupported]
 
 
+def _stepping(lookup: LookupFn, step: Callable[[], None]) -> LookupFn:
+    """`lookup`, taking one step of the bar the first time it is asked about a name."""
+    asked: set[str] = set()
+
+    def ask(name: str, rdtype: str) -> tuple[list[str], float]:
+        if name not in asked:
+            asked.add(name)
+            step()
+        return lookup(name, rdtype)
+
+    return ask
+
+
 def run_compile(
     job: CompileJob,
     *,
@@ -173,6 +187,7 @@ def run_compile(
     progress: Callable[[str], None] | None = None,
     cluster: Cluster | None = None,
     dry_run: bool = False,
+    bars: ProgressReporter = NO_PROGRESS,
 ) -> CompileReport:
     """Run the whole compile, and with a `cluster` its apply step: the CiliumCIDRGroups hushflow
     applied earlier give their IPs back to the state (the cluster is state too), and the result is
@@ -232,7 +247,7 @@ def run_compile(
         # An odd flow (a time that is no time, a string for an object) is named and skipped, as
         # observe does: the answers after it are still learned.
         reader = FlowReader(list(job.flows), stats=stats, may_match=lambda raw: b'"dns"' in raw)
-        for at in FlowGuard(stats).each(learn, reader):
+        for at in FlowGuard(stats).each(learn, bars.iterate(reader, "reading flows")):
             latest_flow = max(latest_flow, at)
         say(f"read {stats.lines} flow lines, {learner.stats.answers} DNS answers")
         report.flow_lines_skipped = stats.bad_lines
@@ -243,7 +258,9 @@ def run_compile(
     names = sorted({name for deny in denies for name in deny.match_names})
     if job.resolve and names:
         say(f"resolving {len(names)} denied name(s)")
-        result = PreResolver(lookup).resolve(names, clock)
+        with bars.steps(f"resolving {len(names)} denied name(s)", len(names)) as step:
+            asking = _stepping(lookup or dnspython_lookup(), step) if bars.enabled else lookup
+            result = PreResolver(asking).resolve(names, clock)
         for name, (ips, ttl) in result.answers.items():
             learner.learn_resolved(name, ips, ttl, clock)
             report.resolved[name] = ips

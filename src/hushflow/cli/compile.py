@@ -47,6 +47,8 @@ def _say(text: str) -> None:
 @click.option("--dry-run", is_flag=True, help="With --apply: print the diff, change nothing.")
 @click.option("--kubeconfig", metavar="FILE", help="Kubeconfig for --apply (default: ~/.kube/config or in-cluster).")
 @click.option("--context", "kube_context", metavar="NAME", help="Kubeconfig context for --apply.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress on stderr: no bar (none when stderr is not a terminal), no step messages.")
 @cilium_version_option
 @cluster_name_option
 def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | None, flows: tuple[str, ...],
@@ -54,8 +56,8 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
              max_ips_per_name: int,
              min_ttl: float, grace: float, protect_cidrs: tuple[str, ...] | None, allow_unobserved: bool,
              dns_answer: str, clock: str, apply_: bool,
-             dry_run: bool, kubeconfig: str | None, kube_context: str | None, cilium_version: tuple[int, int],
-             cluster_name: str, policy_default_local_cluster: bool | None) -> None:
+             dry_run: bool, kubeconfig: str | None, kube_context: str | None, quiet: bool,
+             cilium_version: tuple[int, int], cluster_name: str, policy_default_local_cluster: bool | None) -> None:
     """Turn `egressDeny` + `toFQDNs` (which Cilium cannot run) into `toCIDRSet` rules selecting
     CiliumCIDRGroups that hushflow keeps filled with the IPs behind the denied names, plus a
     CoreDNS snippet, an RPZ zone and a Blocky config that block the names at DNS level (the first
@@ -73,6 +75,7 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
     """
     from hushflow.app.cluster import Cluster, ClusterError
     from hushflow.app.compile import CompileError, CompileJob, run_compile
+    from hushflow.app.progress import progress_on
     from hushflow.enforce.state import StateError
 
     if not out_dir and not apply_:
@@ -96,8 +99,8 @@ def compile_(policies: tuple[str, ...], out_dir: str | None, state_path: str | N
         lookup = dnspython_lookup(nameservers)
     try:
         cluster = Cluster.connect(kubeconfig, kube_context) if apply_ else None
-        report = run_compile(job, lookup=lookup, progress=_say, cluster=cluster,
-                             dry_run=dry_run)
+        report = run_compile(job, lookup=lookup, progress=None if quiet else _say, cluster=cluster,
+                             dry_run=dry_run, bars=progress_on(sys.stderr, quiet=quiet))
     except ClusterError as exc:
         _say(f"error: {exc}")
         sys.exit(2)
