@@ -167,3 +167,40 @@ def test_compile_quiet_also_silences_its_step_messages(tmp_path):
     assert loud.exit_code == quiet.exit_code == 0, (loud.output, quiet.output)
     assert "--quiet" in CliRunner().invoke(main, ["compile", "--help"]).output
     assert "flow lines" in loud.output and "flow lines" not in quiet.output
+
+
+class FakeTerminalBytes(io.BytesIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_observe_shows_the_flows_it_reads_and_prints_the_same_flows():
+    from hushflow.cli.observe import run_observe
+
+    argv = ["--input-file", str(EXAMPLE / "flows.jsonl"), "-o", "jsonpb"]
+    quiet_out, shown_out = io.BytesIO(), io.BytesIO()
+    assert run_observe(argv, stdout=quiet_out, stderr=io.StringIO()) == 0
+    from hushflow.app.observe import observe_flows
+    from hushflow.cli.observe_args import parse_observe_args
+
+    console, shown = terminal()
+    options = parse_observe_args(argv)
+    assert observe_flows(options, stdout=shown_out, stderr=io.StringIO(),
+                         progress=progress_on(io.StringIO(), console=console)) == 0
+    assert shown_out.getvalue() == quiet_out.getvalue() and quiet_out.getvalue()
+    assert "reading flows 25" in shown.getvalue()
+
+
+def test_observe_stays_quiet_when_asked_or_when_its_output_is_the_terminal():
+    from hushflow.cli.observe import run_observe
+
+    for argv, stdout in (
+        (["--input-file", str(EXAMPLE / "flows.jsonl"), "--quiet"], io.BytesIO()),
+        (["--input-file", str(EXAMPLE / "flows.jsonl")], FakeTerminalBytes()),
+    ):
+        stderr = FakeTerminal()
+        assert run_observe(argv, stdout=stdout, stderr=stderr) == 0
+        assert stderr.getvalue() == "" and stdout.getvalue()
+    from hushflow.cli.observe_args import observe_help
+
+    assert "--quiet" in observe_help()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
+from hushflow.app.progress import ProgressReporter, progress_on
 from hushflow.filter.pflag import FlagError
 from hushflow.filter.rawfilters import FlowFilters, format_raw_filters
 from hushflow.filter.window import EventWindow, check_file_window, every_event, select_events
@@ -85,6 +86,7 @@ class ObserveOptions:
     default_local_cluster: bool | None = None  # --policy-default-local-cluster=true|false; None: the default
     pods: tuple[str, ...] = ()
     """`--pods FILE`: pod specs (`kubectl get pods -A -o yaml`/`-o json`), so named ports resolve."""
+    quiet: bool = False  # --quiet: no progress count on stderr
 
     @property
     def window(self) -> EventWindow:
@@ -266,13 +268,16 @@ def observe_flows(
     stderr: IO[str],
     stdin: BinaryIO | None = None,
     follow_control: FollowControl | None = None,
+    progress: ProgressReporter | None = None,
 ) -> int:
-    """Run `hushflow observe` with parsed options. Returns the exit code; never raises for user errors."""
+    """Run `hushflow observe` with parsed options. Returns the exit code; never raises for user errors.
+    `progress` (default: a count of the flows read on stderr when it is a terminal, stdout is not
+    one, and neither --follow nor --quiet is given) shows the reading of files."""
     if options.print_raw_filters:
         stdout.write(format_raw_filters(options.filters).encode())
         return EXIT_OK
     try:
-        return _observe(options, stdout, stderr, stdin, follow_control or FollowControl())
+        return _observe(options, stdout, stderr, stdin, follow_control or FollowControl(), progress)
     except ObserveError as err:
         stderr.write(f"{err}\n")
         return EXIT_USAGE
@@ -287,6 +292,7 @@ def _observe(
     stderr: IO[str],
     stdin: BinaryIO | None,
     follow_control: FollowControl,
+    progress: ProgressReporter | None = None,
 ) -> int:
     from hushflow.flow.reader import FlowReader, FlowReadError, ReadStats
 
@@ -322,7 +328,12 @@ def _observe(
     )
     printer = _make_printer(options, stdout, stderr)
     guard = FlowGuard(stats, strict=options.strict)
-    events: Iterator[Any] = iter(reader)
+    if progress is None:
+        # A bar beside flows printed on the same terminal, or under a --follow, would only garble them.
+        isatty = getattr(stdout, "isatty", None)
+        stdout_is_terminal = callable(isatty) and bool(isatty())
+        progress = progress_on(stderr, quiet=options.quiet or options.follow or stdout_is_terminal)
+    events: Iterator[Any] = progress.iterate(reader, "reading flows")
     if enricher is not None:
         events = guard.each(enricher, events)
     if filtered:

@@ -80,6 +80,8 @@ OBSERVE_FLAGS: tuple[FlagSpec, ...] = (
     _flag("print-raw-filters", "Other", "Print the allowlist/denylist FlowFilters as YAML (exactly like "
           "hubble) and exit", boolean=True),
     _flag("silent-errors", "Other", "Do not print warnings about skipped lines", shorthand="s", boolean=True),
+    _flag("quiet", "Other", "No progress count on stderr while reading files (there is none when stderr is "
+          "not a terminal, when stdout is one, or with --follow)", boolean=True),
     _flag("help", "Other", "Show this help", shorthand="h", boolean=True),
 )
 
@@ -194,6 +196,7 @@ def parse_observe_args(argv: Sequence[str], *, now_ns: Callable[[], int] = time.
         cluster_name=str(values.get("cluster-name", "default")),
         default_local_cluster=_optional_bool(values.get("policy-default-local-cluster")),
         pods=tuple(values["pods"]),
+        quiet=bool(values.get("quiet", False)),
     )
 
 
