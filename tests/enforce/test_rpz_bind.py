@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,28 +195,31 @@ def test_allowed_and_unexpressible_names_resolve(blocking):
 
 def test_denied_names_get_the_chosen_answer(blocking):
     answer, server = blocking
-    for name in BLOCKED + BLOCKED_BROADER:
-        if answer == "refused":
-            # RPZ has no REFUSED: the zone uses rpz-drop, so BIND sends no answer at all.
-            with pytest.raises(dns.exception.Timeout):
+    if answer == "refused":
+        # RPZ has no REFUSED: the zone uses rpz-drop, so BIND sends no answer at all (asked all at
+        # once: each waits out its timeout).
+        def unanswered(name: str) -> bool:
+            try:
                 server.query(name, timeout=1.0)
-            continue
-        for rdtype in ("A", "AAAA", "TXT"):
-            reply = server.query(name, rdtype)
-            got = (dns.rcode.to_text(reply.rcode()), addresses(reply))
-            if answer == "nxdomain":
-                assert got == ("NXDOMAIN", []), (name, rdtype)
-            elif answer == "nodata":
-                assert got == ("NOERROR", []), (name, rdtype)
-            else:
-                expected = {"A": ["0.0.0.0"], "AAAA": ["::"], "TXT": []}[rdtype]
-                assert got == ("NOERROR", expected), (name, rdtype)
+            except dns.exception.Timeout:
+                return True
+            return False
+
+        names = BLOCKED + BLOCKED_BROADER
+        with ThreadPoolExecutor(len(names)) as pool:
+            assert dict(zip(names, pool.map(unanswered, names), strict=True)) == dict.fromkeys(names, True)
+    else:
+        for name in BLOCKED + BLOCKED_BROADER:
+            for rdtype in ("A", "AAAA", "TXT"):
+                reply = server.query(name, rdtype)
+                got = (dns.rcode.to_text(reply.rcode()), addresses(reply))
+                if answer == "nxdomain":
+                    assert got == ("NXDOMAIN", []), (name, rdtype)
+                elif answer == "nodata":
+                    assert got == ("NOERROR", []), (name, rdtype)
+                else:
+                    expected = {"A": ["0.0.0.0"], "AAAA": ["::"], "TXT": []}[rdtype]
+                    assert got == ("NOERROR", expected), (name, rdtype)
     # BIND logs each rewrite in its rpz category: "rpz QNAME <action> rewrite <name>/<type>/IN via ...".
     assert "rpz QNAME" in server.log_text()
 
-
-def test_the_zone_passes_named_checkzone_for_every_answer(tmp_path):
-    for answer in ("nxdomain", "nodata", "null-ip", "refused"):
-        path = tmp_path / f"{answer}.rpz"
-        path.write_text(ZONE_HEADER + rpz_zone(ENTRIES, answer=answer, origin=RPZ_ORIGIN, serial=1).text)
-        check([bind_tool("named-checkzone"), RPZ_ORIGIN, str(path)], f"named-checkzone ({answer})")
