@@ -26,7 +26,7 @@ def test_nothing_is_printed_when_stderr_is_not_a_terminal():
     reporter = progress_on(stderr)
     assert reporter is NO_PROGRESS and not reporter.enabled
     items = list(range(3 * BATCH))
-    assert list(reporter.iterate(items, "reading flows")) == items
+    assert reporter.iterate(items, "reading flows") is items  # untouched: no cost per flow
     with reporter.steps("resolving names", 3) as step:
         for _ in range(3):
             step()

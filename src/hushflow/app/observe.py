@@ -333,7 +333,7 @@ def _observe(
         isatty = getattr(stdout, "isatty", None)
         stdout_is_terminal = callable(isatty) and bool(isatty())
         progress = progress_on(stderr, quiet=options.quiet or options.follow or stdout_is_terminal)
-    events: Iterator[Any] = progress.iterate(reader, "reading flows")
+    events: Iterator[Any] = iter(progress.iterate(reader, "reading flows"))
     if enricher is not None:
         events = guard.each(enricher, events)
     if filtered:

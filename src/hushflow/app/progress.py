@@ -42,11 +42,14 @@ class ProgressReporter:
         # transient: the bar goes away when the work is done, leaving only the command's own output.
         return Progress(*columns, console=self._console, transient=True)
 
-    def iterate(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """`items` with a bar (a count when `total` is unknown) advanced as they are taken."""
+    def iterate(self, items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
+        """`items` with a bar (a count when `total` is unknown) advanced as they are taken; `items`
+        itself when off (the per-flow path stays as it was)."""
         if self._console is None:
-            yield from items
-            return
+            return items
+        return self._counted(items, description, total)
+
+    def _counted(self, items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
         with self._progress(total) as progress:
             task = progress.add_task(description, total=total)
             pending = 0
