@@ -178,17 +178,21 @@ def test_a_hostile_sender_is_counted_and_dropped_and_the_others_go_on(server, ca
     assert listener.stats.dropped == 1
 
 
-def test_a_bad_dns_message_in_good_framing_is_skipped_with_the_connection(server):
+def test_a_dnstap_message_with_a_bad_dns_payload_is_skipped_and_the_connection_goes_on(server):
     listener, collected, path = server
     sender = Sender(path)
     sender.handshake()
-    frame = dnstap_pb2.Dnstap(type=dnstap_pb2.Dnstap.MESSAGE)
-    frame.message.type = dnstap_pb2.Message.CLIENT_RESPONSE
-    frame.message.response_message = b"\x00\x01truncated"
-    sender.send(client_response("a.telemetry.example.com.", "198.51.100.1"), frame.SerializeToString())
-    assert sender.closed_by_server()
-    assert [m.name for m in collected.messages] == ["a.telemetry.example.com"]  # what came before is kept
-    assert listener.stats.malformed[dnstap.BAD_DNS_MESSAGE] == 1 and listener.stats.messages["malformed"] == 1
+    cut = dnstap_pb2.Dnstap(type=dnstap_pb2.Dnstap.MESSAGE)
+    cut.message.type = dnstap_pb2.Message.CLIENT_RESPONSE
+    cut.message.response_message = b"\x00\x01truncated"
+    without = dnstap_pb2.Dnstap(type=dnstap_pb2.Dnstap.MESSAGE)  # CoreDNS's dnstap without `full`
+    without.message.type = dnstap_pb2.Message.CLIENT_RESPONSE
+    sender.send(client_response("a.telemetry.example.com.", "198.51.100.1"), cut.SerializeToString(),
+                without.SerializeToString(), client_response("b.telemetry.example.com.", "198.51.100.2"))
+    wait_for(lambda: len(collected.messages) == 2, "the good answers around them delivered")
+    assert [m.name for m in collected.messages] == ["a.telemetry.example.com", "b.telemetry.example.com"]
+    assert listener.stats.malformed[dnstap.BAD_DNS_MESSAGE] == 2 and listener.stats.messages["malformed"] == 2
+    assert listener.stats.connections == 1 and listener.stats.dropped == 0
 
 
 def test_too_many_senders_are_refused_at_accept(sock_dir):
@@ -402,3 +406,39 @@ def test_a_real_unbound_sends_its_answers_and_the_deny_learns_them(tmp_path, soc
         daemon.stop()
         worker.join(20)
     assert not worker.is_alive()
+
+
+# -- deploy/ ------------------------------------------------------------------------------------------
+
+
+def test_the_deploy_snippets_agree_with_each_other_with_the_daemonset_and_with_run():
+    import re
+
+    import yaml
+
+    from hushflow.cli.run import run
+
+    per_node = ROOT / "deploy" / "kubernetes" / "per-node"
+    text = (per_node / "coredns-dnstap.md").read_text()
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", text, re.S | re.M)
+    hushflow_patch, dns_patch = (yaml.safe_load(body) for language, body in blocks if language == "yaml")
+    (corefile,) = [body for language, body in blocks if not language]
+    base = yaml.safe_load((per_node / "daemonset.yaml").read_text())
+    assert hushflow_patch["kind"] == base["kind"]
+    assert hushflow_patch["metadata"] == {key: base["metadata"][key] for key in ("name", "namespace")}
+    pod = hushflow_patch["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (base_container,) = base["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == base_container["name"]
+    # The patch replaces args whole: the base's, and --dnstap.
+    assert container["args"][:-2] == base_container["args"] and container["args"][-2] == "--dnstap"
+    address = container["args"][-1]
+    assert run.make_context("hushflow run", list(container["args"][1:])).params["dnstap"] == (address,)
+    socket_dir = str(Path(parse_dnstap_address(address).path).parent)
+    for patch in (hushflow_patch, dns_patch):
+        spec = patch["spec"]["template"]["spec"]
+        (volume,) = spec["volumes"]
+        assert volume["hostPath"] == {"path": socket_dir, "type": "DirectoryOrCreate"}
+        for item in spec["containers"] + spec.get("initContainers", []):
+            assert {"name": volume["name"], "mountPath": socket_dir} in item["volumeMounts"]
+    assert f"dnstap {address} full" in corefile

@@ -9,7 +9,9 @@ once per batch: the learner is not thread-safe).
 
 Hostile senders: a connection that breaks Frame Streams (an oversized frame, a bad control
 frame, a frame out of order) or sends data that is no dnstap message is counted and
-dropped; the other connections and the listener go on. A connection that has not started
+dropped; the other connections and the listener go on. A dnstap message whose DNS payload is
+unusable (cut short; absent, as from a CoreDNS without `full`) is counted and skipped, and the
+connection goes on. A connection that has not started
 (READY/START) within `handshake_timeout` seconds is dropped, and at most `max_connections`
 are served at once (the next ones are closed at accept), so idle connections cannot take every
 slot for ever.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from hushflow.flow.dnstap import (
+    BAD_PROTOBUF,
     DEFAULT_MAX_FRAME,
     DnstapError,
     DnstapMessage,
@@ -248,11 +251,17 @@ class DnstapServer:
         learnable: list[DnstapMessage] = []
         ignored = 0
         bad: DnstapError | None = None
+        skipped: list[DnstapError] = []
         for payload in payloads:
             try:
                 message = parse_dnstap(payload)
             except DnstapError as exc:
-                bad = exc
+                if exc.reason != BAD_PROTOBUF:
+                    # A dnstap message whose DNS payload is unusable (cut short, or left out by
+                    # a CoreDNS without `full`): the sender speaks dnstap, only this one is skipped.
+                    skipped.append(exc)
+                    continue
+                bad = exc  # not dnstap at all: garbage, whoever sends it is dropped
                 break
             if message.learnable:
                 learnable.append(message)
@@ -264,6 +273,12 @@ class DnstapServer:
             messages[LEARNED] += attributed
             messages[UNATTRIBUTED] += len(learnable) - attributed
             messages[IGNORED] += ignored
+        if skipped:
+            with self._stats_lock:
+                self.stats.messages[MALFORMED] += len(skipped)
+                for exc in skipped:
+                    self.stats.malformed[exc.reason] += 1
+            self._problem(address, f"{skipped[-1]}: the message was skipped ({skipped[-1].reason})")
         if bad is not None:
             with self._stats_lock:
                 self.stats.messages[MALFORMED] += 1

@@ -126,8 +126,8 @@ DNSTAP_MESSAGES_TOTAL = MetricSpec(
     "counter",
     "dnstap messages from DNS servers (run --dnstap), by kind: learned (an answer for a pod known by its "
     "address), unattributed (learned for every deny selecting the name: no flow or pod names the address "
-    "that asked), ignored (a query, a failure, no address), malformed (no dnstap message; the sender is "
-    "disconnected).",
+    "that asked), ignored (a query, a failure, no address), malformed (no dnstap message: the sender is "
+    "disconnected; or an unusable DNS payload: skipped).",
     ("kind",),
 )
 DNSTAP_CONNECTIONS = MetricSpec(
