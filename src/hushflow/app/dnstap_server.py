@@ -276,8 +276,8 @@ class DnstapServer:
         if skipped:
             with self._stats_lock:
                 self.stats.messages[MALFORMED] += len(skipped)
-                for exc in skipped:
-                    self.stats.malformed[exc.reason] += 1
+                for error in skipped:
+                    self.stats.malformed[error.reason] += 1
             self._problem(address, f"{skipped[-1]}: the message was skipped ({skipped[-1].reason})")
         if bad is not None:
             with self._stats_lock:
