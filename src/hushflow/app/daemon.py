@@ -733,7 +733,7 @@ class Daemon:
         if self.exporter is not None:
             self._export_metrics(self.exporter)
         if self.dnstap is not None:
-            dnstap = self.dnstap.stats
+            dnstap = self.dnstap.snapshot()
             metrics.child(metric_names.DNSTAP_CONNECTIONS).set(dnstap.connections)
             for kind, count in list(dnstap.messages.items()):
                 metrics.follow_total(metric_names.DNSTAP_MESSAGES_TOTAL, count, kind)

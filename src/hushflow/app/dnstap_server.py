@@ -159,6 +159,13 @@ class DnstapServer:
         sock.settimeout(0.5)
         return sock
 
+    def snapshot(self) -> DnstapStats:
+        """A copy of the counts, taken under their lock (the connection threads write them)."""
+        with self._stats_lock:
+            stats = self.stats
+            return DnstapStats(Counter(stats.messages), Counter(stats.malformed), stats.connections, stats.accepted,
+                               stats.dropped, stats.last_problem)
+
     def bound_port(self, index: int = 0) -> int:
         """The TCP port listened on (an address of port 0 gets a free one)."""
         return int(self._listeners[index][1].getsockname()[1])

@@ -339,6 +339,7 @@ def _read_wire(wire: bytes) -> tuple[int, str, list[_Record]]:
     records: list[_Record] = []
     if rcode:
         return rcode, name, records
+    aliased: set[str] = set()
     for _ in range(answers):
         owner, at = _wire_name(wire, at)
         if at + 10 > len(wire):
@@ -347,6 +348,8 @@ def _read_wire(wire: bytes) -> tuple[int, str, list[_Record]]:
         at += 10
         if at + length > len(wire):
             raise _Unusual
+        if ttl > 0x7FFFFFFF:  # RFC 2181 section 8: a TTL with its top bit set is zero (as dnspython reads it)
+            ttl = 0
         if rdclass == _IN:
             if rdtype == _A and length == 4:
                 records.append((owner, rdtype, ttl, socket.inet_ntop(socket.AF_INET, wire[at:at + 4])))
@@ -354,8 +357,9 @@ def _read_wire(wire: bytes) -> tuple[int, str, list[_Record]]:
                 records.append((owner, rdtype, ttl, socket.inet_ntop(socket.AF_INET6, wire[at:at + 16])))
             elif rdtype == _CNAME:
                 target, after = _wire_name(wire, at)
-                if after != at + length:
-                    raise _Unusual
+                if after != at + length or owner in aliased:
+                    raise _Unusual  # two CNAMEs for one name: dnspython keeps the last, and decides
+                aliased.add(owner)
                 records.append((owner, rdtype, ttl, target))
             elif rdtype in (_A, _AAAA):
                 raise _Unusual  # an address of the wrong size: dnspython refuses the message
