@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import dns.exception
@@ -362,10 +363,38 @@ dnstap:
 """
 
 
-def test_a_real_unbound_sends_its_answers_and_the_deny_learns_them(tmp_path, sock_dir):
+@contextmanager
+def unbound(directory: Path, socket_path: Path, connected=lambda: True) -> Iterator[int]:
+    """Unbound on a free loopback port, sending dnstap to `socket_path`; yields the port once it
+    answers and `connected()` holds."""
     binary = shutil.which("unbound") or "/usr/sbin/unbound"
     if not Path(binary).is_file():
         pytest.fail("unbound is not installed: run `make test`, which installs Debian's unbound package")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    conf = directory / "unbound.conf"
+    conf.write_text(unbound_config(directory, port, socket_path))
+    log = directory / "unbound.log"
+
+    def ready() -> bool:
+        try:
+            reply = query("ready.example.com.", port, timeout=0.3)
+        except dns.exception.Timeout:
+            return False
+        return reply.rcode() == dns.rcode.NOERROR and connected()
+
+    with running([binary, "-d", "-c", str(conf)], ready=ready, what=f"unbound on 127.0.0.1@{port}", timeout=20,
+                 details=lambda: log.read_text(errors="replace") if log.exists() else "",
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        yield port
+
+
+def query(name: str, port: int, timeout: float = 2.0) -> dns.message.Message:
+    return dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=timeout)
+
+
+def test_a_real_unbound_sends_its_answers_and_the_deny_learns_them(tmp_path, sock_dir):
     socket_path = sock_dir / "dnstap.sock"
     # Unbound asks from 127.0.0.1: a flow makes it my-app's address, so the answer is attributed.
     flow = json.loads((EXAMPLE / "flows.jsonl").read_text().splitlines()[0])
@@ -377,26 +406,8 @@ def test_a_real_unbound_sends_its_answers_and_the_deny_learns_them(tmp_path, soc
     worker.start()  # hushflow listens first; Unbound connects to it
     try:
         wait_for(lambda: daemon.summary.flows == 1, "the flow is read")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        conf = tmp_path / "unbound.conf"
-        conf.write_text(unbound_config(tmp_path, port, socket_path))
-        log = tmp_path / "unbound.log"
-
-        def ready() -> bool:
-            try:
-                reply = dns.query.udp(dns.message.make_query("ready.example.com.", "A"), "127.0.0.1", port=port,
-                                      timeout=0.3)
-            except dns.exception.Timeout:
-                return False
-            return reply.rcode() == dns.rcode.NOERROR and daemon.dnstap.stats.connections >= 1
-
-        with running([binary, "-d", "-c", str(conf)], ready=ready, what=f"unbound on 127.0.0.1@{port}", timeout=20,
-                     details=lambda: log.read_text(errors="replace") if log.exists() else "",
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-            reply = dns.query.udp(dns.message.make_query("ingest.telemetry.example.com.", "A"), "127.0.0.1",
-                                  port=port, timeout=2)
+        with unbound(tmp_path, socket_path, connected=lambda: daemon.dnstap.stats.connections >= 1) as port:
+            reply = query("ingest.telemetry.example.com.", port)
             assert [str(rr) for rrset in reply.answer for rr in rrset] == ["198.51.100.77"]
             wait_for(lambda: "198.51.100.77" in held(daemon), "Unbound's answer reaches the deny")
         stats = daemon.dnstap.stats
@@ -409,6 +420,24 @@ def test_a_real_unbound_sends_its_answers_and_the_deny_learns_them(tmp_path, soc
         daemon.stop()
         worker.join(20)
     assert not worker.is_alive()
+
+
+def test_unbound_connects_when_hushflow_starts_after_it_and_again_after_a_restart(tmp_path, sock_dir):
+    socket_path = sock_dir / "dnstap.sock"
+    with unbound(tmp_path, socket_path) as port:  # no socket yet: Unbound retries
+        for start in ("first", "restart"):
+            collected = Collected()
+            listener = DnstapServer([f"unix://{socket_path}"], collected)
+            listener.bind()
+            listener.start()
+            try:
+                wait_for(lambda listener=listener: listener.stats.connections == 1, f"Unbound connects ({start})",
+                         timeout=30)
+                query("ingest.telemetry.example.com.", port)
+                wait_for(lambda collected=collected: any(m.name == "ingest.telemetry.example.com"
+                                                         for m in collected.messages), f"its answer arrives ({start})")
+            finally:
+                listener.close()
 
 
 # -- deploy/ ------------------------------------------------------------------------------------------
