@@ -296,6 +296,30 @@ def test_the_daemon_learns_dnstap_answers_by_the_pod_that_asked(running_daemon, 
     assert sample("hushflow_dnstap_connections", {}) == 1
 
 
+def test_the_run_summary_counts_the_dnstap_messages(tmp_path, sock_dir):
+    import io
+
+    from rich.console import Console
+
+    from hushflow.cli.run import print_summary
+
+    path = sock_dir / "dnstap.sock"
+    daemon = Daemon(daemon_options(tmp_path, path))
+    worker = threading.Thread(target=daemon.run)
+    worker.start()
+    try:
+        sender = Sender(path)
+        sender.handshake()
+        sender.send(client_response("a.telemetry.example.com.", "198.51.100.1"), client_query())
+        wait_for(lambda: sum(daemon.dnstap.stats.messages.values()) == 2, "the messages are read")
+    finally:
+        daemon.stop()
+        worker.join(20)
+    out = io.StringIO()
+    print_summary(daemon.summary, Console(file=out, width=200))
+    assert "dnstap messages: 1 learned, 0 unattributed, 1 ignored, 0 malformed" in out.getvalue()
+
+
 def test_the_daemon_counts_malformed_dnstap_as_input_left_out(running_daemon):
     daemon, path = running_daemon
     sender = Sender(path)

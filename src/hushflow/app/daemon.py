@@ -151,6 +151,7 @@ class RunSummary:
     leak_p50: float | None = None
     leak_p99: float | None = None
     staged: Counter[str] = field(default_factory=Counter)  # --staged: verdicts by change (engine.replay.Change)
+    dnstap: Counter[str] = field(default_factory=Counter)  # --dnstap: messages by kind (app.dnstap_server)
     unexplained: Counter[str] = field(default_factory=Counter)  # unexplained destinations by ns/workload
 
 
@@ -877,6 +878,8 @@ class Daemon:
         self.summary.groups_written = self.publisher.stats.writes
         self.summary.events_sent = self.events.sent
         self.summary.ips_refused = sum(self.learner.stats.refused.values())
+        if self.dnstap is not None:
+            self.summary.dnstap = self.dnstap.snapshot().messages
         stats = getattr(self.source, "read_stats", None)
         if stats is not None:
             self.summary.bad_lines = stats.bad_lines

@@ -381,6 +381,10 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         more = f" and {len(shown) - 10} more workloads" if len(shown) > 10 else ""
         console.print(f"[yellow]unexplained destinations[/] (connections an FQDN deny cannot know the name of: "
                       f"NodeLocal DNS, DoH or hard-coded IPs?): {escape(workloads)}{more}", soft_wrap=True)
+    if summary.dnstap:
+        from hushflow.app.dnstap_server import MESSAGE_KINDS
+
+        console.print("dnstap messages: " + ", ".join(f"{summary.dnstap[kind]} {kind}" for kind in MESSAGE_KINDS))
     if summary.leak_p50 is not None and summary.leak_p99 is not None:
         console.print(f"leak window: p50 {summary.leak_p50 * 1000:.1f} ms, p99 {summary.leak_p99 * 1000:.1f} ms")
     if summary.bad_lines or summary.flows_skipped or summary.lost_events or summary.dns_values_rejected:
