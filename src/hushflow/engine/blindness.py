@@ -34,7 +34,7 @@ from typing import Any
 
 from hushflow.engine.dns_knowledge import DnsKnowledge
 from hushflow.engine.peers import CompiledPeer, compile_peer, is_world_peer
-from hushflow.flow.connection import Connection, endpoint_labels
+from hushflow.flow.connection import Connection, endpoint_labels, is_udp_server_answer
 from hushflow.policy.labels import endpoint_label_map
 from hushflow.policy.model import PolicySet, Rule
 
@@ -44,8 +44,6 @@ DEFAULT_MAX_RESOLVED = 100_000
 _SUBJECT_CACHE_LIMIT = 100_000
 _HOST = "reserved:host"
 _UNSEEN = object()
-_WELL_KNOWN_PORTS_BELOW = 1024
-_EPHEMERAL_PORTS_FROM = 32768  # Linux's default ip_local_port_range starts here
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +67,7 @@ def opens_connection(flow: Mapping[str, Any]) -> bool:
     """Whether the flow's packet can open a connection: not a reply (`is_reply`, which Hubble
     leaves out of drops, cilium#41045), for TCP a SYN without ACK (a flow without TCP flags, as a
     policy-verdict event may be, is taken as one), and no UDP server's answer (from a port below
-    1024 to an ephemeral one: the same rule as sinks.records.looks_like_reply)."""
+    1024 to an ephemeral one: flow.connection.is_udp_server_answer, which looks_like_reply uses)."""
     if flow.get("is_reply") is True:
         return False
     l4 = flow.get("l4")
@@ -82,11 +80,7 @@ def opens_connection(flow: Mapping[str, Any]) -> bool:
             return flags.get("SYN") is True and flags.get("ACK") is not True
         return True
     udp = l4.get("UDP")
-    if isinstance(udp, dict):
-        source, destination = udp.get("source_port"), udp.get("destination_port")
-        return not (isinstance(source, int) and isinstance(destination, int)
-                    and 0 < source < _WELL_KNOWN_PORTS_BELOW and destination >= _EPHEMERAL_PORTS_FROM)
-    return True
+    return not (isinstance(udp, dict) and is_udp_server_answer(udp))
 
 
 class UnexplainedDestinations:

@@ -157,3 +157,36 @@ def destination_of(flow: Mapping[str, Any], direction: str) -> str:
         return f"{peer['namespace']}/{workload_of(peer)}"
     return WORLD
 
+
+
+# -- what a packet says about its connection ---------------------------------------------------
+# Linux's default ip_local_port_range starts here; clients' source ports are above it.
+EPHEMERAL_PORTS_FROM = 32768
+WELL_KNOWN_PORTS_BELOW = 1024
+
+
+def is_udp_server_answer(udp: Mapping[str, Any]) -> bool:
+    """UDP from a port below 1024 to an ephemeral one: a server answering a client."""
+    source, destination = udp.get("source_port"), udp.get("destination_port")
+    return (isinstance(source, int) and isinstance(destination, int)
+            and 0 < source < WELL_KNOWN_PORTS_BELOW and destination >= EPHEMERAL_PORTS_FROM)
+
+
+def looks_like_reply(flow: Mapping[str, Any]) -> bool:
+    """Whether the packet continues a connection instead of opening one: `is_reply` (which
+    Hubble leaves out of drops, cilium#41045), a TCP segment with ACK, RST or FIN (a connection
+    opens with a lone SYN), or a UDP server's answer. Anything hushflow cannot tell (no flags,
+    ICMP) is no reply."""
+    if flow.get("is_reply") is True:
+        return True
+    l4 = flow.get("l4")
+    if not isinstance(l4, Mapping):
+        return False
+    tcp = l4.get("TCP")
+    if isinstance(tcp, Mapping):
+        flags = tcp.get("flags")
+        if not isinstance(flags, Mapping):
+            return False
+        return any(flags.get(name) is True for name in ("ACK", "RST", "FIN"))
+    udp = l4.get("UDP")
+    return isinstance(udp, Mapping) and is_udp_server_answer(udp)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hushflow.flow.connection import Connection, destination_of, workload_of
+from hushflow.flow.connection import Connection, destination_of, looks_like_reply, workload_of
 
 
 @dataclass(slots=True)
@@ -67,29 +67,3 @@ class VerdictRecord:
         RST or FIN (a connection opens with a lone SYN), or UDP from a port below 1024 to an
         ephemeral one (a server's answer)."""
         return looks_like_reply(self.flow)
-
-
-# Linux's default ip_local_port_range starts here; clients' source ports are above it.
-_EPHEMERAL_PORTS_FROM = 32768
-_WELL_KNOWN_PORTS_BELOW = 1024
-
-
-def looks_like_reply(flow: Mapping[str, Any]) -> bool:
-    """See VerdictRecord.reply. Anything hushflow cannot tell (no flags, ICMP) is no reply."""
-    if flow.get("is_reply") is True:
-        return True
-    l4 = flow.get("l4")
-    if not isinstance(l4, Mapping):
-        return False
-    tcp = l4.get("TCP")
-    if isinstance(tcp, Mapping):
-        flags = tcp.get("flags")
-        if not isinstance(flags, Mapping):
-            return False
-        return any(flags.get(name) is True for name in ("ACK", "RST", "FIN"))
-    udp = l4.get("UDP")
-    if isinstance(udp, Mapping):
-        source, destination = udp.get("source_port"), udp.get("destination_port")
-        return (isinstance(source, int) and isinstance(destination, int)
-                and 0 < source < _WELL_KNOWN_PORTS_BELOW and destination >= _EPHEMERAL_PORTS_FROM)
-    return False
