@@ -498,3 +498,26 @@ def test_the_deploy_snippets_agree_with_each_other_with_the_daemonset_and_with_r
         for item in spec["containers"] + spec.get("initContainers", []):
             assert {"name": volume["name"], "mountPath": socket_dir} in item["volumeMounts"]
     assert f"dnstap {address} full" in corefile
+
+
+def test_one_read_of_answers_is_published_once(running_daemon, monkeypatch):
+    """A dnstap read's answers change the deny's group together: it is rendered and written once
+    for the read, not once per answer (bench_dnstap: 13.3k → 24.7k messages/s when every denied
+    answer is a new IP of a 2,000-IP deny)."""
+    from hushflow.flow.dnstap import DnstapMessage
+
+    daemon, _path = running_daemon
+    publishes: list[int] = []
+    publish = daemon.publisher.publish_changes
+    monkeypatch.setattr(daemon.publisher, "publish_changes",
+                        lambda changes, read_at=None: publishes.append(len(changes)) or publish(changes, read_at))
+    answers = [DnstapMessage("client-response", "192.0.2.99", "10.96.0.10", name="ingest.telemetry.example.com",
+                             ips=(f"198.51.100.{20 + i}",), ttl=300) for i in range(3)]
+    daemon._dnstap_answers(answers, time.monotonic())
+    assert publishes == [3]
+
+    def written() -> bool:  # the group writes land from their own thread
+        groups = " ".join(p.read_text() for p in Path(str(daemon.options.out_dir)).rglob("*.yaml"))
+        return all(f"198.51.100.{20 + i}/32" in groups for i in range(3))
+
+    wait_for(written, "the three addresses in the deny's group file")

@@ -637,15 +637,17 @@ class Daemon:
         attributed = 0
         with self._lock:
             now = self._last_flow_time if self.options.clock == "flows" and self._last_flow_time else self.clock()
+            learned: list[Change] = []
             for message in messages:
                 # Only a client response's query_address is the pod; a resolver's is the server itself.
                 client = self._dnstap_client(message.client_ip) if message.kind == "client-response" else None
                 answer = message.dns_answer(client or {}, endpoint_key(client, message.client_ip, ""))
-                changes = self.learner.learn_answer(answer, now, any_client=client is None)
-                if changes:
-                    self._published(changes, read_at)
+                learned.extend(self.learner.learn_answer(answer, now, any_client=client is None))
                 self.attributor.learn_answer(answer, now)
                 attributed += client is not None
+            # One publish for the whole read: a group is rendered (and written) once however many
+            # of the read's answers changed it, not once per answer.
+            self._published(learned, read_at)
         return attributed
 
     def _published(self, changes: Sequence[Change], read_at: float) -> None:
