@@ -164,3 +164,24 @@ def test_cli_staged_counts_and_bad_file_exits_2(tmp_path: Path) -> None:
 def test_the_metric_contract_names_every_change_kind_in_order() -> None:
     # sinks may not import the engine: the contract keeps its own copy of the values
     assert tuple(change.value for change in Change) == STAGED_CHANGES
+
+
+@pytest.mark.parametrize("deny_text", [ALLOW_INSTEAD, UNTAGGED, None], ids=["deny-as-allow", "untagged", "removed"])
+def test_the_attributions_decision_gives_the_same_change_as_deciding_again(tmp_path: Path, deny_text) -> None:
+    """run --staged reuses the decision the attribution made with the enforced set (one decision
+    less per verdict): for every verdict it is the change a full replay of the connection gives."""
+    options = RunOptions(policies=(str(POLICIES),), staged=(str(staged_dir(tmp_path, deny_text)),),
+                         input_files=(str(FLOWS),), out_dir=str(tmp_path / "groups"), resolve=False, clock="flows")
+    daemon = Daemon(options)
+    count, compared = daemon._count, []
+
+    def count_and_compare(flow, attribution) -> None:  # type: ignore[no-untyped-def]
+        count(flow, attribution)
+        if attribution.connection is not None and daemon.staged is not None:
+            compared.append((daemon.staged.change_given(attribution.connection, attribution.decision),
+                             daemon.staged.replay_connection(attribution.connection).change))
+
+    daemon._count = count_and_compare  # type: ignore[method-assign]
+    assert daemon.run() == 0
+    assert len(compared) == 17 and all(given == replayed for given, replayed in compared)
+    assert any(given != Change.UNCHANGED for given, _ in compared)

@@ -673,7 +673,7 @@ class Daemon:
             self.metrics.unexplained_destination(record.namespace, record.workload)
             self.summary.unexplained[f"{record.namespace}/{record.workload}"] += 1
         if self.staged is not None:  # decided with the staged set too; the flow is left as it is
-            change = self.staged.replay_connection(conn).change.value
+            change = self.staged.change_given(conn, attribution.decision).value
             self.metrics.staged_verdict(change, record.namespace, record.workload)
             self.summary.staged[change] += 1
         if record.expected is None:

@@ -258,6 +258,19 @@ class Replayer:
             conn.time,
         )
 
+    def change_given(self, conn: Connection, current: Decision) -> Change:
+        """The change of a connection whose current decision the caller already has (the
+        daemon's attribution decided it with the same set): only the proposed set decides, and
+        nothing is named (`run --staged` counts changes only)."""
+        proposed = self._verdict(self.proposed.decide(conn, endpoint_labels(conn.local)))
+        pair = (self._verdict(current), proposed)
+        change = self._changes.get(pair)
+        if change is None:
+            if len(self._changes) > _MEMO_LIMIT:
+                self._changes.clear()
+            change = self._changes[pair] = change_of(*pair)
+        return change
+
     def peer_of(self, conn: Connection) -> str:
         return peer_name(conn, self.dns)
 
