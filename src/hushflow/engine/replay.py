@@ -243,12 +243,7 @@ class Replayer:
         labels = endpoint_labels(conn.local)
         current = self._verdict(self.current.decide(conn, labels))
         proposed = self._verdict(self.proposed.decide(conn, labels))
-        pair = (current, proposed)
-        change = self._changes.get(pair)
-        if change is None:
-            if len(self._changes) > _MEMO_LIMIT:
-                self._changes.clear()
-            change = self._changes[pair] = change_of(current, proposed)
+        change = self._change(current, proposed)
         return FlowReplay(
             change, current, proposed,
             workload_name(conn.local, conn.local_ip),
@@ -263,12 +258,16 @@ class Replayer:
         daemon's attribution decided it with the same set): only the proposed set decides, and
         nothing is named (`run --staged` counts changes only)."""
         proposed = self._verdict(self.proposed.decide(conn, endpoint_labels(conn.local)))
-        pair = (self._verdict(current), proposed)
+        return self._change(self._verdict(current), proposed)
+
+    def _change(self, current: Verdict, proposed: Verdict) -> Change:
+        """change_of, memoized on the pair (verdicts repeat: the memo is bounded)."""
+        pair = (current, proposed)
         change = self._changes.get(pair)
         if change is None:
             if len(self._changes) > _MEMO_LIMIT:
                 self._changes.clear()
-            change = self._changes[pair] = change_of(*pair)
+            change = self._changes[pair] = change_of(current, proposed)
         return change
 
     def peer_of(self, conn: Connection) -> str:
